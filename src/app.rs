@@ -1,0 +1,175 @@
+//! `Application`: builds the services from `Settings`, binds, serves, and shuts down gracefully.
+//! Production and tests use the same `build` (tests bind port 0 and read `port()`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::discovery::Exclusions;
+use crate::export::{ExportService, Source};
+use crate::model::RunDate;
+use crate::notify::{LogNotifier, Notifier, WebhookNotifier};
+use crate::queue::{LocalQueue, TaskQueue};
+use crate::schedule::ScheduleSummary;
+use crate::settings::{Settings, SettingsError};
+use crate::store::{BackupStore, StoreError};
+
+/// Why the application could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Invalid settings.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The services behind every command: the export service, the queue, and the schedule inputs.
+#[derive(Clone)]
+pub struct AppState {
+    /// Exports.
+    pub service: Arc<ExportService>,
+    /// The queue tasks are enqueued on.
+    pub queue: Arc<dyn TaskQueue>,
+    /// The embedded queue, to drain at shutdown.
+    pub local_queue: Arc<LocalQueue>,
+    /// Exclusion patterns.
+    pub exclusions: Exclusions,
+    /// Bearer token callers must present, if configured.
+    pub bearer_token: Option<Arc<SecretString>>,
+    /// Grace period for running exports at shutdown.
+    pub grace: Duration,
+}
+
+impl AppState {
+    /// Builds every service from the settings (opens the store, starts the queue's workers).
+    pub async fn build(settings: &Settings) -> Result<Self, BuildError> {
+        let store = BackupStore::open(settings).await?;
+        let mut notifiers: Vec<Arc<dyn Notifier>> = vec![Arc::new(LogNotifier)];
+        if let Some(url) = &settings.notify.webhook_url {
+            notifiers.push(Arc::new(WebhookNotifier::new(url.clone(), settings.notify.webhook_attempts)));
+        }
+        let service = Arc::new(ExportService {
+            store,
+            sources: Source::from_settings(settings),
+            lease_ttl: Duration::from_secs(settings.export.lease_ttl_secs),
+            notifiers,
+        });
+        let local_queue = Arc::new(LocalQueue::start(service.clone(), settings.queue.clone()));
+        let exclusions = Exclusions::new(&settings.exclude.patterns)
+            .map_err(|e| SettingsError { key: "exclude.patterns".into(), reason: e.to_string() })?;
+        Ok(Self {
+            service,
+            queue: local_queue.clone(),
+            local_queue,
+            exclusions,
+            bearer_token: settings.auth.token()?.map(Arc::new),
+            grace: Duration::from_secs(settings.queue.shutdown_grace_secs),
+        })
+    }
+
+    /// Runs one schedule for `run_date`.
+    pub async fn schedule(&self, run_date: RunDate, dry_run: bool) -> ScheduleSummary {
+        crate::schedule::schedule(
+            &self.service.sources,
+            &self.exclusions,
+            &self.service.store,
+            &self.queue,
+            run_date,
+            dry_run,
+        )
+        .await
+    }
+}
+
+/// The HTTP service, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Builds the services and binds the configured address (port 0 picks a free port).
+    pub async fn build(settings: &Settings) -> Result<Self, BuildError> {
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .map_err(|source| BuildError::Bind { addr: settings.bind, source })?;
+        let state = AppState::build(settings).await?;
+        if state.bearer_token.is_none() {
+            tracing::warn!(bind = %settings.bind, "no authentication configured: anyone who can reach this address may call the service");
+        }
+        Ok(Self { listener, state })
+    }
+
+    /// The bound port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The services (tests use them to wait for the queue).
+    #[must_use]
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes; then stops taking requests and tasks, gives running
+    /// requests and exports the grace period, and returns.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let token = CancellationToken::new();
+        let router = crate::http::router(self.state.clone());
+        tracing::info!(addr = %self.listener.local_addr()?, "listening");
+        let server = tokio::spawn(
+            axum::serve(self.listener, router).with_graceful_shutdown(token.clone().cancelled_owned()).into_future(),
+        );
+        shutdown.await;
+        tracing::info!(grace_secs = self.state.grace.as_secs(), "shutting down");
+        token.cancel();
+        let grace = self.state.grace;
+        let (_, served) = tokio::join!(self.state.local_queue.shutdown(grace), tokio::time::timeout(grace, server));
+        match served {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(std::io::Error::other(e)),
+            Err(_) => {
+                tracing::warn!("grace period over: requests still running were abandoned");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

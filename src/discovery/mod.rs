@@ -1,0 +1,105 @@
+//! `Discovery`: one configured source of databases, and the exclusion rules applied to what it finds.
+//!
+//! Contract: `discover` lists every database of its source (all pages), or fails as a whole with a
+//! [`DiscoveryError`]; it has no side effects, so it may be called any number of times. One failing
+//! source never stops the others: the caller records its error and goes on.
+
+mod servers;
+
+pub use self::servers::{
+    MysqlServer, PostgresServer, dump_password, error_chain, error_chain_of, mysql_opts, pg_config,
+};
+
+use async_trait::async_trait;
+use globset::{Glob, GlobBuilder, GlobMatcher};
+
+use crate::model::{DatabaseName, DatabaseRef, SourceName};
+
+/// Errors of a discovery call.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// Could not reach or query the source; may work later.
+    #[error("cannot list the databases of {source_name}: {message}")]
+    Unavailable {
+        /// The source.
+        source_name: String,
+        /// Why.
+        message: String,
+    },
+    /// The source refused (authentication, permission); needs an operator.
+    #[error("{source_name} refused to list its databases: {message}")]
+    Refused {
+        /// The source.
+        source_name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl DiscoveryError {
+    /// True when retrying may help.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// One configured source of databases.
+#[async_trait]
+pub trait Discovery: Send + Sync {
+    /// The source's configured name.
+    fn name(&self) -> &SourceName;
+    /// Every database of the source, system databases left out, sorted.
+    async fn discover(&self) -> Result<Vec<DatabaseRef>, DiscoveryError>;
+    /// Whether `database` exists right now (exports check it before dumping).
+    async fn exists(&self, database: &DatabaseName) -> Result<bool, DiscoveryError>;
+}
+
+/// Compiles an exclusion glob over `project/instance/database`; `*` does not cross `/`.
+pub fn compile_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).build().map(|g: Glob| g.compile_matcher())
+}
+
+/// The compiled exclusion patterns.
+#[derive(Clone, Debug, Default)]
+pub struct Exclusions {
+    patterns: Vec<(String, GlobMatcher)>,
+}
+
+impl Exclusions {
+    /// Compiles the patterns (already validated by `Settings`).
+    pub fn new(patterns: &[String]) -> Result<Self, globset::Error> {
+        let patterns =
+            patterns.iter().map(|p| Ok((p.clone(), compile_glob(p)?))).collect::<Result<_, globset::Error>>()?;
+        Ok(Self { patterns })
+    }
+
+    /// The first pattern that excludes `db`, if any.
+    #[must_use]
+    pub fn excluded_by(&self, db: &DatabaseRef) -> Option<&str> {
+        let path = db.path();
+        self.patterns.iter().find(|(_, m)| m.is_match(&path)).map(|(p, _)| p.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Engine, InstanceName, ProjectId};
+
+    #[test]
+    fn exclusion_names_the_first_matching_pattern_and_star_stays_in_its_segment() {
+        let ex = Exclusions::new(&["*/*/scratch_*".into(), "legacy/**".into()]).unwrap();
+        let db = |p: &str, d: &str| DatabaseRef {
+            source: SourceName::parse("s").unwrap(),
+            project: ProjectId::parse(p).unwrap(),
+            instance: InstanceName::parse("i").unwrap(),
+            database: DatabaseName::parse(d).unwrap(),
+            engine: Engine::Postgres,
+        };
+        assert_eq!(ex.excluded_by(&db("p", "scratch_1")), Some("*/*/scratch_*"));
+        assert_eq!(ex.excluded_by(&db("legacy", "app")), Some("legacy/**"));
+        assert_eq!(ex.excluded_by(&db("p", "app")), None);
+        assert!(Exclusions::new(&["*scratch*".into()]).unwrap().excluded_by(&db("p", "scratch")).is_none());
+    }
+}

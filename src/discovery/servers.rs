@@ -1,0 +1,195 @@
+//! Discovery of self-hosted servers: PostgreSQL (`pg_database`, templates and databases that refuse
+//! connections left out) and MySQL/MariaDB (schemas, system schemas left out).
+
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Discovery, DiscoveryError};
+use crate::model::{DatabaseName, DatabaseRef, Engine, ProjectId, SourceName};
+use crate::settings::{SourceSettings, read_secret_file};
+
+/// MySQL schemas that are the server's own.
+pub const MYSQL_SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "sys", "information_schema", "performance_schema"];
+
+/// The password of a source: its password file, else the URL's.
+pub fn dump_password(source: &SourceSettings) -> Result<Option<SecretString>, String> {
+    match &source.password_file {
+        Some(path) => read_secret_file(path).map(Some),
+        None => Ok(source.url.password.clone()),
+    }
+}
+
+/// A `tokio_postgres` configuration for the source, connecting to `dbname`.
+pub fn pg_config(source: &SourceSettings, dbname: &str) -> Result<tokio_postgres::Config, String> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&source.url.host)
+        .port(source.url.port)
+        .user(&source.url.user)
+        .dbname(dbname)
+        .application_name("data-backup")
+        .connect_timeout(std::time::Duration::from_secs(10));
+    if let Some(pw) = dump_password(source)? {
+        cfg.password(pw.expose_secret());
+    }
+    Ok(cfg)
+}
+
+/// `mysql_async` options for the source.
+pub fn mysql_opts(source: &SourceSettings) -> Result<mysql_async::Opts, String> {
+    let pw = dump_password(source)?;
+    Ok(mysql_async::OptsBuilder::default()
+        .ip_or_hostname(source.url.host.clone())
+        .tcp_port(source.url.port)
+        .user(Some(source.url.user.clone()))
+        .pass(pw.map(|p| p.expose_secret().to_owned()))
+        .into())
+}
+
+fn db_ref(source: &SourceSettings, engine: Engine, name: &str) -> Option<DatabaseRef> {
+    // A database whose name cannot be a key segment (`/`, control characters…) is skipped with a
+    // warning rather than failing the whole source.
+    match DatabaseName::parse(name) {
+        Ok(database) => Some(DatabaseRef {
+            source: source.name.clone(),
+            project: ProjectId::parse(source.name.as_str()).expect("a source name is a valid project"),
+            instance: source.instance_name(),
+            database,
+            engine,
+        }),
+        Err(e) => {
+            tracing::warn!(source.name = %source.name, db.name = ?name, error = %e, "database skipped: its name cannot be stored");
+            None
+        }
+    }
+}
+
+/// A PostgreSQL server.
+pub struct PostgresServer {
+    source: SourceSettings,
+}
+
+impl PostgresServer {
+    /// A discovery over the configured server.
+    #[must_use]
+    pub fn new(source: SourceSettings) -> Self {
+        Self { source }
+    }
+
+    fn err(&self, e: impl std::fmt::Display, refused: bool) -> DiscoveryError {
+        let (source_name, message) = (self.source.name.to_string(), e.to_string());
+        if refused {
+            DiscoveryError::Refused { source_name, message }
+        } else {
+            DiscoveryError::Unavailable { source_name, message }
+        }
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, DiscoveryError> {
+        let dbname = self.source.url.dbname.clone().unwrap_or_else(|| "postgres".to_owned());
+        let cfg = pg_config(&self.source, &dbname).map_err(|e| self.err(e, true))?;
+        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| {
+            let refused = e.as_db_error().is_some();
+            self.err(format!("connecting to {}: {}", self.source.url, error_chain(&e)), refused)
+        })?;
+        let conn = tokio::spawn(conn);
+        let rows = client.query(sql, params).await.map_err(|e| self.err(error_chain(&e), e.as_db_error().is_some()));
+        drop(client);
+        let _ = conn.await;
+        rows
+    }
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+#[async_trait]
+impl Discovery for PostgresServer {
+    fn name(&self) -> &SourceName {
+        &self.source.name
+    }
+
+    async fn discover(&self) -> Result<Vec<DatabaseRef>, DiscoveryError> {
+        let rows = self
+            .query("SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname", &[])
+            .await?;
+        Ok(rows.into_iter().filter_map(|r| db_ref(&self.source, Engine::Postgres, r.get::<_, &str>(0))).collect())
+    }
+
+    async fn exists(&self, database: &DatabaseName) -> Result<bool, DiscoveryError> {
+        let rows =
+            self.query("SELECT 1 FROM pg_database WHERE datname = $1 AND datallowconn", &[&database.as_str()]).await?;
+        Ok(!rows.is_empty())
+    }
+}
+
+/// A MySQL or MariaDB server.
+pub struct MysqlServer {
+    source: SourceSettings,
+}
+
+impl MysqlServer {
+    /// A discovery over the configured server.
+    #[must_use]
+    pub fn new(source: SourceSettings) -> Self {
+        Self { source }
+    }
+
+    async fn schemas(&self) -> Result<Vec<String>, DiscoveryError> {
+        let err = |e: &dyn std::fmt::Display, refused: bool| {
+            let (source_name, message) = (self.source.name.to_string(), e.to_string());
+            if refused {
+                DiscoveryError::Refused { source_name, message }
+            } else {
+                DiscoveryError::Unavailable { source_name, message }
+            }
+        };
+        let opts = mysql_opts(&self.source).map_err(|e| err(&e, true))?;
+        let mut conn = mysql_async::Conn::new(opts).await.map_err(|e| {
+            let refused = matches!(e, mysql_async::Error::Server(_));
+            err(&format!("connecting to {}: {e}", self.source.url), refused)
+        })?;
+        let names: Vec<String> = conn
+            .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+            .await
+            .map_err(|e| err(&e, matches!(e, mysql_async::Error::Server(_))))?;
+        let _ = conn.disconnect().await;
+        Ok(names.into_iter().filter(|n| !MYSQL_SYSTEM_SCHEMAS.contains(&n.to_ascii_lowercase().as_str())).collect())
+    }
+}
+
+#[async_trait]
+impl Discovery for MysqlServer {
+    fn name(&self) -> &SourceName {
+        &self.source.name
+    }
+
+    async fn discover(&self) -> Result<Vec<DatabaseRef>, DiscoveryError> {
+        Ok(self.schemas().await?.into_iter().filter_map(|n| db_ref(&self.source, Engine::Mysql, &n)).collect())
+    }
+
+    async fn exists(&self, database: &DatabaseName) -> Result<bool, DiscoveryError> {
+        Ok(self.schemas().await?.iter().any(|n| n == database.as_str()))
+    }
+}
+
+/// [`error_chain`] for any error value.
+pub fn error_chain_of<E: std::error::Error>(e: &E) -> String {
+    error_chain(e)
+}

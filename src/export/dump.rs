@@ -1,0 +1,420 @@
+//! The `dump` exporter: `pg_dump` or `mariadb-dump`/`mysqldump` as a child process, streamed through
+//! zstd into the store, with the size and SHA-256 of the stored bytes computed on the way.
+//!
+//! Nothing is trusted that was not checked: the child's exit status, the dump's own framing
+//! (PostgreSQL custom format starts with `PGDMP`; a MySQL dump ends with `-- Dump completed`) and the
+//! stored size. The checks run *before* the upload is allowed to complete: the reader fed to the
+//! store answers an error at end of stream when the child failed, so the upload is aborted and no
+//! object appears. Passwords reach the child through its environment, never its arguments.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use async_compression::Level;
+use async_compression::tokio::bufread::ZstdEncoder;
+use async_compression::zstd::CParameter;
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use mysql_async::prelude::Queryable;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
+use tokio::process::{ChildStdout, Command};
+use tokio_util::io::InspectReader;
+
+use super::{ExportError, Exporter};
+use crate::discovery::{Discovery, dump_password, mysql_opts, pg_config};
+use crate::model::{Engine, ExportTask};
+use crate::settings::{ExportSettings, SourceKind, SourceSettings};
+use crate::store::BackupStore;
+use crate::store::manifest::{DumpFormat, MANIFEST_VERSION, Manifest, ToolVersions};
+
+/// Bytes of stderr kept for the error message (the end of it).
+const STDERR_KEEP: usize = 4096;
+
+/// Exports the databases of one self-hosted server.
+pub struct DumpExporter {
+    source: SourceSettings,
+    discovery: Arc<dyn Discovery>,
+    settings: ExportSettings,
+}
+
+impl DumpExporter {
+    /// An exporter for `source`.
+    #[must_use]
+    pub fn new(source: SourceSettings, discovery: Arc<dyn Discovery>, settings: ExportSettings) -> Self {
+        Self { source, discovery, settings }
+    }
+
+    fn tool_error(&self, e: impl std::fmt::Display) -> ExportError {
+        ExportError::Tool(format!("{}: {e}", self.source.name))
+    }
+}
+
+/// A dump tool found on this machine.
+#[derive(Clone, Debug)]
+struct Tool {
+    path: PathBuf,
+    version_text: String,
+    major: u32,
+}
+
+async fn tool_version(path: &Path) -> Option<Tool> {
+    let out = Command::new(path).arg("--version").output().await.ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    // "pg_dump (PostgreSQL) 15.20 (Debian …)" / "mariadb-dump from 11.4, client 10.19 for …" / "mysqldump  Ver 10.19 Distrib 10.11.19-MariaDB"
+    let major = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .find_map(|w| w.split('.').next().and_then(|m| m.parse::<u32>().ok()).filter(|_| w.contains('.')))
+        .unwrap_or(0);
+    Some(Tool { path: path.to_owned(), version_text: text, major })
+}
+
+/// The `pg_dump` to use for a server of `server_major`: the configured directory's, else the newest
+/// installed one (Debian keeps each major under /usr/lib/postgresql/N/bin), else `PATH`'s.
+async fn find_pg_dump(bin_dir: Option<&Path>, server_major: u32) -> Result<Tool, String> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = bin_dir {
+        candidates.push(dir.join("pg_dump"));
+    } else {
+        if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+            candidates.extend(entries.flatten().map(|e| e.path().join("bin/pg_dump")));
+        }
+        candidates.push(PathBuf::from("pg_dump"));
+    }
+    let mut best: Option<Tool> = None;
+    for c in candidates {
+        if let Some(tool) = tool_version(&c).await
+            && best.as_ref().is_none_or(|b| tool.major > b.major)
+        {
+            best = Some(tool);
+        }
+    }
+    let tool =
+        best.ok_or_else(|| "pg_dump was not found: install the PostgreSQL client or set export.pg_bin_dir".to_owned())?;
+    if tool.major < server_major {
+        return Err(format!(
+            "pg_dump {} cannot dump a PostgreSQL {server_major} server (pg_dump refuses newer servers): \
+             install the PostgreSQL {server_major} client or newer and set export.pg_bin_dir",
+            tool.major
+        ));
+    }
+    Ok(tool)
+}
+
+async fn find_mysqldump(bin_dir: Option<&Path>) -> Result<Tool, String> {
+    for name in ["mariadb-dump", "mysqldump"] {
+        let path = bin_dir.map_or_else(|| PathBuf::from(name), |d| d.join(name));
+        if let Some(tool) = tool_version(&path).await {
+            return Ok(tool);
+        }
+    }
+    Err("neither mariadb-dump nor mysqldump was found: install the MariaDB or MySQL client or set export.mysql_bin_dir"
+        .into())
+}
+
+/// Connects and returns (server version text, major version).
+async fn pg_server_version(source: &SourceSettings, db: &str) -> Result<(String, u32), String> {
+    let (client, conn) = pg_config(source, db)?
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| crate::discovery::error_chain_of(&e))?;
+    let conn = tokio::spawn(conn);
+    let row = client.query_one("SELECT version(), current_setting('server_version_num')::int", &[]).await;
+    drop(client);
+    let _ = conn.await;
+    let row = row.map_err(|e| crate::discovery::error_chain_of(&e))?;
+    let num: i32 = row.get(1);
+    Ok((row.get(0), u32::try_from(num / 10000).unwrap_or(0)))
+}
+
+async fn mysql_server_version(source: &SourceSettings) -> Result<String, String> {
+    let mut conn = mysql_async::Conn::new(mysql_opts(source)?).await.map_err(|e| e.to_string())?;
+    let v: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(|e| e.to_string())?;
+    let _ = conn.disconnect().await;
+    Ok(v.unwrap_or_default())
+}
+
+/// Decides from a dump tool's stderr whether a retry may help.
+fn transient_stderr(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    let permanent = [
+        "permission denied",
+        "access denied",
+        "does not exist",
+        "unknown database",
+        "version mismatch",
+        "authentication failed",
+        "password authentication",
+        "no pg_hba.conf entry",
+        "invalid option",
+        "unrecognized option",
+    ];
+    !permanent.iter().any(|p| s.contains(p))
+}
+
+type StatusFuture = Shared<BoxFuture<'static, Result<ExitStatus, String>>>;
+
+/// The child's stdout, failing at end of stream unless the child exited 0 and the dump's framing
+/// is intact: this is what keeps a failed dump from ever completing its upload.
+struct CheckedDump {
+    stdout: ChildStdout,
+    status: StatusFuture,
+    format: DumpFormat,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    raw: Arc<AtomicU64>,
+    done: bool,
+}
+
+const TAIL_KEEP: usize = 128;
+
+impl CheckedDump {
+    fn framing_error(&self) -> Option<String> {
+        match self.format {
+            DumpFormat::PgCustomZstd if !self.head.starts_with(b"PGDMP") => {
+                Some("the output is not a pg_dump custom-format archive (no PGDMP header)".into())
+            }
+            DumpFormat::MysqlSqlZstd if !self.tail.windows(17).any(|w| w == b"-- Dump completed") => {
+                Some("the dump has no `-- Dump completed` trailer: it is truncated".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl AsyncRead for CheckedDump {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.stdout).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        if new.is_empty() {
+            let status = ready!(self.status.poll_unpin(cx));
+            self.done = true;
+            return match status {
+                Ok(s) if s.success() => match self.framing_error() {
+                    Some(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+                    None => Poll::Ready(Ok(())),
+                },
+                Ok(s) => Poll::Ready(Err(io::Error::other(format!("the dump tool {s}")))),
+                Err(e) => Poll::Ready(Err(io::Error::other(e))),
+            };
+        }
+        let n = new.len();
+        let me = &mut *self;
+        if me.head.len() < 16 {
+            let take = (16 - me.head.len()).min(n);
+            me.head.extend_from_slice(&new[..take]);
+        }
+        me.tail.extend_from_slice(&new[n.saturating_sub(TAIL_KEEP)..]);
+        if me.tail.len() > TAIL_KEEP {
+            let cut = me.tail.len() - TAIL_KEEP;
+            me.tail.drain(..cut);
+        }
+        me.raw.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[async_trait]
+impl Exporter for DumpExporter {
+    async fn export(&self, task: &ExportTask, store: &BackupStore) -> Result<Manifest, ExportError> {
+        let started_at = Utc::now();
+        let db = &task.db;
+        if !self.discovery.exists(&db.database).await? {
+            return Err(ExportError::Gone(db.to_string()));
+        }
+        let password = dump_password(&self.source).map_err(|e| self.tool_error(e))?;
+        let (format, tool, server_version, mut cmd) = match self.source.kind {
+            SourceKind::Postgres => {
+                let (server, major) = pg_server_version(&self.source, db.database.as_str()).await.map_err(|e| {
+                    ExportError::Discovery(crate::discovery::DiscoveryError::Unavailable {
+                        source_name: self.source.name.to_string(),
+                        message: e,
+                    })
+                })?;
+                let tool =
+                    find_pg_dump(self.settings.pg_bin_dir.as_deref(), major).await.map_err(|e| self.tool_error(e))?;
+                let mut cmd = Command::new(&tool.path);
+                cmd.args(["--format=custom", "--compress=0", "--no-password"])
+                    .env("PGHOST", &self.source.url.host)
+                    .env("PGPORT", self.source.url.port.to_string())
+                    .env("PGUSER", &self.source.url.user)
+                    .env("PGDATABASE", db.database.as_str())
+                    .env("PGAPPNAME", "data-backup")
+                    .env("PGCONNECT_TIMEOUT", "10")
+                    .env_remove("PGPASSWORD");
+                if let Some(pw) = &password {
+                    cmd.env("PGPASSWORD", pw.expose_secret());
+                }
+                (DumpFormat::PgCustomZstd, tool, server, cmd)
+            }
+            SourceKind::Mysql => {
+                let server = mysql_server_version(&self.source).await.map_err(|e| {
+                    ExportError::Discovery(crate::discovery::DiscoveryError::Unavailable {
+                        source_name: self.source.name.to_string(),
+                        message: e,
+                    })
+                })?;
+                let tool =
+                    find_mysqldump(self.settings.mysql_bin_dir.as_deref()).await.map_err(|e| self.tool_error(e))?;
+                let mut cmd = Command::new(&tool.path);
+                cmd.args([
+                    "--single-transaction",
+                    "--quick",
+                    "--routines",
+                    "--triggers",
+                    "--events",
+                    "--hex-blob",
+                    "--default-character-set=utf8mb4",
+                    "--protocol=TCP",
+                ])
+                .arg(format!("--host={}", self.source.url.host))
+                .arg(format!("--port={}", self.source.url.port))
+                .arg(format!("--user={}", self.source.url.user))
+                .arg(db.database.as_str())
+                .env_remove("MYSQL_PWD");
+                if let Some(pw) = &password {
+                    cmd.env("MYSQL_PWD", pw.expose_secret());
+                }
+                (DumpFormat::MysqlSqlZstd, tool, server, cmd)
+            }
+        };
+        debug_assert_eq!(db.engine, if format == DumpFormat::PgCustomZstd { Engine::Postgres } else { Engine::Mysql });
+        let tool_name =
+            tool.path.file_name().map_or_else(|| "dump tool".to_owned(), |n| n.to_string_lossy().into_owned());
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| self.tool_error(format!("cannot start {}: {e}", tool.path.display())))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let stderr_task = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+                if all.len() > 4 * STDERR_KEEP {
+                    all.drain(..all.len() - STDERR_KEEP);
+                }
+            }
+            String::from_utf8_lossy(&all[all.len().saturating_sub(STDERR_KEEP)..]).trim().to_owned()
+        });
+        let status: StatusFuture = async move { child.wait().await.map_err(|e| e.to_string()) }.boxed().shared();
+
+        let raw = Arc::new(AtomicU64::new(0));
+        let checked = CheckedDump {
+            stdout,
+            status: status.clone(),
+            format,
+            head: Vec::new(),
+            tail: Vec::new(),
+            raw: raw.clone(),
+            done: false,
+        };
+        let params = [CParameter::nb_workers(self.settings.zstd_threads)];
+        let compressed = ZstdEncoder::with_quality_and_params(
+            BufReader::with_capacity(128 * 1024, checked),
+            Level::Precise(self.settings.zstd_level),
+            &params,
+        );
+        let hasher = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+        let h = hasher.clone();
+        let hashed = InspectReader::new(compressed, move |chunk: &[u8]| {
+            let mut g = h.lock().expect("hasher lock");
+            g.0.update(chunk);
+            g.1 += chunk.len() as u64;
+        });
+
+        let key = store.layout().dump(db, task.run_date, format);
+        let put = store.put_dump(&key, Box::pin(hashed)).await;
+        if let Err(e) = put {
+            // The upload was aborted. Say why in the dump tool's words when it was the tool.
+            let stderr = stderr_task.await.unwrap_or_default();
+            let exit = status.await;
+            return Err(match (&e, exit) {
+                (_, Ok(s)) if !s.success() => ExportError::DumpFailed {
+                    tool: tool_name,
+                    status: s.to_string(),
+                    transient: transient_stderr(&stderr),
+                    stderr,
+                },
+                (crate::store::StoreError::Bucket(crate::store::bucket::BucketError::Source(src)), _) => {
+                    ExportError::DumpFailed { tool: tool_name, status: src.to_string(), stderr, transient: false }
+                }
+                _ => e.into(),
+            });
+        }
+        let stored = put.expect("checked above");
+        let _ = stderr_task.await;
+        let (sha, bytes) = {
+            let g = hasher.lock().expect("hasher lock");
+            (hex::encode(g.0.clone().finalize()), g.1)
+        };
+        if stored.size != bytes {
+            return Err(ExportError::Store(crate::store::StoreError::Corrupt {
+                key: key.path(),
+                reason: format!("stored {} bytes but {bytes} were uploaded", stored.size),
+            }));
+        }
+        Ok(Manifest {
+            version: MANIFEST_VERSION,
+            source: db.source.to_string(),
+            project: db.project.to_string(),
+            instance: db.instance.to_string(),
+            database: db.database.to_string(),
+            engine: db.engine,
+            run_date: task.run_date.to_string(),
+            run_id: task.run_id.to_string(),
+            class: store.layout().class(task.run_date).as_str().to_owned(),
+            key: key.path(),
+            format,
+            compression: format.compression().to_owned(),
+            compression_level: Some(self.settings.zstd_level),
+            bytes,
+            raw_bytes: Some(raw.load(Ordering::Relaxed)),
+            sha256: Some(sha),
+            object_version: stored.version,
+            started_at,
+            finished_at: Utc::now(),
+            tools: ToolVersions {
+                dump: tool.version_text,
+                server: server_version,
+                data_backup: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_of_refusals_is_permanent_and_of_outages_transient() {
+        assert!(!transient_stderr("pg_dump: error: query failed: ERROR:  permission denied for table t"));
+        assert!(!transient_stderr("pg_dump: error: aborting because of server version mismatch"));
+        assert!(transient_stderr(
+            "pg_dump: error: connection to server at \"127.0.0.1\", port 5432 failed: Connection refused"
+        ));
+    }
+}

@@ -1,0 +1,343 @@
+//! `Exporter`: export one `ExportTask` into the `BackupStore`, and [`run_export`], the idempotent
+//! state machine every delivery (HTTP, local queue, CLI) goes through.
+//!
+//! Contract of an `Exporter`: it writes the dump under the layout's key (streamed; visible only when
+//! complete) and returns the manifest to commit. It never writes the manifest itself, so a dump
+//! without a manifest is at most an orphan that the next attempt replaces. Errors say whether a
+//! retry can help ([`ExportError::is_transient`]).
+//!
+//! `run_export`: manifest present → `AlreadyExported`; another live lease → `LeaseHeld`;
+//! otherwise take the lease, renew it while the exporter runs, commit the manifest (conditional
+//! create), update `latest/`, give the lease back.
+
+pub mod dump;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use crate::discovery::{Discovery, DiscoveryError, MysqlServer, PostgresServer};
+use crate::model::{DatabaseName, DatabaseRef, Engine, ExportTask, InstanceName, ProjectId, SourceName};
+use crate::notify::Notifier;
+use crate::settings::{Settings, SourceKind};
+use crate::store::bucket::PutOutcome;
+use crate::store::manifest::Manifest;
+use crate::store::{BackupStore, LeaseOutcome, StoreError};
+
+/// Why an export failed, classified where it happened.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The database no longer exists.
+    #[error("database {0} does not exist (dropped or renamed since it was discovered)")]
+    Gone(String),
+    /// The dump tool failed.
+    #[error("{tool} failed ({status}): {stderr}")]
+    DumpFailed {
+        /// The tool (`pg_dump`).
+        tool: String,
+        /// Its exit status, or what went wrong with its output.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+        /// Whether a retry may help.
+        transient: bool,
+    },
+    /// The dump tool cannot dump this server, or is missing.
+    #[error("{0}")]
+    Tool(String),
+    /// Could not reach the database server.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The lease expired while the export ran and another export took it over.
+    #[error("the export's lease was lost to another export")]
+    LeaseLost,
+    /// The service is shutting down.
+    #[error("the export was abandoned because the service is shutting down")]
+    Abandoned,
+}
+
+impl ExportError {
+    /// True when a retry may help.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Gone(_) | Self::Tool(_) => false,
+            Self::DumpFailed { transient, .. } => *transient,
+            Self::Discovery(e) => e.is_transient(),
+            Self::Store(e) => e.is_transient(),
+            Self::LeaseLost | Self::Abandoned => true,
+        }
+    }
+
+    /// A short class name for logs, reports and metrics.
+    #[must_use]
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Gone(_) => "gone",
+            Self::DumpFailed { .. } => "dump_failed",
+            Self::Tool(_) => "tool",
+            Self::Discovery(_) => "source_unavailable",
+            Self::Store(_) => "store",
+            Self::LeaseLost => "lease_lost",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// Exports one database; see the module contract.
+#[async_trait]
+pub trait Exporter: Send + Sync {
+    /// Writes the dump of `task` into `store` and returns the manifest to commit.
+    async fn export(&self, task: &ExportTask, store: &BackupStore) -> Result<Manifest, ExportError>;
+}
+
+/// What [`run_export`] did.
+#[derive(Clone, Debug)]
+pub enum ExportOutcome {
+    /// This call made the backup.
+    Exported(Box<Manifest>),
+    /// The backup already existed; nothing was done.
+    AlreadyExported(Box<Manifest>),
+    /// Another export of the same task holds the lease.
+    LeaseHeld {
+        /// When to try again.
+        retry_after: Duration,
+    },
+}
+
+/// Exports `task` idempotently (see the module docs).
+pub async fn run_export(
+    exporter: &dyn Exporter,
+    store: &BackupStore,
+    task: &ExportTask,
+    lease_ttl: Duration,
+) -> Result<ExportOutcome, ExportError> {
+    if let Some(m) = store.manifest(&task.db, task.run_date).await? {
+        return Ok(ExportOutcome::AlreadyExported(Box::new(m)));
+    }
+    let mut lease = match store.acquire_lease(&task.db, task.run_date, lease_ttl).await? {
+        LeaseOutcome::Acquired(lease) => lease,
+        LeaseOutcome::Held { until } => {
+            let wait = (until - Utc::now()).to_std().unwrap_or_default().clamp(Duration::from_secs(1), lease_ttl);
+            return Ok(ExportOutcome::LeaseHeld { retry_after: wait });
+        }
+    };
+    // Someone may have finished between our manifest check and our lease.
+    if let Some(m) = store.manifest(&task.db, task.run_date).await? {
+        let _ = store.release_lease(&lease).await;
+        return Ok(ExportOutcome::AlreadyExported(Box::new(m)));
+    }
+    // Dropped before it is disarmed (request cancelled, shutdown), the guard still gives the lease back.
+    let mut guard = LeaseGuard { store: store.clone(), lease: Some(lease.clone()) };
+    let result = {
+        let export = exporter.export(task, store);
+        tokio::pin!(export);
+        let every = lease.renew_every();
+        loop {
+            tokio::select! {
+                r = &mut export => break r,
+                () = tokio::time::sleep(every) => {
+                    if !store.renew_lease(&mut lease).await? {
+                        break Err(ExportError::LeaseLost);
+                    }
+                    guard.lease = Some(lease.clone());
+                }
+            }
+        }
+    };
+    let outcome = match result {
+        Ok(manifest) => match store.commit(&task.db, task.run_date, &manifest).await {
+            Ok(PutOutcome::Created) => Ok(ExportOutcome::Exported(Box::new(manifest))),
+            Ok(PutOutcome::AlreadyExists) => match store.manifest(&task.db, task.run_date).await {
+                Ok(Some(m)) => Ok(ExportOutcome::AlreadyExported(Box::new(m))),
+                Ok(None) => Ok(ExportOutcome::Exported(Box::new(manifest))),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => Err(e),
+    };
+    guard.lease = None;
+    if let Err(e) = store.release_lease(&lease).await {
+        tracing::warn!(error = %e, db.path = %task.db, "could not release the export lease; it expires by itself");
+    }
+    outcome
+}
+
+/// Gives a lease back when an export is dropped midway.
+struct LeaseGuard {
+    store: BackupStore,
+    lease: Option<crate::store::Lease>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let (Some(lease), Ok(handle)) = (self.lease.take(), tokio::runtime::Handle::try_current()) {
+            let store = self.store.clone();
+            handle.spawn(async move {
+                let _ = store.release_lease(&lease).await;
+            });
+        }
+    }
+}
+
+/// Logs one failed attempt as one structured ERROR event.
+pub fn log_failed_attempt(task: &ExportTask, attempt: u32, error: &ExportError) {
+    tracing::error!(
+        db.source = %task.db.source,
+        db.project = %task.db.project,
+        db.instance = %task.db.instance,
+        db.name = %task.db.database,
+        run.date = %task.run_date,
+        run.id = %task.run_id,
+        task.attempt = attempt,
+        error.class = error.class(),
+        error.transient = error.is_transient(),
+        error.message = %error,
+        "export of {} for {} failed: {error}",
+        task.db,
+        task.run_date,
+    );
+}
+
+/// A configured source: how to discover its databases and how to export them.
+#[derive(Clone)]
+pub struct Source {
+    /// The source's name.
+    pub name: SourceName,
+    /// The `project` of its databases.
+    pub project: ProjectId,
+    /// The `instance` of its databases.
+    pub instance: InstanceName,
+    /// The engine of its databases.
+    pub engine: Engine,
+    /// Finds the source's databases.
+    pub discovery: Arc<dyn Discovery>,
+    /// Exports them.
+    pub exporter: Arc<dyn Exporter>,
+}
+
+impl Source {
+    /// The sources the settings configure.
+    pub fn from_settings(settings: &Settings) -> Vec<Self> {
+        settings
+            .effective_sources()
+            .into_iter()
+            .map(|source| {
+                let (engine, discovery): (Engine, Arc<dyn Discovery>) = match source.kind {
+                    SourceKind::Postgres => (Engine::Postgres, Arc::new(PostgresServer::new(source.clone()))),
+                    SourceKind::Mysql => (Engine::Mysql, Arc::new(MysqlServer::new(source.clone()))),
+                };
+                Self {
+                    name: source.name.clone(),
+                    project: ProjectId::parse(source.name.as_str()).expect("a source name is a valid project id"),
+                    instance: source.instance_name(),
+                    engine,
+                    exporter: Arc::new(dump::DumpExporter::new(source, discovery.clone(), settings.export.clone())),
+                    discovery,
+                }
+            })
+            .collect()
+    }
+
+    /// The reference to one of its databases.
+    #[must_use]
+    pub fn database(&self, database: DatabaseName) -> DatabaseRef {
+        DatabaseRef {
+            source: self.name.clone(),
+            project: self.project.clone(),
+            instance: self.instance.clone(),
+            database,
+            engine: self.engine,
+        }
+    }
+}
+
+/// Everything an export needs: the store, the sources, the report channels. One per process,
+/// shared by the HTTP handlers, the local queue and the CLI.
+pub struct ExportService {
+    /// Where backups go.
+    pub store: BackupStore,
+    /// The configured sources.
+    pub sources: Vec<Source>,
+    /// How long an export's lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Where failures are reported (the log is always one of them).
+    pub notifiers: Vec<Arc<dyn Notifier>>,
+}
+
+/// A request names no configured source.
+#[derive(Debug, thiserror::Error)]
+pub enum UnknownSource {
+    /// `source` was given and is not configured.
+    #[error("no source named `{0}` is configured")]
+    Name(String),
+    /// `source` was left out and several sources are configured.
+    #[error("several sources are configured: say which one with `source`")]
+    Ambiguous,
+    /// The source does not have this project/instance.
+    #[error("source `{source_name}` backs up `{project}/{instance}`, not `{asked}`")]
+    Mismatch {
+        /// The source.
+        source_name: String,
+        /// Its project.
+        project: String,
+        /// Its instance.
+        instance: String,
+        /// What was asked.
+        asked: String,
+    },
+}
+
+impl ExportService {
+    /// The source that `source` (or the only one) names, checked against `project/instance`.
+    pub fn source_for(
+        &self,
+        source: Option<&SourceName>,
+        project: &ProjectId,
+        instance: &InstanceName,
+    ) -> Result<&Source, UnknownSource> {
+        let found = match source {
+            Some(name) => {
+                self.sources.iter().find(|s| &s.name == name).ok_or_else(|| UnknownSource::Name(name.to_string()))?
+            }
+            None => match self.sources.as_slice() {
+                [only] => only,
+                _ => self
+                    .sources
+                    .iter()
+                    .find(|s| &s.project == project && &s.instance == instance)
+                    .ok_or(UnknownSource::Ambiguous)?,
+            },
+        };
+        if &found.project != project || &found.instance != instance {
+            return Err(UnknownSource::Mismatch {
+                source_name: found.name.to_string(),
+                project: found.project.to_string(),
+                instance: found.instance.to_string(),
+                asked: format!("{project}/{instance}"),
+            });
+        }
+        Ok(found)
+    }
+
+    /// Runs one export attempt of `task`.
+    pub async fn export(&self, task: &ExportTask) -> Result<ExportOutcome, ExportError> {
+        let source = self
+            .sources
+            .iter()
+            .find(|s| s.name == task.db.source)
+            .ok_or_else(|| ExportError::Tool(format!("no source named `{}` is configured", task.db.source)))?;
+        run_export(source.exporter.as_ref(), &self.store, task, self.lease_ttl).await
+    }
+
+    /// Reports a final failure of `task`, once.
+    pub async fn report(&self, task: &ExportTask, attempt: u32, error: &ExportError) -> bool {
+        crate::notify::report_once(&self.store, &self.notifiers, task, attempt, error).await
+    }
+}

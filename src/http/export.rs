@@ -1,0 +1,173 @@
+//! `POST /export`: parse and validate the request, run one export attempt, map the outcome.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, Problem};
+use crate::app::AppState;
+use crate::export::{ExportError, ExportOutcome, log_failed_attempt};
+use crate::model::{DatabaseName, ExportTask, InstanceName, InvalidField, ProjectId, RunDate, RunId, SourceName};
+use crate::store::manifest::Manifest;
+
+/// Body of `POST /export`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"project": "local", "instance": "127.0.0.1", "database": "app", "run_date": "2026-11-21"}))]
+pub struct ExportRequest {
+    /// Configured source; may be left out when one source is configured.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Project (for a self-hosted server: the source's name).
+    pub project: String,
+    /// Instance (for a self-hosted server: its configured instance, default the host).
+    pub instance: String,
+    /// Database.
+    pub database: String,
+    /// Day the backup belongs to (`YYYY-MM-DD`, not in the future); default today (UTC).
+    #[serde(default)]
+    pub run_date: Option<String>,
+    /// The run that asked; default `manual`.
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// Name of an on-demand backup (reserved: not supported by this version).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// What happened to the export.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportStatus {
+    /// This call made the backup.
+    Exported,
+    /// The backup already existed; nothing was done.
+    AlreadyExported,
+    /// The export failed permanently and was reported (answered to Cloud Tasks so it stops retrying).
+    Failed,
+}
+
+/// Answer of `POST /export`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExportResponse {
+    /// What happened.
+    pub status: ExportStatus,
+    /// Object key of the dump.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The backup's manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
+    /// For `failed`: whether retrying could help (always false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+    /// For `failed`: what went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn task_of(state: &AppState, req: ExportRequest) -> Result<ExportTask, ApiError> {
+    if req.label.is_some() {
+        return Err(InvalidField::new("label", "named backups are not supported by this version").into());
+    }
+    let source = req.source.map(SourceName::parse).transpose()?;
+    let project = ProjectId::parse(req.project)?;
+    let instance = InstanceName::parse(req.instance)?;
+    let database = DatabaseName::parse(req.database)?;
+    let run_date = req.run_date.as_deref().map(RunDate::parse).transpose()?.unwrap_or_else(RunDate::today);
+    let run_id = req.run_id.map(RunId::parse).transpose()?.unwrap_or_else(RunId::manual);
+    let source = state.service.source_for(source.as_ref(), &project, &instance).map_err(|e| {
+        InvalidField::new(
+            if matches!(e, crate::export::UnknownSource::Mismatch { .. }) { "instance" } else { "source" },
+            e.to_string(),
+        )
+    })?;
+    Ok(ExportTask { db: source.database(database), run_date, run_id })
+}
+
+fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
+    headers.get(name)?.to_str().ok()?.parse().ok()
+}
+
+/// Export one database, idempotently.
+#[utoipa::path(
+    post,
+    path = "/export",
+    tag = "backups",
+    request_body = ExportRequest,
+    responses(
+        (status = 200, description = "Exported, already exported, or (to Cloud Tasks) failed permanently and reported", body = ExportResponse),
+        (status = 400, description = "Malformed JSON, unknown or missing field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The database does not exist (reported)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another export of the same task holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field has an invalid value, or the export failed permanently (reported)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Transient failure: retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ExportRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    let task = task_of(&state, req)?;
+    let attempt = header_u32(&headers, "x-cloudtasks-taskretrycount").map_or(1, |n| n + 1);
+    let from_queue = headers.contains_key("x-cloudtasks-taskname");
+    match state.service.export(&task).await {
+        Ok(ExportOutcome::Exported(m)) => Ok(ok(ExportStatus::Exported, *m)),
+        Ok(ExportOutcome::AlreadyExported(m)) => Ok(ok(ExportStatus::AlreadyExported, *m)),
+        Ok(ExportOutcome::LeaseHeld { retry_after }) => Err(ApiError::Conflict {
+            detail: format!("another export of {} for {} is running", task.db, task.run_date),
+            retry_after,
+        }),
+        Err(e) => {
+            log_failed_attempt(&task, attempt, &e);
+            if e.is_transient() {
+                return Err(ApiError::Unavailable {
+                    detail: e.to_string(),
+                    retry_after: jittered(Duration::from_secs(30)),
+                });
+            }
+            state.service.report(&task, attempt, &e).await;
+            if from_queue {
+                let body = ExportResponse {
+                    status: ExportStatus::Failed,
+                    key: None,
+                    manifest: None,
+                    retryable: Some(false),
+                    error: Some(e.to_string()),
+                };
+                return Ok((StatusCode::OK, Json(body)).into_response());
+            }
+            Err(match e {
+                ExportError::Gone(_) => ApiError::NotFound(e.to_string()),
+                _ => ApiError::Unprocessable(e.to_string()),
+            })
+        }
+    }
+}
+
+fn ok(status: ExportStatus, manifest: Manifest) -> Response {
+    let body = ExportResponse {
+        status,
+        key: Some(manifest.key.clone()),
+        manifest: Some(manifest),
+        retryable: None,
+        error: None,
+    };
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// `base` plus up to 50 % random, so retries of many tasks spread out.
+fn jittered(base: Duration) -> Duration {
+    base + base.mul_f64(rand::random::<f64>() / 2.0)
+}

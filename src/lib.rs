@@ -1,0 +1,17 @@
+//! data-backup: backs up every database an organisation runs, every night, and proves the backups
+//! are good. See DESIGN.md for the architecture; this crate is the whole service and its CLI.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod discovery;
+pub mod export;
+pub mod http;
+pub mod model;
+pub mod notify;
+pub mod queue;
+pub mod retention;
+pub mod schedule;
+pub mod settings;
+pub mod store;
+pub mod telemetry;

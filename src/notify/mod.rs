@@ -1,0 +1,130 @@
+//! `Notifier`: report a failure to a monitoring channel; and [`report_once`], which makes sure each
+//! failed (database, day) is reported at most once, whatever the number of retries and instances.
+//!
+//! Contract of a `Notifier`: `notify` delivers one report, retrying as it sees fit; it never fails
+//! the export that caused it (a delivery failure is logged by the notifier and returned only for
+//! the caller's log).
+
+mod webhook;
+
+pub use self::webhook::WebhookNotifier;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::export::ExportError;
+use crate::model::ExportTask;
+use crate::store::BackupStore;
+
+/// One failure report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    /// Source of the database.
+    pub source: String,
+    /// Project.
+    pub project: String,
+    /// Instance.
+    pub instance: String,
+    /// Database.
+    pub database: String,
+    /// Day of the backup.
+    pub run_date: String,
+    /// Run that asked for it.
+    pub run_id: String,
+    /// Attempts made.
+    pub attempt: u32,
+    /// Error class (`gone`, `dump_failed`, `store`, …).
+    pub error_class: String,
+    /// Whether the failure was transient (and retries ran out).
+    pub transient: bool,
+    /// What failed and why.
+    pub message: String,
+    /// When it was reported.
+    pub reported_at: DateTime<Utc>,
+    /// One line for chat channels (Slack and Teams incoming webhooks display `text`).
+    pub text: String,
+}
+
+impl FailureReport {
+    /// The report of `error` on the `attempt`-th try of `task`.
+    #[must_use]
+    pub fn new(task: &ExportTask, attempt: u32, error: &ExportError) -> Self {
+        let why = if error.is_transient() { "still failing after its last retry" } else { "permanent failure" };
+        Self {
+            source: task.db.source.to_string(),
+            project: task.db.project.to_string(),
+            instance: task.db.instance.to_string(),
+            database: task.db.database.to_string(),
+            run_date: task.run_date.to_string(),
+            run_id: task.run_id.to_string(),
+            attempt,
+            error_class: error.class().to_owned(),
+            transient: error.is_transient(),
+            message: error.to_string(),
+            reported_at: Utc::now(),
+            text: format!(
+                ":red_circle: data-backup: backup of {} for {} failed ({why}, attempt {attempt}): {error}",
+                task.db, task.run_date
+            ),
+        }
+    }
+}
+
+/// Why a report could not be delivered.
+#[derive(Debug, thiserror::Error)]
+#[error("failure report not delivered: {0}")]
+pub struct NotifyError(pub String);
+
+/// A monitoring channel.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Delivers one report.
+    async fn notify(&self, report: &FailureReport) -> Result<(), NotifyError>;
+}
+
+/// The channel of last resort: the structured log (always on, whatever else is configured).
+pub struct LogNotifier;
+
+#[async_trait]
+impl Notifier for LogNotifier {
+    async fn notify(&self, report: &FailureReport) -> Result<(), NotifyError> {
+        tracing::error!(
+            db.project = %report.project,
+            db.instance = %report.instance,
+            db.name = %report.database,
+            run.date = %report.run_date,
+            run.id = %report.run_id,
+            task.attempt = report.attempt,
+            error.class = %report.error_class,
+            report = true,
+            "{}",
+            report.text
+        );
+        Ok(())
+    }
+}
+
+/// Reports the failure of `task` unless it was already reported (marker written with a
+/// conditional create). Answers whether this call reported it.
+pub async fn report_once(
+    store: &BackupStore,
+    notifiers: &[std::sync::Arc<dyn Notifier>],
+    task: &ExportTask,
+    attempt: u32,
+    error: &ExportError,
+) -> bool {
+    let report = FailureReport::new(task, attempt, error);
+    match store.mark_reported(&task.db, task.run_date, &report).await {
+        Ok(false) => return false,
+        Ok(true) => {}
+        // The marker could not be written: better twice than never.
+        Err(e) => tracing::warn!(error = %e, "could not record the failure report marker; reporting anyway"),
+    }
+    for n in notifiers {
+        if let Err(e) = n.notify(&report).await {
+            tracing::warn!(error = %e, db.path = %task.db, "{e}");
+        }
+    }
+    true
+}

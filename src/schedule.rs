@@ -1,0 +1,171 @@
+//! One `/schedule` run: discover every database of every source, apply the exclusions, write the
+//! run ledger (the expected set), enqueue one `ExportTask` per database, and summarise.
+//!
+//! A failing source never stops the others: its error is logged and listed in the summary. A dry
+//! run answers the plan and writes and enqueues nothing.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::discovery::Exclusions;
+use crate::export::Source;
+use crate::model::{ExportTask, RunDate, RunId};
+use crate::queue::{Enqueued, TaskQueue};
+use crate::store::BackupStore;
+use crate::store::layout::Key;
+
+/// A problem met during a run, scoped to what it concerns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunError {
+    /// What it concerns (`source:NAME`, `enqueue:PROJECT/INSTANCE/DATABASE`, `ledger`).
+    pub scope: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// One database of the plan and what the run does with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlannedTask {
+    /// Source that found it.
+    pub source: String,
+    /// Project.
+    pub project: String,
+    /// Instance.
+    pub instance: String,
+    /// Database.
+    pub database: String,
+    /// Engine.
+    pub engine: crate::model::Engine,
+    /// `export`, or `excluded`.
+    pub action: String,
+    /// The exclusion pattern that matched, when excluded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_by: Option<String>,
+}
+
+/// The answer of `POST /schedule`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleSummary {
+    /// This run's id.
+    pub run_id: String,
+    /// The day its backups belong to.
+    pub run_date: String,
+    /// Whether this was a dry run (nothing written or enqueued).
+    pub dry_run: bool,
+    /// Databases found.
+    pub discovered: usize,
+    /// Databases left out by an exclusion pattern.
+    pub excluded: usize,
+    /// Tasks added to the queue.
+    pub enqueued: usize,
+    /// Tasks that were already queued or running.
+    pub already_queued: usize,
+    /// Sources that could not be listed, tasks that could not be enqueued.
+    pub errors: Vec<RunError>,
+    /// The plan (dry run only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<PlannedTask>>,
+}
+
+/// The run ledger: the expected set that status and alerts compare with the manifests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunLedger {
+    /// Run id.
+    pub run_id: String,
+    /// Run date.
+    pub run_date: String,
+    /// When discovery started.
+    pub started_at: DateTime<Utc>,
+    /// Every database found, with what the run did with it.
+    pub databases: Vec<PlannedTask>,
+    /// Problems met.
+    pub errors: Vec<RunError>,
+}
+
+/// Runs one schedule (see the module docs).
+pub async fn schedule(
+    sources: &[Source],
+    exclusions: &Exclusions,
+    store: &BackupStore,
+    queue: &Arc<dyn TaskQueue>,
+    run_date: RunDate,
+    dry_run: bool,
+) -> ScheduleSummary {
+    let run_id = RunId::generate();
+    let started_at = Utc::now();
+    let found =
+        futures::future::join_all(sources.iter().map(|s| async move { (s, s.discovery.discover().await) })).await;
+    let mut errors = Vec::new();
+    let mut plan = Vec::new();
+    let mut tasks = Vec::new();
+    for (source, result) in found {
+        match result {
+            Ok(dbs) => {
+                for db in dbs {
+                    let excluded_by = exclusions.excluded_by(&db).map(str::to_owned);
+                    plan.push(PlannedTask {
+                        source: db.source.to_string(),
+                        project: db.project.to_string(),
+                        instance: db.instance.to_string(),
+                        database: db.database.to_string(),
+                        engine: db.engine,
+                        action: if excluded_by.is_some() { "excluded" } else { "export" }.to_owned(),
+                        excluded_by: excluded_by.clone(),
+                    });
+                    if excluded_by.is_none() {
+                        tasks.push(ExportTask { db, run_date, run_id: run_id.clone() });
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(source.name = %source.name, run.id = %run_id, error = %e, "discovery failed: {e}");
+                errors.push(RunError { scope: format!("source:{}", source.name), message: e.to_string() });
+            }
+        }
+    }
+    let excluded = plan.len() - tasks.len();
+    let mut summary = ScheduleSummary {
+        run_id: run_id.to_string(),
+        run_date: run_date.to_string(),
+        dry_run,
+        discovered: plan.len(),
+        excluded,
+        enqueued: 0,
+        already_queued: 0,
+        errors,
+        tasks: None,
+    };
+    if dry_run {
+        summary.tasks = Some(plan);
+        return summary;
+    }
+    // The ledger is written before anything is enqueued, so every export it causes is expected.
+    let ledger = RunLedger {
+        run_id: run_id.to_string(),
+        run_date: run_date.to_string(),
+        started_at,
+        databases: plan,
+        errors: summary.errors.clone(),
+    };
+    if let Err(e) = store.write_ledger(&Key::RunLedger { date: run_date, run_id: run_id.clone() }, &ledger).await {
+        tracing::error!(run.id = %run_id, error = %e, "could not write the run ledger: {e}");
+        summary.errors.push(RunError { scope: "ledger".into(), message: e.to_string() });
+    }
+    for task in tasks {
+        let path = task.db.path();
+        match queue.enqueue(task).await {
+            Ok(Enqueued::Enqueued) => summary.enqueued += 1,
+            Ok(Enqueued::AlreadyQueued) => summary.already_queued += 1,
+            Err(e) => summary.errors.push(RunError { scope: format!("enqueue:{path}"), message: e.to_string() }),
+        }
+    }
+    tracing::info!(
+        run.id = %summary.run_id, run.date = %summary.run_date, discovered = summary.discovered,
+        excluded = summary.excluded, enqueued = summary.enqueued, already_queued = summary.already_queued,
+        errors = summary.errors.len(), "schedule run done"
+    );
+    summary
+}

@@ -1,0 +1,98 @@
+//! The `Bucket` seam: the few object operations the service needs, and nothing else.
+//!
+//! Contract every implementation keeps (pinned by the conformance suite in `tests/it/bucket.rs`):
+//! - `put_stream` uploads a stream of unknown length with bounded memory. The object becomes
+//!   visible only when the whole stream has been read without error; a read error aborts the upload
+//!   and leaves no object under `key` (an earlier object under the same key is left as it was).
+//! - `put_if_absent` is a conditional create: exactly one of several concurrent callers gets
+//!   `Created`, the others `AlreadyExists`. It is the only primitive used for leases, manifests and
+//!   "reported once" markers.
+//! - `put` overwrites; it is used only for derived copies (`latest/`) that may be rewritten.
+//! - `get`/`head` answer `Ok(None)` for a missing object; `delete` of a missing object is `Ok(())`.
+//! - `list` answers every object under `prefix` (all pages), sorted by key.
+//!
+//! Keys are relative to the store's prefix and always come from `Layout`.
+
+mod gcs;
+mod object_store;
+
+pub use self::gcs::GcsBucket;
+pub use self::object_store::ObjectStoreBucket;
+
+use std::fmt::Debug;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use tokio::io::AsyncRead;
+
+/// A byte source for `put_stream`; it may fail midway (then the upload is aborted).
+pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A stream of the bytes of a stored object.
+pub type ByteStream = BoxStream<'static, Result<Bytes, BucketError>>;
+
+/// What the bucket knows about one stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the store's prefix.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Version token (GCS generation, S3/Azure ETag, local modification stamp), when the backend has one.
+    pub version: Option<String>,
+}
+
+/// Answer of a conditional create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// This call created the object.
+    Created,
+    /// The object was already there; nothing was written.
+    AlreadyExists,
+}
+
+/// Errors of a bucket operation, classified at the source.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    /// The stream being uploaded failed; the upload was aborted and nothing was written.
+    #[error("upload source failed: {0}")]
+    Source(#[source] std::io::Error),
+    /// The backend answered in a way worth retrying (5xx, 429, timeouts, connection errors).
+    #[error("storage temporarily unavailable: {0}")]
+    Transient(String),
+    /// The backend refused (permission, missing bucket, invalid request): retrying will not help.
+    #[error("storage refused the request: {0}")]
+    Permanent(String),
+}
+
+impl BucketError {
+    /// True when the same call may succeed later.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+/// The object operations the service needs. Implemented by [`ObjectStoreBucket`] (`file://`,
+/// `s3://`, `az://`) and [`GcsBucket`] (`gs://`).
+#[async_trait]
+pub trait Bucket: Send + Sync + Debug {
+    /// Streams `body` into `key`; see the module contract for atomicity.
+    async fn put_stream(&self, key: &str, body: ByteReader) -> Result<ObjectInfo, BucketError>;
+    /// Writes a small object only if no object exists under `key`.
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<PutOutcome, BucketError>;
+    /// Writes a small object, replacing any existing one.
+    async fn put(&self, key: &str, body: Bytes) -> Result<(), BucketError>;
+    /// Reads a small object whole.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, BucketError>;
+    /// Streams an object of any size.
+    async fn get_stream(&self, key: &str) -> Result<Option<ByteStream>, BucketError>;
+    /// Size and version of an object.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, BucketError>;
+    /// Every object under `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BucketError>;
+    /// Deletes an object; a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), BucketError>;
+}

@@ -1,0 +1,241 @@
+//! `Layout`: the one place object keys are built, and parsed back.
+//!
+//! ```text
+//! <class>/<project>/<instance>/<database>/<YYYY-MM-DD>/<database>.<ext>            the dump
+//! <class>/<project>/<instance>/<database>/<YYYY-MM-DD>/<database>.manifest.json   makes it a backup
+//! latest/<project>/<instance>/<database>.json                                     newest manifest, copied
+//! runs/<YYYY-MM-DD>/<run_id>.json                                                 the run ledger
+//! leases/<project>/<instance>/<database>/<YYYY-MM-DD>/<seq>.json                  export leases
+//! reports/<YYYY-MM-DD>/<project>/<instance>/<database>.json                      "reported once" markers
+//! ```
+//! Segments outside `[A-Za-z0-9._-]` are percent-encoded (names never contain `/` or `%`, see
+//! `model`), so every key parses back to the values it was built from.
+
+use chrono::{NaiveDate, Weekday};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+use crate::model::{DatabaseName, DatabasePath, DatabaseRef, InstanceName, ProjectId, RunDate, RunId};
+use crate::retention::{RetentionClass, class_of};
+use crate::store::manifest::DumpFormat;
+
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
+
+/// Every kind of object the service writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// A dump (not a backup until its manifest exists).
+    Dump { class: RetentionClass, db: DatabasePath, date: RunDate, format: DumpFormat },
+    /// The manifest that makes a dump a backup; written last.
+    Manifest { class: RetentionClass, db: DatabasePath, date: RunDate },
+    /// Copy of the newest manifest of a database.
+    Latest { db: DatabasePath },
+    /// What one `/schedule` run discovered, excluded and enqueued.
+    RunLedger { date: RunDate, run_id: RunId },
+    /// One lease (generation `seq`) on the export of a database for a day.
+    Lease { db: DatabasePath, date: RunDate, seq: u32 },
+    /// Marker that the failure of a database's export for a day was reported.
+    Report { db: DatabasePath, date: RunDate },
+}
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+fn dec(s: &str) -> Option<String> {
+    percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned())
+}
+
+fn db_segments(db: &DatabasePath) -> String {
+    format!("{}/{}/{}", enc(db.project.as_str()), enc(db.instance.as_str()), enc(db.database.as_str()))
+}
+
+fn parse_db(project: &str, instance: &str, database: &str) -> Option<DatabasePath> {
+    Some(DatabasePath {
+        project: ProjectId::parse(dec(project)?).ok()?,
+        instance: InstanceName::parse(dec(instance)?).ok()?,
+        database: DatabaseName::parse(dec(database)?).ok()?,
+    })
+}
+
+fn parse_date(s: &str) -> Option<RunDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().filter(|_| s.len() == 10).map(RunDate::from_date)
+}
+
+impl Key {
+    /// The object key, relative to the store's prefix.
+    #[must_use]
+    pub fn path(&self) -> String {
+        match self {
+            Self::Dump { class, db, date, format } => {
+                format!("{}/{}/{date}/{}.{}", class.as_str(), db_segments(db), enc(db.database.as_str()), format.ext())
+            }
+            Self::Manifest { class, db, date } => {
+                format!("{}/{}/{date}/{}.manifest.json", class.as_str(), db_segments(db), enc(db.database.as_str()))
+            }
+            Self::Latest { db } => format!(
+                "latest/{}/{}/{}.json",
+                enc(db.project.as_str()),
+                enc(db.instance.as_str()),
+                enc(db.database.as_str())
+            ),
+            Self::RunLedger { date, run_id } => format!("runs/{date}/{run_id}.json"),
+            Self::Lease { db, date, seq } => format!("leases/{}/{date}/{seq:010}.json", db_segments(db)),
+            Self::Report { db, date } => format!("reports/{date}/{}.json", db_segments(db)),
+        }
+    }
+
+    /// Parses a key written by [`Key::path`]; `None` for anything else.
+    #[must_use]
+    pub fn parse(path: &str) -> Option<Self> {
+        let parts: Vec<&str> = path.split('/').collect();
+        match parts.as_slice() {
+            ["latest", p, i, file] => Some(Self::Latest { db: parse_db(p, i, file.strip_suffix(".json")?)? }),
+            ["runs", date, file] => Some(Self::RunLedger {
+                date: parse_date(date)?,
+                run_id: RunId::parse(file.strip_suffix(".json")?).ok()?,
+            }),
+            ["leases", p, i, d, date, file] => Some(Self::Lease {
+                db: parse_db(p, i, d)?,
+                date: parse_date(date)?,
+                seq: file.strip_suffix(".json")?.parse().ok()?,
+            }),
+            ["reports", date, p, i, file] => {
+                Some(Self::Report { date: parse_date(date)?, db: parse_db(p, i, file.strip_suffix(".json")?)? })
+            }
+            [class, p, i, d, date, file] => {
+                let class = RetentionClass::from_segment(class)?;
+                let db = parse_db(p, i, d)?;
+                let date = parse_date(date)?;
+                let rest = file.strip_prefix(d)?.strip_prefix('.')?;
+                if rest == "manifest.json" {
+                    Some(Self::Manifest { class, db, date })
+                } else {
+                    Some(Self::Dump { class, db, date, format: DumpFormat::from_ext(rest)? })
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Builds keys from domain values; knows the retention calendar.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    weekly_on: Weekday,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self { weekly_on: Weekday::Mon }
+    }
+}
+
+impl Layout {
+    /// A layout whose weekly class falls on `weekly_on`.
+    #[must_use]
+    pub fn new(weekly_on: Weekday) -> Self {
+        Self { weekly_on }
+    }
+
+    /// The retention class of a run date.
+    #[must_use]
+    pub fn class(&self, date: RunDate) -> RetentionClass {
+        class_of(date.date(), self.weekly_on)
+    }
+
+    /// The dump of `db` for `date`.
+    #[must_use]
+    pub fn dump(&self, db: &DatabaseRef, date: RunDate, format: DumpFormat) -> Key {
+        Key::Dump { class: self.class(date), db: path_of(db), date, format }
+    }
+
+    /// The manifest of `db` for `date`.
+    #[must_use]
+    pub fn manifest(&self, db: &DatabaseRef, date: RunDate) -> Key {
+        Key::Manifest { class: self.class(date), db: path_of(db), date }
+    }
+}
+
+/// The `project/instance/database` of a database.
+#[must_use]
+pub fn path_of(db: &DatabaseRef) -> DatabasePath {
+    DatabasePath { project: db.project.clone(), instance: db.instance.clone(), database: db.database.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(p: &str, i: &str, d: &str) -> DatabasePath {
+        DatabasePath {
+            project: ProjectId::parse(p).unwrap(),
+            instance: InstanceName::parse(i).unwrap(),
+            database: DatabaseName::parse(d).unwrap(),
+        }
+    }
+
+    #[test]
+    fn every_key_kind_has_a_fixed_path_and_parses_back() {
+        let date = RunDate::parse("2026-11-22").unwrap();
+        let table = [
+            (
+                Key::Dump {
+                    class: RetentionClass::Daily,
+                    db: db("p", "i", "app"),
+                    date,
+                    format: DumpFormat::PgCustomZstd,
+                },
+                "daily/p/i/app/2026-11-22/app.dump.zst",
+            ),
+            (
+                Key::Dump {
+                    class: RetentionClass::Weekly,
+                    db: db("p", "i", "shop"),
+                    date,
+                    format: DumpFormat::MysqlSqlZstd,
+                },
+                "weekly/p/i/shop/2026-11-22/shop.sql.zst",
+            ),
+            (
+                Key::Dump {
+                    class: RetentionClass::Yearly,
+                    db: db("p", "i", "x"),
+                    date,
+                    format: DumpFormat::CloudSqlGz,
+                },
+                "yearly/p/i/x/2026-11-22/x.sql.gz",
+            ),
+            (
+                Key::Manifest { class: RetentionClass::Monthly, db: db("p", "i", "app"), date },
+                "monthly/p/i/app/2026-11-22/app.manifest.json",
+            ),
+            (
+                Key::Manifest { class: RetentionClass::Daily, db: db("my proj", "é", "a.b"), date },
+                "daily/my%20proj/%C3%A9/a.b/2026-11-22/a.b.manifest.json",
+            ),
+            (Key::Latest { db: db("p", "i", "app") }, "latest/p/i/app.json"),
+            (Key::RunLedger { date, run_id: RunId::parse("020000-abc").unwrap() }, "runs/2026-11-22/020000-abc.json"),
+            (Key::Lease { db: db("p", "i", "app"), date, seq: 3 }, "leases/p/i/app/2026-11-22/0000000003.json"),
+            (Key::Report { db: db("p", "i", "app"), date }, "reports/2026-11-22/p/i/app.json"),
+        ];
+        for (key, path) in table {
+            assert_eq!(key.path(), path);
+            assert_eq!(Key::parse(path), Some(key), "{path}");
+        }
+    }
+
+    #[test]
+    fn foreign_keys_do_not_parse() {
+        for path in [
+            "",
+            "daily",
+            "hourly/p/i/d/2026-11-22/d.manifest.json",
+            "daily/p/i/d/2026-13-01/d.manifest.json",
+            "daily/p/i/d/2026-11-22/other.manifest.json",
+            "daily/p/i/d/2026-11-22/d.exe",
+            "daily/p/i/../2026-11-22/...manifest.json",
+        ] {
+            assert_eq!(Key::parse(path), None, "{path}");
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! `BackupStore`: a [`Bucket`] plus the [`Layout`]. Knows keys, manifests, leases, ledgers and
+//! report markers; nothing about databases.
+//!
+//! Leases: an export of (database, day) holds the newest object under
+//! `leases/<db>/<day>/`, named by a sequence number and created with a conditional create, so of
+//! two exporters racing for the same sequence number exactly one wins. A lease is live until its
+//! `expires_at`; its holder renews it by creating the next sequence number, and a new exporter may
+//! take over an expired lease the same way. No step needs an overwrite or a compare-and-swap, so
+//! every backend (including the local filesystem) gives the same guarantee.
+
+pub mod bucket;
+pub mod layout;
+pub mod manifest;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use self::bucket::{Bucket, BucketError, ByteReader, GcsBucket, ObjectInfo, ObjectStoreBucket, PutOutcome};
+use self::layout::{Key, Layout, path_of};
+use self::manifest::Manifest;
+use crate::model::{DatabaseRef, RunDate};
+use crate::settings::{GcpCredentials, Settings};
+
+/// Errors of the store: a bucket error, or an object the store cannot read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bucket failed.
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    /// An object is not what the service wrote.
+    #[error("{key} is corrupt: {reason}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// True when retrying may help.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Bucket(e) if e.is_transient())
+    }
+}
+
+/// The body of a lease object.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LeaseBody {
+    owner: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// A lease held on the export of one database for one day.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    db: DatabaseRef,
+    date: RunDate,
+    seq: u32,
+    owner: String,
+    ttl: Duration,
+}
+
+/// Answer of [`BackupStore::acquire_lease`].
+#[derive(Debug)]
+pub enum LeaseOutcome {
+    /// The lease is ours.
+    Acquired(Lease),
+    /// Another export holds it until `until`.
+    Held {
+        /// When the other lease expires unless renewed.
+        until: DateTime<Utc>,
+    },
+}
+
+/// A bucket plus the layout.
+#[derive(Clone, Debug)]
+pub struct BackupStore {
+    bucket: Arc<dyn Bucket>,
+    layout: Layout,
+}
+
+impl BackupStore {
+    /// A store over `bucket`.
+    #[must_use]
+    pub fn new(bucket: Arc<dyn Bucket>, layout: Layout) -> Self {
+        Self { bucket, layout }
+    }
+
+    /// Opens the store the settings name.
+    pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
+        let url =
+            url::Url::parse(&settings.store.url).map_err(|e| BucketError::Permanent(format!("store.url: {e}")))?;
+        let bucket: Arc<dyn Bucket> = if url.scheme() == "gs" {
+            let name =
+                url.host_str().ok_or_else(|| BucketError::Permanent("store.url: gs:// needs a bucket".into()))?;
+            let endpoint = settings.gcp.storage_endpoint.as_ref().map(|u| u.as_str().trim_end_matches('/').to_owned());
+            Arc::new(
+                GcsBucket::new(
+                    name,
+                    url.path().trim_matches('/'),
+                    endpoint.as_deref(),
+                    settings.gcp.credentials == GcpCredentials::Anonymous,
+                )
+                .await?,
+            )
+        } else {
+            Arc::new(ObjectStoreBucket::open(&url, &settings.store.options)?)
+        };
+        Ok(Self::new(bucket, Layout::new(settings.retention.weekly_on.0)))
+    }
+
+    /// The bucket underneath.
+    #[must_use]
+    pub fn bucket(&self) -> &Arc<dyn Bucket> {
+        &self.bucket
+    }
+
+    /// The layout.
+    #[must_use]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let Some(bytes) = self.bucket.get(key).await? else { return Ok(None) };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt { key: key.to_owned(), reason: e.to_string() })
+    }
+
+    fn to_json<T: Serialize>(value: &T) -> Bytes {
+        Bytes::from(serde_json::to_vec_pretty(value).expect("plain data serialises"))
+    }
+
+    /// The manifest of `db` for `date`, if that backup exists.
+    pub async fn manifest(&self, db: &DatabaseRef, date: RunDate) -> Result<Option<Manifest>, StoreError> {
+        self.get_json(&self.layout.manifest(db, date).path()).await
+    }
+
+    /// Streams a dump into `key`; visible only if the stream completes.
+    pub async fn put_dump(&self, key: &Key, body: ByteReader) -> Result<ObjectInfo, StoreError> {
+        Ok(self.bucket.put_stream(&key.path(), body).await?)
+    }
+
+    /// Writes the manifest (conditional create: a manifest is never replaced) and then `latest/`.
+    pub async fn commit(&self, db: &DatabaseRef, date: RunDate, manifest: &Manifest) -> Result<PutOutcome, StoreError> {
+        let key = self.layout.manifest(db, date).path();
+        let outcome = self.bucket.put_if_absent(&key, Self::to_json(manifest)).await?;
+        if outcome == PutOutcome::Created {
+            self.update_latest(db, manifest).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// The copy of the newest manifest of `db`.
+    pub async fn latest(&self, db: &DatabaseRef) -> Result<Option<Manifest>, StoreError> {
+        self.get_json(&Key::Latest { db: path_of(db) }.path()).await
+    }
+
+    async fn update_latest(&self, db: &DatabaseRef, manifest: &Manifest) -> Result<(), StoreError> {
+        let key = Key::Latest { db: path_of(db) }.path();
+        // A late backfill of an older day must not hide a newer backup.
+        let newer_exists = self
+            .get_json::<Manifest>(&key)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|current| current.run_date > manifest.run_date);
+        if !newer_exists {
+            self.bucket.put(&key, Self::to_json(manifest)).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a run ledger (once; a ledger is never replaced).
+    pub async fn write_ledger<T: Serialize>(&self, key: &Key, ledger: &T) -> Result<(), StoreError> {
+        self.bucket.put_if_absent(&key.path(), Self::to_json(ledger)).await?;
+        Ok(())
+    }
+
+    /// Reads a JSON object written by the service.
+    pub async fn read<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, StoreError> {
+        self.get_json(&key.path()).await
+    }
+
+    /// Records that a failure of (`db`, `date`) was reported; `true` only for the first caller.
+    pub async fn mark_reported<T: Serialize>(
+        &self,
+        db: &DatabaseRef,
+        date: RunDate,
+        report: &T,
+    ) -> Result<bool, StoreError> {
+        let key = Key::Report { db: path_of(db), date }.path();
+        Ok(self.bucket.put_if_absent(&key, Self::to_json(report)).await? == PutOutcome::Created)
+    }
+
+    async fn lease_seqs(&self, db: &DatabaseRef, date: RunDate) -> Result<Vec<u32>, StoreError> {
+        let dir = Key::Lease { db: path_of(db), date, seq: 0 }.path();
+        let dir = dir.rsplit_once('/').map_or("", |(d, _)| d);
+        let mut seqs: Vec<u32> = self
+            .bucket
+            .list(dir)
+            .await?
+            .iter()
+            .filter_map(|o| match Key::parse(&o.key) {
+                Some(Key::Lease { seq, .. }) => Some(seq),
+                _ => None,
+            })
+            .collect();
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    async fn create_lease(&self, lease: &Lease) -> Result<PutOutcome, StoreError> {
+        let body = LeaseBody {
+            owner: lease.owner.clone(),
+            expires_at: Utc::now() + chrono::Duration::from_std(lease.ttl).unwrap_or(chrono::Duration::MAX),
+        };
+        let key = Key::Lease { db: path_of(&lease.db), date: lease.date, seq: lease.seq }.path();
+        Ok(self.bucket.put_if_absent(&key, Self::to_json(&body)).await?)
+    }
+
+    /// Takes the lease on (`db`, `date`) unless a live one is held by another export.
+    pub async fn acquire_lease(
+        &self,
+        db: &DatabaseRef,
+        date: RunDate,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let seqs = self.lease_seqs(db, date).await?;
+        let next = match seqs.last() {
+            Some(&seq) => {
+                let key = Key::Lease { db: path_of(db), date, seq };
+                if let Some(body) = self.read::<LeaseBody>(&key).await?
+                    && body.expires_at > Utc::now()
+                {
+                    return Ok(LeaseOutcome::Held { until: body.expires_at });
+                }
+                seq + 1
+            }
+            None => 1,
+        };
+        let lease = Lease { db: db.clone(), date, seq: next, owner: uuid::Uuid::new_v4().to_string(), ttl };
+        match self.create_lease(&lease).await? {
+            PutOutcome::Created => Ok(LeaseOutcome::Acquired(lease)),
+            PutOutcome::AlreadyExists => {
+                Ok(LeaseOutcome::Held { until: Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default() })
+            }
+        }
+    }
+
+    /// Extends a held lease. `Ok(false)` means it was lost (it expired and another export took it).
+    pub async fn renew_lease(&self, lease: &mut Lease) -> Result<bool, StoreError> {
+        let mut next = lease.clone();
+        next.seq += 1;
+        match self.create_lease(&next).await? {
+            PutOutcome::Created => {
+                let _ = self
+                    .bucket
+                    .delete(&Key::Lease { db: path_of(&lease.db), date: lease.date, seq: lease.seq }.path())
+                    .await;
+                *lease = next;
+                Ok(true)
+            }
+            PutOutcome::AlreadyExists => Ok(false),
+        }
+    }
+
+    /// Gives a lease back (and sweeps the expired ones before it), so a retry need not wait for it to expire.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        for seq in self.lease_seqs(&lease.db, lease.date).await?.into_iter().filter(|s| *s <= lease.seq) {
+            self.bucket.delete(&Key::Lease { db: path_of(&lease.db), date: lease.date, seq }.path()).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Lease {
+    /// How often the holder should renew.
+    #[must_use]
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+}
