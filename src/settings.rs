@@ -150,6 +150,9 @@ pub struct SourceSettings {
     /// The `instance` segment of its backups; defaults to the URL's host.
     #[serde(default)]
     pub instance: Option<InstanceName>,
+    /// Only the databases whose names match one of these globs (default: every database).
+    #[serde(default)]
+    pub databases: Option<Vec<String>>,
 }
 
 impl SourceSettings {
@@ -396,7 +399,16 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("DATA_BACKUP_").ignore(&["CONFIG"]).split("__"));
+        // `DATA_BACKUP_CONFIG` names the file, `DATA_BACKUP_LOG_FORMAT` is read by telemetry, and
+        // `DATA_BACKUP_TEST_*` belong to the test suite: none of them is a setting.
+        figment = figment.merge(
+            Env::prefixed("DATA_BACKUP_")
+                .filter(|k| {
+                    let k = k.as_str().to_ascii_lowercase();
+                    k != "config" && k != "log_format" && !k.starts_with("test_")
+                })
+                .split("__"),
+        );
         Self::from_figment(&figment)
     }
 
@@ -457,6 +469,12 @@ impl Settings {
                 ));
             }
         }
+        for (i, source) in self.sources.iter().enumerate() {
+            for (j, pattern) in source.databases.iter().flatten().enumerate() {
+                crate::discovery::compile_glob(pattern)
+                    .map_err(|e| SettingsError::new(format!("sources[{i}].databases[{j}]"), e.to_string()))?;
+            }
+        }
         for (i, pattern) in self.exclude.patterns.iter().enumerate() {
             crate::discovery::compile_glob(pattern)
                 .map_err(|e| SettingsError::new(format!("exclude.patterns[{i}]"), e.to_string()))?;
@@ -498,6 +516,7 @@ impl Settings {
             url,
             password_file: None,
             instance: None,
+            databases: None,
         }]
     }
 }

@@ -47,6 +47,11 @@ pub fn mysql_opts(source: &SourceSettings) -> Result<mysql_async::Opts, String> 
 }
 
 fn db_ref(source: &SourceSettings, engine: Engine, name: &str) -> Option<DatabaseRef> {
+    if let Some(globs) = &source.databases
+        && !globs.iter().any(|g| super::compile_glob(g).is_ok_and(|m| m.is_match(name)))
+    {
+        return None;
+    }
     // A database whose name cannot be a key segment (`/`, control characters…) is skipped with a
     // warning rather than failing the whole source.
     match DatabaseName::parse(name) {

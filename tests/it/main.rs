@@ -1,1 +1,12 @@
-fn main() {}
+//! The one integration-test binary: real PostgreSQL and MariaDB servers, real dump and restore
+//! tools, real object stores (local directory, fake-gcs-server, moto, azurite). Run through
+//! `scripts/test.sh`, which installs and starts all of them.
+
+mod support;
+
+mod bad_input;
+mod bucket;
+mod export;
+mod openapi;
+mod schedule;
+mod shutdown;

@@ -1,0 +1,162 @@
+//! One conformance suite for the `Bucket` seam, run on every backend: the local directory,
+//! fake-gcs-server (GCS JSON API), moto (S3) and azurite (Azure Blob).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use data_backup::store::bucket::{Bucket, BucketError, ByteReader, GcsBucket, ObjectStoreBucket, PutOutcome};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::json;
+
+use crate::support::{TestApp, required_env, unique_name};
+
+fn reader(chunks: Vec<std::io::Result<Bytes>>) -> ByteReader {
+    Box::pin(tokio_util::io::StreamReader::new(futures::stream::iter(chunks)))
+}
+
+/// Pseudo-random bytes that do not compress, `len` long.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+async fn read_all(bucket: &dyn Bucket, key: &str) -> Vec<u8> {
+    let chunks: Vec<Bytes> = bucket.get_stream(key).await.unwrap().expect("object exists").try_collect().await.unwrap();
+    chunks.concat()
+}
+
+async fn conformance(bucket: Arc<dyn Bucket>) {
+    let b = bucket.as_ref();
+    // Streamed put of a multi-part object, read back whole and streamed.
+    let big = noise(12 * 1024 * 1024 + 123, 7);
+    let chunks = big.chunks(1024 * 1024 - 1).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let info = b.put_stream("dir/big.bin", reader(chunks)).await.unwrap();
+    assert_eq!(info.size, big.len() as u64);
+    assert_eq!(b.head("dir/big.bin").await.unwrap().unwrap().size, big.len() as u64);
+    let mut streamed = Vec::new();
+    let mut s = b.get_stream("dir/big.bin").await.unwrap().unwrap();
+    while let Some(chunk) = s.next().await {
+        streamed.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(streamed == big, "streamed read equals what was written");
+
+    // A source failing midway: an error, no new object, the old one untouched.
+    b.put("dir/kept.bin", Bytes::from_static(b"old")).await.unwrap();
+    let failing =
+        reader(vec![Ok(Bytes::from(noise(9 * 1024 * 1024, 3))), Err(std::io::Error::other("dump tool died"))]);
+    assert!(matches!(b.put_stream("dir/kept.bin", failing).await, Err(BucketError::Source(_))));
+    let failing = reader(vec![Ok(Bytes::from_static(b"partial")), Err(std::io::Error::other("died"))]);
+    assert!(matches!(b.put_stream("dir/never.bin", failing).await, Err(BucketError::Source(_))));
+    assert_eq!(b.head("dir/never.bin").await.unwrap(), None, "nothing half-written is visible");
+    assert_eq!(b.get("dir/kept.bin").await.unwrap().unwrap(), Bytes::from_static(b"old"));
+
+    // Conditional create: exactly one winner, even concurrently.
+    assert_eq!(b.put_if_absent("m/one.json", Bytes::from_static(b"first")).await.unwrap(), PutOutcome::Created);
+    assert_eq!(b.put_if_absent("m/one.json", Bytes::from_static(b"second")).await.unwrap(), PutOutcome::AlreadyExists);
+    assert_eq!(b.get("m/one.json").await.unwrap().unwrap(), Bytes::from_static(b"first"));
+    let racers =
+        futures::future::join_all((0..8).map(|i| b.put_if_absent("m/race.json", Bytes::from(format!("{i}"))))).await;
+    let created = racers.iter().filter(|r| matches!(r, Ok(PutOutcome::Created))).count();
+    assert_eq!(created, 1, "{racers:?}");
+
+    // Overwrite, missing objects.
+    b.put("m/latest.json", Bytes::from_static(b"v1")).await.unwrap();
+    b.put("m/latest.json", Bytes::from_static(b"v2")).await.unwrap();
+    assert_eq!(b.get("m/latest.json").await.unwrap().unwrap(), Bytes::from_static(b"v2"));
+    assert_eq!(b.get("m/missing.json").await.unwrap(), None);
+    assert_eq!(b.head("m/missing.json").await.unwrap(), None);
+    assert!(b.get_stream("m/missing.json").await.unwrap().is_none());
+
+    // List: sorted, relative keys, only under the prefix.
+    let keys: Vec<String> = b.list("m").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(keys, ["m/latest.json", "m/one.json", "m/race.json"]);
+    let all: Vec<String> = b.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(all, ["dir/big.bin", "dir/kept.bin", "m/latest.json", "m/one.json", "m/race.json"]);
+
+    // Delete, and delete of a missing object.
+    b.delete("m/one.json").await.unwrap();
+    assert_eq!(b.head("m/one.json").await.unwrap(), None);
+    b.delete("m/one.json").await.unwrap();
+    assert_eq!(b.put_if_absent("m/one.json", Bytes::from_static(b"again")).await.unwrap(), PutOutcome::Created);
+}
+
+fn url(s: &str) -> url::Url {
+    url::Url::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn local_directory_bucket_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = ObjectStoreBucket::open(&url(&format!("file://{}", dir.path().display())), &BTreeMap::new()).unwrap();
+    conformance(Arc::new(bucket)).await;
+}
+
+#[tokio::test]
+async fn gcs_bucket_keeps_the_contract_on_fake_gcs_server() {
+    let endpoint = required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");
+    let name = required_env("DATA_BACKUP_TEST_GCS_BUCKET");
+    let bucket = GcsBucket::new(&name, &unique_name("conf"), Some(&endpoint), true).await.unwrap();
+    conformance(Arc::new(bucket)).await;
+}
+
+#[tokio::test]
+async fn s3_bucket_keeps_the_contract_on_moto() {
+    let endpoint = required_env("DATA_BACKUP_TEST_S3_ENDPOINT");
+    let name = required_env("DATA_BACKUP_TEST_S3_BUCKET");
+    let options = BTreeMap::from([
+        ("aws_endpoint".to_owned(), endpoint),
+        ("aws_allow_http".to_owned(), "true".to_owned()),
+        ("aws_region".to_owned(), "us-east-1".to_owned()),
+        ("aws_access_key_id".to_owned(), "test".to_owned()),
+        ("aws_secret_access_key".to_owned(), "test".to_owned()),
+    ]);
+    let bucket = ObjectStoreBucket::open(&url(&format!("s3://{name}/{}", unique_name("conf"))), &options).unwrap();
+    conformance(Arc::new(bucket)).await;
+}
+
+#[tokio::test]
+async fn azure_bucket_keeps_the_contract_on_azurite() {
+    let container = required_env("DATA_BACKUP_TEST_AZURE_CONTAINER");
+    let options = BTreeMap::from([("azure_storage_use_emulator".to_owned(), "true".to_owned())]);
+    let bucket = ObjectStoreBucket::open(&url(&format!("az://{container}/{}", unique_name("conf"))), &options).unwrap();
+    conformance(Arc::new(bucket)).await;
+}
+
+#[tokio::test]
+async fn export_into_gcs_writes_the_same_backup_layout() {
+    let endpoint = required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");
+    let name = required_env("DATA_BACKUP_TEST_GCS_BUCKET");
+    let prefix = unique_name("export");
+    let src = crate::support::PgDb::create("gcs_src");
+    src.sql("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 5000) g");
+    let app = TestApp::spawn(&format!(
+        "{}[store]\nurl = \"gs://{name}/{prefix}\"\n[gcp]\ncredentials = \"anonymous\"\nstorage_endpoint = \"{endpoint}\"\n",
+        crate::support::pg_source("pgsrc", &src.name)
+    ))
+    .await;
+    let body = json!({"project": "pgsrc", "instance": "pg", "database": src.name, "run_date": "2026-11-20"});
+
+    let (status, _, answer) = app.post("/export", &body).await;
+    let (again, _, second) = app.post("/export", &body).await;
+
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(again, 200);
+    assert_eq!(second["status"], "already_exported");
+    let bucket = GcsBucket::new(&name, &prefix, Some(&endpoint), true).await.unwrap();
+    let key = answer["key"].as_str().unwrap();
+    let dump = read_all(&bucket, key).await;
+    assert_eq!(answer["manifest"]["bytes"], dump.len());
+    let copy = crate::support::PgDb::create("gcs_restored");
+    copy.restore(&zstd::decode_all(dump.as_slice()).unwrap());
+    assert_eq!(copy.fingerprint(), src.fingerprint());
+    let keys: Vec<String> = bucket.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert!(keys.iter().any(|k| k.starts_with("latest/pgsrc/pg/")), "{keys:?}");
+}

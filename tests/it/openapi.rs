@@ -1,0 +1,46 @@
+//! The checked-in OpenAPI document is the one the code generates, and the service serves it.
+
+use crate::support::TestApp;
+
+#[test]
+fn checked_in_openapi_document_matches_the_code() {
+    let generated = serde_json::to_string_pretty(&data_backup::http::openapi()).unwrap() + "\n";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "openapi/openapi.json is out of date: run `UPDATE_OPENAPI=1 cargo test openapi` (or `data-backup openapi > openapi/openapi.json`)"
+    );
+}
+
+#[test]
+fn openapi_document_describes_the_contract() {
+    let doc = serde_json::to_value(data_backup::http::openapi()).unwrap();
+    insta::assert_json_snapshot!(
+        "openapi_paths",
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(p, ops)| (p.clone(), ops.as_object().unwrap().keys().cloned().collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(doc["openapi"], "3.1.0");
+    let responses = &doc["paths"]["/export"]["post"]["responses"];
+    for code in ["200", "400", "409", "413", "422", "503"] {
+        assert!(responses.get(code).is_some(), "/export documents {code}");
+    }
+}
+
+#[tokio::test]
+async fn service_serves_its_openapi_document_and_healthz() {
+    let app = TestApp::spawn(&crate::support::pg_source("pgsrc", "never_matches_*")).await;
+    let doc: serde_json::Value =
+        app.client.get(format!("{}/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
+    let health = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    assert_eq!(doc, serde_json::to_value(data_backup::http::openapi()).unwrap());
+    assert_eq!(health.status(), 200);
+}
