@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{NaiveTime, Utc};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub bearer_token: Option<Arc<SecretString>>,
     /// Grace period for running exports at shutdown.
     pub grace: Duration,
+    /// The retention policy (`POST /prune`, and the prune after `/schedule`).
+    pub retention: Arc<crate::retention::RetentionPolicy>,
 }
 
 impl AppState {
@@ -79,12 +82,14 @@ impl AppState {
             exclusions,
             bearer_token: settings.auth.token()?.map(Arc::new),
             grace: Duration::from_secs(settings.queue.shutdown_grace_secs),
+            retention: Arc::new(crate::retention::RetentionPolicy::from_settings(settings)?),
         })
     }
 
-    /// Runs one schedule for `run_date`.
+    /// Runs one schedule for `run_date`; then, when `retention.prune_after_schedule` is set and
+    /// this is no dry run, one prune as of `run_date` (see `retention::prune_after_schedule`).
     pub async fn schedule(&self, run_date: RunDate, dry_run: bool) -> ScheduleSummary {
-        crate::schedule::schedule(
+        let summary = crate::schedule::schedule(
             &self.service.sources,
             &self.exclusions,
             &self.service.store,
@@ -92,7 +97,12 @@ impl AppState {
             run_date,
             dry_run,
         )
-        .await
+        .await;
+        if !dry_run && self.retention.prune_after_schedule() {
+            crate::retention::prune_after_schedule(&self.service.store, &self.retention, run_date, &summary.run_id)
+                .await;
+        }
+        summary
     }
 }
 
@@ -100,6 +110,7 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    daily_at: Option<NaiveTime>,
 }
 
 impl Application {
@@ -112,7 +123,7 @@ impl Application {
         if state.bearer_token.is_none() {
             tracing::warn!(bind = %settings.bind, "no authentication configured: anyone who can reach this address may call the service");
         }
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, daily_at: settings.schedule.daily_at()? })
     }
 
     /// The bound port.
@@ -136,8 +147,12 @@ impl Application {
         let server = tokio::spawn(
             axum::serve(self.listener, router).with_graceful_shutdown(token.clone().cancelled_owned()).into_future(),
         );
+        let timer = self.daily_at.map(|at| tokio::spawn(nightly(self.state.clone(), at, token.clone())));
         shutdown.await;
         tracing::info!(grace_secs = self.state.grace.as_secs(), "shutting down");
+        if let Some(t) = timer {
+            t.abort();
+        }
         token.cancel();
         let grace = self.state.grace;
         let (_, served) = tokio::join!(self.state.local_queue.shutdown(grace), tokio::time::timeout(grace, server));
@@ -149,6 +164,24 @@ impl Application {
                 Ok(())
             }
         }
+    }
+}
+
+/// The embedded timer: one schedule run every day at `at` (UTC), until `stop`.
+async fn nightly(state: AppState, at: NaiveTime, stop: CancellationToken) {
+    loop {
+        let now = Utc::now();
+        let mut next = now.date_naive().and_time(at).and_utc();
+        if next <= now {
+            next += chrono::Duration::days(1);
+        }
+        tracing::info!(next = %next, "next nightly schedule run");
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+        state.schedule(RunDate::from_date(next.date_naive()), false).await;
     }
 }
 

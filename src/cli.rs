@@ -27,8 +27,13 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP service (POST /schedule, POST /export, GET /healthz, GET /openapi.json).
-    Serve,
+    /// Run the HTTP service (POST /schedule, POST /export, GET /healthz, GET /openapi.json) and the
+    /// nightly timer (`[schedule] daily_at`).
+    Serve {
+        /// Also run one schedule right away (back up every database now).
+        #[arg(long)]
+        now: bool,
+    },
     /// Discover every database and export each one now, on the in-process queue; prints the summary.
     Schedule {
         /// Print the plan (each database, or why it is excluded); export nothing.
@@ -49,6 +54,34 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Delete backups past their class's keep-for (dry run unless --apply); prints the plan.
+    Prune {
+        /// Delete what the plan says (default: only print it).
+        #[arg(long)]
+        apply: bool,
+        /// Evaluate the policy as if today were this day (YYYY-MM-DD); only a dry run may look ahead.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Print bucket lifecycle rules rendered from the [retention] settings and the store's prefix.
+    Lifecycle {
+        /// `gcs` (bucket lifecycle JSON), `s3` (LifecycleConfiguration JSON) or `terraform`
+        /// (google_storage_bucket lifecycle_rule blocks; for an s3:// store an
+        /// aws_s3_bucket_lifecycle_configuration resource).
+        #[arg(long, value_enum)]
+        format: LifecycleFormatArg,
+    },
+}
+
+/// `--format` of `lifecycle`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LifecycleFormatArg {
+    /// GCS bucket lifecycle JSON.
+    Gcs,
+    /// S3 lifecycle configuration JSON.
+    S3,
+    /// Terraform.
+    Terraform,
 }
 
 /// Entry point of the binary.
@@ -86,8 +119,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Openapi => unreachable!("handled above"),
-        Command::Serve => {
+        Command::Prune { apply, as_of } => {
+            let policy = crate::retention::RetentionPolicy::from_settings(&settings)?;
+            let store = crate::store::BackupStore::open(&settings).await?;
+            let as_of = match as_of.as_deref() {
+                Some(value) => crate::retention::parse_as_of(value)?,
+                None => chrono::Utc::now().date_naive(),
+            };
+            print_json(&crate::retention::prune(&store, &policy, as_of, apply).await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lifecycle { format } => {
+            use crate::retention::LifecycleFormat;
+            let policy = crate::retention::RetentionPolicy::from_settings(&settings)?;
+            let format = match format {
+                LifecycleFormatArg::Gcs => LifecycleFormat::Gcs,
+                LifecycleFormatArg::S3 => LifecycleFormat::S3,
+                LifecycleFormatArg::Terraform => LifecycleFormat::Terraform,
+            };
+            print!("{}", crate::retention::lifecycle(&policy, &settings.store.url, format)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { now } => {
             let app = Application::build(&settings).await?;
+            if now {
+                let state = app.state().clone();
+                tokio::spawn(async move { state.schedule(RunDate::today(), false).await });
+            }
             app.run_until(shutdown_signal()).await.context("serving")?;
             Ok(ExitCode::SUCCESS)
         }

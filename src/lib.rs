@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod crypto;
 pub mod discovery;
 pub mod export;
 pub mod http;

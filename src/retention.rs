@@ -1,15 +1,40 @@
-//! Retention classes: which class a run date belongs to.
+//! Retention: which class a run date belongs to, how long each class is kept, and the two ways an
+//! expired backup goes away: bucket lifecycle rules ([`lifecycle`]) and the prune ([`prune`]).
 //!
 //! The class is the first segment of a backup's key, so bucket lifecycle rules can expire each
 //! class by prefix. `class_of` is pure: the same date always lands in the same class, so every retry
 //! of a task writes to the same key. Precedence: yearly (1 January) over quarterly (first day of a
 //! quarter) over monthly (first of a month) over weekly (the configured weekday) over daily.
+//!
+//! One [`RetentionPolicy`], resolved from `[retention]` in the settings, drives both:
+//! - A backup of class `c` with run date `d` is **expired** on `as_of` when `as_of - d > keep_days(c)`
+//!   (per-source overrides apply to the backups whose project segment is the source's name).
+//!   Lifecycle rules delete at object age `keep_days`; both keep a backup at least `keep_days` days.
+//! - The prune ([`plan`] then [`prune`]) lists only the class prefixes, so `labels/`, `latest/`,
+//!   `runs/`, `leases/` and `reports/` are never touched. It deletes an expired backup's manifest
+//!   before its dump (no manifest ever points at a missing dump), deletes expired orphan dumps, never
+//!   deletes the newest backup of a database (see [`protected_dates`]), leaves any (database, day)
+//!   with a lease alone (an export may be writing it), and skips and reports an object the store
+//!   refuses to delete (a retention lock or hold answers with a permanent refusal).
+//! - Lifecycle rules cannot know which backup is the newest: a database that stops being backed up
+//!   loses its last backup to them after `keep_days`. Stores that must keep it use the prune instead.
 
-use chrono::{Datelike, NaiveDate, Weekday};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use chrono::{Datelike, NaiveDate, Utc, Weekday};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::model::{DatabaseName, DatabasePath, InstanceName, InvalidField, ProjectId, RunDate};
+use crate::settings::{ClassRetentionSettings, RetentionSettings, Settings, SettingsError, SourceRetentionSettings};
+use crate::store::BackupStore;
+use crate::store::bucket::{BucketError, ObjectInfo};
+use crate::store::layout::Key;
 
 /// A retention class, the first segment of a backup key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RetentionClass {
     /// Every day that is no other class.
@@ -45,6 +70,19 @@ impl RetentionClass {
     pub fn from_segment(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
+
+    /// Days a backup of this class is kept unless the settings say otherwise: daily 9, weekly 40,
+    /// monthly 365, quarterly 2190 (6 years), yearly 43800 (120 years, "forever").
+    #[must_use]
+    pub fn default_keep_days(self) -> u32 {
+        match self {
+            Self::Daily => 9,
+            Self::Weekly => 40,
+            Self::Monthly => 365,
+            Self::Quarterly => 2190,
+            Self::Yearly => 43800,
+        }
+    }
 }
 
 /// The class of `date` when weekly backups fall on `weekly_on`.
@@ -59,28 +97,1146 @@ pub fn class_of(date: NaiveDate, weekly_on: Weekday) -> RetentionClass {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Policy
+// ---------------------------------------------------------------------------------------------
+
+/// Colder storage a class may move to after some days (bucket lifecycle rules only).
+///
+/// | setting | GCS | S3 |
+/// | --- | --- | --- |
+/// | `nearline` | `NEARLINE` | `STANDARD_IA` |
+/// | `coldline` | `COLDLINE` | `GLACIER_IR` |
+/// | `archive` | `ARCHIVE` | `GLACIER_IR` |
+///
+/// The S3 mapping keeps every backup readable at once (no restore request), as the GCS classes are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColderStorage {
+    /// GCS Nearline (30-day minimum storage), S3 Standard-IA.
+    #[default]
+    Nearline,
+    /// GCS Coldline (90 days), S3 Glacier Instant Retrieval.
+    Coldline,
+    /// GCS Archive (365 days), S3 Glacier Instant Retrieval.
+    Archive,
+}
+
+impl ColderStorage {
+    /// The GCS storage class.
+    #[must_use]
+    pub fn gcs(self) -> &'static str {
+        match self {
+            Self::Nearline => "NEARLINE",
+            Self::Coldline => "COLDLINE",
+            Self::Archive => "ARCHIVE",
+        }
+    }
+
+    /// The S3 storage class.
+    #[must_use]
+    pub fn s3(self) -> &'static str {
+        match self {
+            Self::Nearline => "STANDARD_IA",
+            Self::Coldline | Self::Archive => "GLACIER_IR",
+        }
+    }
+}
+
+/// A move to colder storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Colder {
+    /// Days after the backup's creation.
+    pub after_days: u32,
+    /// Where to.
+    pub storage: ColderStorage,
+}
+
+/// How long one class (of one source) is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassRule {
+    /// Days kept after the run date (at least 1).
+    pub keep_days: u32,
+    /// Optional move to colder storage, always before `keep_days`.
+    pub colder: Option<Colder>,
+}
+
+impl ClassRule {
+    /// Kept `keep_days`, never moved.
+    #[must_use]
+    pub fn keep(keep_days: u32) -> Self {
+        Self { keep_days, colder: None }
+    }
+}
+
+/// The resolved `[retention]` settings: one rule per class, and per source where overridden.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    weekly_on: Weekday,
+    prune_after_schedule: bool,
+    classes: BTreeMap<RetentionClass, ClassRule>,
+    /// Configured source names (lifecycle rules list them when a class has overrides).
+    sources: BTreeSet<String>,
+    /// Resolved rules of the (source, class) pairs that have an override.
+    overrides: BTreeMap<(String, RetentionClass), ClassRule>,
+}
+
+impl Default for RetentionPolicy {
+    /// Seed 004's policy: Mondays weekly; daily 9 days, weekly 40, monthly 365, quarterly 2190,
+    /// yearly 43800; no colder storage, no overrides, no prune after the schedule.
+    fn default() -> Self {
+        Self {
+            weekly_on: Weekday::Mon,
+            prune_after_schedule: false,
+            classes: RetentionClass::ALL.into_iter().map(|c| (c, ClassRule::keep(c.default_keep_days()))).collect(),
+            sources: BTreeSet::new(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+fn class_settings(s: &RetentionSettings, class: RetentionClass) -> &ClassRetentionSettings {
+    match class {
+        RetentionClass::Daily => &s.daily,
+        RetentionClass::Weekly => &s.weekly,
+        RetentionClass::Monthly => &s.monthly,
+        RetentionClass::Quarterly => &s.quarterly,
+        RetentionClass::Yearly => &s.yearly,
+    }
+}
+
+fn source_class_settings(s: &SourceRetentionSettings, class: RetentionClass) -> &ClassRetentionSettings {
+    match class {
+        RetentionClass::Daily => &s.daily,
+        RetentionClass::Weekly => &s.weekly,
+        RetentionClass::Monthly => &s.monthly,
+        RetentionClass::Quarterly => &s.quarterly,
+        RetentionClass::Yearly => &s.yearly,
+    }
+}
+
+/// `s` over `base`; errors name `{prefix}.<key>`.
+fn resolve(prefix: &str, s: &ClassRetentionSettings, base: ClassRule) -> Result<ClassRule, SettingsError> {
+    let error = |key: &str, reason: String| SettingsError { key: format!("{prefix}.{key}"), reason };
+    let keep_days = s.keep_days.unwrap_or(base.keep_days);
+    if keep_days == 0 {
+        return Err(error(
+            "keep_days",
+            "must be at least 1 (a backup kept 0 days is deleted by the next prune)".into(),
+        ));
+    }
+    let after = match s.colder_after_days {
+        Some(0) => None,
+        Some(days) => Some(days),
+        None => base.colder.map(|c| c.after_days),
+    };
+    let storage = s.colder_storage.or(base.colder.map(|c| c.storage)).unwrap_or_default();
+    if s.colder_storage.is_some() && after.is_none() {
+        return Err(error("colder_storage", "is set but colder_after_days is not: say after how many days".into()));
+    }
+    if let Some(after) = after
+        && after >= keep_days
+    {
+        let key = if s.colder_after_days.is_some() { "colder_after_days" } else { "keep_days" };
+        return Err(error(
+            key,
+            format!(
+                "colder_after_days ({after}) must be less than keep_days ({keep_days}): the backup would be deleted before it moves"
+            ),
+        ));
+    }
+    Ok(ClassRule { keep_days, colder: after.map(|after_days| Colder { after_days, storage }) })
+}
+
+impl RetentionPolicy {
+    /// Resolves and checks `[retention]`; an error names the offending key.
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let r = &settings.retention;
+        let mut policy =
+            Self { weekly_on: r.weekly_on.0, prune_after_schedule: r.prune_after_schedule, ..Self::default() };
+        for class in RetentionClass::ALL {
+            let rule = resolve(
+                &format!("retention.{}", class.as_str()),
+                class_settings(r, class),
+                ClassRule::keep(class.default_keep_days()),
+            )?;
+            policy.classes.insert(class, rule);
+        }
+        policy.sources = settings.effective_sources().iter().map(|s| s.name.to_string()).collect();
+        for (name, overrides) in &r.sources {
+            if !policy.sources.contains(name) {
+                let known: Vec<&str> = policy.sources.iter().map(String::as_str).collect();
+                return Err(SettingsError {
+                    key: format!("retention.sources.{name}"),
+                    reason: format!("`{name}` is not a configured source (configured: {})", known.join(", ")),
+                });
+            }
+            for class in RetentionClass::ALL {
+                let s = source_class_settings(overrides, class);
+                if s.keep_days.is_none() && s.colder_after_days.is_none() && s.colder_storage.is_none() {
+                    continue;
+                }
+                let prefix = format!("retention.sources.{name}.{}", class.as_str());
+                let rule = resolve(&prefix, s, policy.classes[&class])?;
+                policy.overrides.insert((name.clone(), class), rule);
+            }
+        }
+        Ok(policy)
+    }
+
+    /// Replaces the rule of `class` (tests and tools; overrides already set are kept as they are).
+    #[must_use]
+    pub fn with_class_rule(mut self, class: RetentionClass, rule: ClassRule) -> Self {
+        self.classes.insert(class, rule);
+        self
+    }
+
+    /// Adds the configured source `source`, with `rule` for `class` (tests and tools).
+    #[must_use]
+    pub fn with_source_rule(mut self, source: &str, class: RetentionClass, rule: ClassRule) -> Self {
+        self.sources.insert(source.to_owned());
+        self.overrides.insert((source.to_owned(), class), rule);
+        self
+    }
+
+    /// Sets the weekly weekday.
+    #[must_use]
+    pub fn with_weekly_on(mut self, weekly_on: Weekday) -> Self {
+        self.weekly_on = weekly_on;
+        self
+    }
+
+    /// The weekly class's weekday.
+    #[must_use]
+    pub fn weekly_on(&self) -> Weekday {
+        self.weekly_on
+    }
+
+    /// Whether `/schedule` runs a prune after enqueueing.
+    #[must_use]
+    pub fn prune_after_schedule(&self) -> bool {
+        self.prune_after_schedule
+    }
+
+    /// The class of a run date under this policy's calendar.
+    #[must_use]
+    pub fn class_of(&self, date: NaiveDate) -> RetentionClass {
+        class_of(date, self.weekly_on)
+    }
+
+    /// The rule of `class` for the backups whose project segment is `project`.
+    #[must_use]
+    pub fn rule(&self, class: RetentionClass, project: &str) -> ClassRule {
+        self.overrides.get(&(project.to_owned(), class)).copied().unwrap_or(self.classes[&class])
+    }
+
+    /// Whether a backup of `class` and `project` run on `run_date` is expired on `as_of`.
+    #[must_use]
+    pub fn is_expired(&self, class: RetentionClass, project: &str, run_date: NaiveDate, as_of: NaiveDate) -> bool {
+        (as_of - run_date).num_days() > i64::from(self.rule(class, project).keep_days)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key prefixes (built from `Key` so that `Layout` stays the one place that encodes segments)
+// ---------------------------------------------------------------------------------------------
+
+/// The first `n` segments of `key`'s path, with a trailing `/`.
+fn key_prefix(key: &Key, n: usize) -> String {
+    let path = key.path();
+    let mut prefix: String = path.split('/').take(n).collect::<Vec<_>>().join("/");
+    prefix.push('/');
+    prefix
+}
+
+fn placeholder_db(project: ProjectId) -> DatabasePath {
+    DatabasePath {
+        project,
+        instance: InstanceName::parse("_").expect("valid name"),
+        database: DatabaseName::parse("_").expect("valid name"),
+    }
+}
+
+/// `<class>/`, or `<class>/<project>/` with the project segment encoded as `Layout` encodes it.
+fn class_prefix(class: RetentionClass, project: Option<&str>) -> String {
+    let (project, n) = match project.map(ProjectId::parse) {
+        Some(Ok(p)) => (p, 2),
+        _ => (ProjectId::parse("_").expect("valid name"), 1),
+    };
+    let key = Key::Manifest { class, db: placeholder_db(project), date: RunDate::from_date(NaiveDate::MIN) };
+    key_prefix(&key, n)
+}
+
+/// `leases/`.
+fn leases_prefix() -> String {
+    let project = ProjectId::parse("_").expect("valid name");
+    key_prefix(&Key::Lease { db: placeholder_db(project), date: RunDate::from_date(NaiveDate::MIN), seq: 0 }, 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prune plan
+// ---------------------------------------------------------------------------------------------
+
+/// One backup (or stray object) in the plan and why it is where it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlanEntry {
+    /// `project/instance/database`; absent for an object that is no backup's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Retention class (the key's first segment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<RetentionClass>,
+    /// Run date (`YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_date: Option<String>,
+    /// Object keys, relative to the store's prefix; the manifest first, deleted in this order.
+    pub keys: Vec<String>,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// The answer of a prune: what is kept, what is (or, in a dry run, would be) deleted, what was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrunePlan {
+    /// The day the policy was evaluated for (`YYYY-MM-DD`).
+    pub as_of: String,
+    /// Whether the deletions were carried out (`false`: dry run).
+    pub applied: bool,
+    /// Backups kept: not expired, or the newest of their database.
+    pub kept: Vec<PlanEntry>,
+    /// Backups and orphan dumps deleted (or to delete, in a dry run), in deletion order.
+    pub deleted: Vec<PlanEntry>,
+    /// Objects left alone: the store refused to delete them (retention lock), an export holds their
+    /// lease, or they are not keys this service writes.
+    pub skipped: Vec<PlanEntry>,
+    /// Bytes of `deleted`.
+    pub bytes_freed: u64,
+}
+
+impl PrunePlan {
+    /// Every key of `deleted`, in the order they are (or would be) deleted.
+    pub fn actions(&self) -> impl Iterator<Item = &str> {
+        self.deleted.iter().flat_map(|e| e.keys.iter().map(String::as_str))
+    }
+}
+
+type DbId = (ProjectId, InstanceName, DatabaseName);
+
+fn db_id(db: DatabasePath) -> DbId {
+    (db.project, db.instance, db.database)
+}
+
+fn db_label(db: &DbId) -> String {
+    format!("{}/{}/{}", db.0, db.1, db.2)
+}
+
+/// The objects of one (database, run date, class).
+#[derive(Default)]
+struct Group<'a> {
+    manifest: Option<&'a ObjectInfo>,
+    dumps: Vec<&'a ObjectInfo>,
+}
+
+impl Group<'_> {
+    fn is_backup(&self) -> bool {
+        self.manifest.is_some() && !self.dumps.is_empty()
+    }
+}
+
+/// The run dates of one database's backups (manifest and dump) that prune never deletes, however
+/// old: its newest backup, and its newest backup on or before `as_of` (the newest as the audited
+/// day saw it). This is the one place to refine when verification records exist (keep the newest
+/// *verified* backup too).
+#[must_use]
+pub fn protected_dates(backup_dates: &BTreeSet<NaiveDate>, as_of: NaiveDate) -> BTreeSet<NaiveDate> {
+    backup_dates.last().into_iter().chain(backup_dates.range(..=as_of).next_back()).copied().collect()
+}
+
+/// The plan for `objects` (a listing of the class prefixes) on `as_of`. `leases` is a listing of
+/// `leases/`: a (database, day) with a lease is left alone, since an export may be writing it.
+#[must_use]
+pub fn plan(objects: &[ObjectInfo], leases: &[ObjectInfo], policy: &RetentionPolicy, as_of: NaiveDate) -> PrunePlan {
+    let busy: BTreeSet<(DbId, NaiveDate)> = leases
+        .iter()
+        .filter_map(|o| match Key::parse(&o.key) {
+            Some(Key::Lease { db, date, .. }) => Some((db_id(db), date.date())),
+            _ => None,
+        })
+        .collect();
+    let mut result = PrunePlan {
+        as_of: as_of.format("%Y-%m-%d").to_string(),
+        applied: false,
+        kept: Vec::new(),
+        deleted: Vec::new(),
+        skipped: Vec::new(),
+        bytes_freed: 0,
+    };
+    let mut groups: BTreeMap<(DbId, NaiveDate, RetentionClass), Group<'_>> = BTreeMap::new();
+    for object in objects {
+        match Key::parse(&object.key) {
+            Some(Key::Manifest { class, db, date }) => {
+                groups.entry((db_id(db), date.date(), class)).or_default().manifest = Some(object);
+            }
+            Some(Key::Dump { class, db, date, .. }) => {
+                groups.entry((db_id(db), date.date(), class)).or_default().dumps.push(object);
+            }
+            _ => result.skipped.push(PlanEntry {
+                database: None,
+                class: None,
+                run_date: None,
+                keys: vec![object.key.clone()],
+                bytes: object.size,
+                reason: "not a backup key this service writes: left alone".to_owned(),
+            }),
+        }
+    }
+    let mut backup_dates: BTreeMap<&DbId, BTreeSet<NaiveDate>> = BTreeMap::new();
+    for ((db, date, _), group) in &groups {
+        if group.is_backup() {
+            backup_dates.entry(db).or_default().insert(*date);
+        }
+    }
+    let protected: BTreeMap<&DbId, BTreeSet<NaiveDate>> =
+        backup_dates.iter().map(|(db, dates)| (*db, protected_dates(dates, as_of))).collect();
+
+    for ((db, date, class), group) in &groups {
+        let keep = policy.rule(*class, db.0.as_str()).keep_days;
+        let age = (as_of - *date).num_days();
+        let mut objects: Vec<&ObjectInfo> = group.manifest.into_iter().collect();
+        objects.extend(group.dumps.iter().copied());
+        let mut entry = PlanEntry {
+            database: Some(db_label(db)),
+            class: Some(*class),
+            run_date: Some(date.format("%Y-%m-%d").to_string()),
+            keys: objects.iter().map(|o| o.key.clone()).collect(),
+            bytes: objects.iter().map(|o| o.size).sum(),
+            reason: String::new(),
+        };
+        let what = match (group.manifest.is_some(), group.dumps.is_empty()) {
+            (true, false) => "",
+            (true, true) => " (a manifest without its dump)",
+            (false, _) => " (a dump without a manifest: an unfinished export)",
+        };
+        if age <= i64::from(keep) {
+            entry.reason = if age < 0 {
+                format!("run date after as_of{what}")
+            } else {
+                format!("{age} days old, kept for {keep}{what}")
+            };
+            result.kept.push(entry);
+        } else if group.is_backup() && protected.get(db).is_some_and(|dates| dates.contains(date)) {
+            entry.reason =
+                format!("the newest backup of its database is never pruned ({age} days old, kept for {keep})");
+            result.kept.push(entry);
+        } else if busy.contains(&(db.clone(), *date)) {
+            entry.reason =
+                format!("expired{what}, but an export of this database and day holds a lease: left for later");
+            result.skipped.push(entry);
+        } else {
+            entry.reason = format!("expired: {age} days old, kept for {keep}{what}");
+            result.bytes_freed += entry.bytes;
+            result.deleted.push(entry);
+        }
+    }
+    result
+}
+
+/// Errors of the prune and of the lifecycle rules.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    /// A prune that deletes was asked to evaluate a day that has not come yet.
+    #[error("as_of {0} lies in the future: only a dry run may look ahead")]
+    AsOfInFuture(NaiveDate),
+    /// Listing the store failed, or a deletion failed in a way worth retrying.
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    /// The policy cannot be written as lifecycle rules for this format.
+    #[error("cannot render lifecycle rules: {0}")]
+    Lifecycle(String),
+}
+
+impl RetentionError {
+    /// True when retrying may help.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Bucket(e) if e.is_transient())
+    }
+}
+
+/// Parses `as_of` (`YYYY-MM-DD`).
+pub fn parse_as_of(value: &str) -> Result<NaiveDate, InvalidField> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .filter(|_| value.len() == 10)
+        .ok_or_else(|| InvalidField::new("as_of", format!("{value:?} is not a date of the form YYYY-MM-DD")))
+}
+
+/// Lists the store, plans as of `as_of` and, when `apply`, deletes what the plan says (manifest
+/// first, then dump). An object the store refuses to delete (`BucketError::Permanent`: a retention
+/// lock or hold, a missing permission) is skipped and reported, and the rest of its backup is left
+/// as it is; a transient failure stops the prune (what was deleted so far is consistent, and a
+/// later prune carries on).
+pub async fn prune(
+    store: &BackupStore,
+    policy: &RetentionPolicy,
+    as_of: NaiveDate,
+    apply: bool,
+) -> Result<PrunePlan, RetentionError> {
+    if apply && as_of > Utc::now().date_naive() {
+        return Err(RetentionError::AsOfInFuture(as_of));
+    }
+    let bucket = store.bucket();
+    let mut objects = Vec::new();
+    for class in RetentionClass::ALL {
+        objects.extend(bucket.list(&class_prefix(class, None)).await?);
+    }
+    let leases = bucket.list(&leases_prefix()).await?;
+    let mut result = plan(&objects, &leases, policy, as_of);
+    if apply {
+        let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
+        let planned = std::mem::take(&mut result.deleted);
+        result.bytes_freed = 0;
+        result.applied = true;
+        for entry in planned {
+            let mut done = 0;
+            let mut refusal = None;
+            for key in &entry.keys {
+                match bucket.delete(key).await {
+                    Ok(()) => {
+                        tracing::info!(prune.key = %key, prune.as_of = %result.as_of, "pruned {key}");
+                        done += 1;
+                    }
+                    Err(BucketError::Permanent(reason)) => {
+                        tracing::warn!(prune.key = %key, error = %reason, "the store refused to delete {key}: skipped");
+                        refusal =
+                            Some(format!("the store refused to delete {key} (retention lock or permission): {reason}"));
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(prune.key = %key, error = %e, "prune stopped: {e}");
+                        return Err(e.into());
+                    }
+                }
+            }
+            let (deleted, left) = entry.keys.split_at(done);
+            let bytes_of = |keys: &[String]| keys.iter().map(|k| sizes.get(k.as_str()).copied().unwrap_or(0)).sum();
+            if !deleted.is_empty() {
+                let part = PlanEntry { keys: deleted.to_vec(), bytes: bytes_of(deleted), ..entry.clone() };
+                result.bytes_freed += part.bytes;
+                result.deleted.push(part);
+            }
+            if let Some(reason) = refusal {
+                result.skipped.push(PlanEntry { keys: left.to_vec(), bytes: bytes_of(left), reason, ..entry });
+            }
+        }
+    }
+    tracing::info!(
+        prune.as_of = %result.as_of, prune.applied = result.applied, prune.kept = result.kept.len(),
+        prune.deleted = result.deleted.len(), prune.skipped = result.skipped.len(),
+        prune.bytes_freed = result.bytes_freed, "prune done"
+    );
+    Ok(result)
+}
+
+/// The nightly prune run by `/schedule` when `retention.prune_after_schedule` is set: applied, as
+/// of the run date. Exports of the run may still be running: they write the run date's backups,
+/// which are never expired (keep_days is at least 1), and hold a lease while they do. Failures are
+/// logged, never fatal to the schedule.
+pub async fn prune_after_schedule(store: &BackupStore, policy: &RetentionPolicy, run_date: RunDate, run_id: &str) {
+    match prune(store, policy, run_date.date(), true).await {
+        Ok(plan) => tracing::info!(
+            run.id = run_id,
+            prune.deleted = plan.deleted.len(),
+            prune.skipped = plan.skipped.len(),
+            prune.bytes_freed = plan.bytes_freed,
+            "pruned after the schedule run"
+        ),
+        Err(e) => tracing::error!(run.id = run_id, error = %e, "the prune after the schedule run failed: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle rules
+// ---------------------------------------------------------------------------------------------
+
+/// Output format of [`lifecycle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LifecycleFormat {
+    /// GCS bucket `lifecycle` JSON: the body of a bucket PATCH, or `gcloud storage buckets update --lifecycle-file`.
+    Gcs,
+    /// S3 `LifecycleConfiguration` JSON (`aws s3api put-bucket-lifecycle-configuration --lifecycle-configuration`).
+    S3,
+    /// Terraform: `lifecycle_rule` blocks for a `google_storage_bucket`, or for an `s3://` store an
+    /// `aws_s3_bucket_lifecycle_configuration` resource.
+    Terraform,
+}
+
+/// Days after which S3 aborts a multipart upload that never completed (an export killed midway).
+pub const ABORT_MULTIPART_AFTER_DAYS: u32 = 2;
+/// Most lifecycle rules a GCS bucket takes.
+const GCS_MAX_RULES: usize = 100;
+/// Most lifecycle rules an S3 bucket takes.
+const S3_MAX_RULES: usize = 1000;
+/// S3 refuses a transition to Standard-IA earlier than this.
+const S3_IA_MIN_DAYS: u32 = 30;
+
+/// The retention of one key prefix.
+struct PrefixRule {
+    id: String,
+    prefix: String,
+    rule: ClassRule,
+}
+
+/// One rule per class prefix; a class with per-source overrides gets one rule per configured
+/// source instead (prefix rules cannot exclude, and the shortest matching rule wins), so backups
+/// of sources no longer configured are left to the prune for those classes.
+fn prefix_rules(policy: &RetentionPolicy, store_prefix: &str) -> Vec<PrefixRule> {
+    let full = |p: String| if store_prefix.is_empty() { p } else { format!("{store_prefix}/{p}") };
+    let mut rules = Vec::new();
+    for class in RetentionClass::ALL {
+        let default = policy.classes[&class];
+        let overridden = policy.overrides.iter().any(|((_, c), rule)| *c == class && *rule != default);
+        if overridden {
+            for source in &policy.sources {
+                let prefix = class_prefix(class, Some(source));
+                rules.push(PrefixRule {
+                    id: format!("data-backup-{}", prefix.trim_end_matches('/').replace('/', "-")),
+                    prefix: full(prefix),
+                    rule: policy.rule(class, source),
+                });
+            }
+        } else {
+            rules.push(PrefixRule {
+                id: format!("data-backup-{}", class.as_str()),
+                prefix: full(class_prefix(class, None)),
+                rule: default,
+            });
+        }
+    }
+    rules
+}
+
+/// (scheme, bucket, prefix) of a store URL.
+fn store_location(store_url: &str) -> Result<(String, String, String), RetentionError> {
+    let url = url::Url::parse(store_url).map_err(|e| RetentionError::Lifecycle(format!("store.url: {e}")))?;
+    let scheme = url.scheme().to_owned();
+    if scheme == "file" {
+        return Ok((scheme, String::new(), String::new()));
+    }
+    Ok((scheme, url.host_str().unwrap_or_default().to_owned(), url.path().trim_matches('/').to_owned()))
+}
+
+fn gcs_rules(rules: &[PrefixRule]) -> Result<Vec<Value>, RetentionError> {
+    // Rules with the same action and age are merged into one with several prefixes.
+    let mut merged: BTreeMap<(Option<&'static str>, u32), Vec<String>> = BTreeMap::new();
+    for r in rules {
+        merged.entry((None, r.rule.keep_days)).or_default().push(r.prefix.clone());
+        if let Some(colder) = r.rule.colder {
+            merged.entry((Some(colder.storage.gcs()), colder.after_days)).or_default().push(r.prefix.clone());
+        }
+    }
+    if merged.len() > GCS_MAX_RULES {
+        return Err(RetentionError::Lifecycle(format!(
+            "{} rules, over the {GCS_MAX_RULES} a GCS bucket takes: fewer per-source overrides, or use prune",
+            merged.len()
+        )));
+    }
+    Ok(merged
+        .into_iter()
+        .map(|((storage, age), prefixes)| {
+            let action = match storage {
+                None => json!({"type": "Delete"}),
+                Some(class) => json!({"type": "SetStorageClass", "storageClass": class}),
+            };
+            json!({"action": action, "condition": {"age": age, "matchesPrefix": prefixes}})
+        })
+        .collect())
+}
+
+fn s3_rules(rules: &[PrefixRule]) -> Result<Vec<Value>, RetentionError> {
+    if rules.len() > S3_MAX_RULES {
+        return Err(RetentionError::Lifecycle(format!("{} rules, over the {S3_MAX_RULES} S3 takes", rules.len())));
+    }
+    rules
+        .iter()
+        .map(|r| {
+            if r.id.len() > 255 {
+                return Err(RetentionError::Lifecycle(format!("rule id {} is longer than S3's 255 characters", r.id)));
+            }
+            let mut rule = json!({
+                "ID": r.id,
+                "Status": "Enabled",
+                "Filter": {"Prefix": r.prefix},
+                "Expiration": {"Days": r.rule.keep_days},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_AFTER_DAYS},
+            });
+            if let Some(colder) = r.rule.colder {
+                if colder.storage == ColderStorage::Nearline && colder.after_days < S3_IA_MIN_DAYS {
+                    return Err(RetentionError::Lifecycle(format!(
+                        "{}: S3 moves objects to STANDARD_IA after {S3_IA_MIN_DAYS} days at the earliest, not {}",
+                        r.prefix, colder.after_days
+                    )));
+                }
+                rule["Transitions"] = json!([{"Days": colder.after_days, "StorageClass": colder.storage.s3()}]);
+            }
+            Ok(rule)
+        })
+        .collect()
+}
+
+/// A Terraform (HCL) string literal.
+fn hcl(s: &str) -> String {
+    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"").replace("${", "$${").replace("%{", "%%{");
+    format!("\"{escaped}\"")
+}
+
+fn terraform_gcs(rules: &[Value], location: &str) -> String {
+    let mut out = format!(
+        "# Lifecycle rules for {location}, rendered by `data-backup lifecycle --format terraform` from the\n\
+         # [retention] settings: put these blocks in the bucket's google_storage_bucket resource.\n"
+    );
+    for rule in rules {
+        let prefixes: Vec<String> = rule["condition"]["matchesPrefix"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(hcl)
+            .collect();
+        let _ = write!(
+            out,
+            "lifecycle_rule {{\n  condition {{\n    age            = {}\n    matches_prefix = [{}]\n  }}\n  action {{\n    type = {}\n",
+            rule["condition"]["age"],
+            prefixes.join(", "),
+            hcl(rule["action"]["type"].as_str().unwrap_or_default()),
+        );
+        if let Some(class) = rule["action"]["storageClass"].as_str() {
+            let _ = writeln!(out, "    storage_class = {}", hcl(class));
+        }
+        out.push_str("  }\n}\n");
+    }
+    out
+}
+
+fn terraform_s3(rules: &[Value], bucket: &str, location: &str) -> String {
+    let mut out = format!(
+        "# Lifecycle rules for {location}, rendered by `data-backup lifecycle --format terraform` from the\n\
+         # [retention] settings.\nresource \"aws_s3_bucket_lifecycle_configuration\" \"data_backup\" {{\n  bucket = {}\n",
+        hcl(bucket)
+    );
+    for rule in rules {
+        let _ = write!(
+            out,
+            "\n  rule {{\n    id     = {}\n    status = \"Enabled\"\n    filter {{\n      prefix = {}\n    }}\n",
+            hcl(rule["ID"].as_str().unwrap_or_default()),
+            hcl(rule["Filter"]["Prefix"].as_str().unwrap_or_default()),
+        );
+        for t in rule["Transitions"].as_array().into_iter().flatten() {
+            let _ = write!(
+                out,
+                "    transition {{\n      days          = {}\n      storage_class = {}\n    }}\n",
+                t["Days"],
+                hcl(t["StorageClass"].as_str().unwrap_or_default())
+            );
+        }
+        let _ = write!(
+            out,
+            "    expiration {{\n      days = {}\n    }}\n    abort_incomplete_multipart_upload {{\n      days_after_initiation = {}\n    }}\n  }}\n",
+            rule["Expiration"]["Days"], rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Renders the policy as bucket lifecycle rules for the store at `store_url` (its prefix, if any,
+/// is part of every rule's prefix). Every rule matches a class prefix (`daily/`, `weekly/…/`, …):
+/// none touches `labels/`, `latest/`, `runs/`, `leases/` or `reports/`. Per class: delete at age
+/// `keep_days`, and move to colder storage at `colder_after_days` when set; S3 rules also abort
+/// multipart uploads left unfinished for [`ABORT_MULTIPART_AFTER_DAYS`] days (GCS has no such
+/// leftovers: the `gs://` store uploads with resumable sessions, which expire on their own).
+pub fn lifecycle(policy: &RetentionPolicy, store_url: &str, format: LifecycleFormat) -> Result<String, RetentionError> {
+    let (scheme, bucket, prefix) = store_location(store_url)?;
+    let rules = prefix_rules(policy, &prefix);
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("plain JSON") + "\n";
+    let location = if scheme == "file" { store_url.to_owned() } else { format!("{scheme}://{bucket}/{prefix}") };
+    let location = location.trim_end_matches('/');
+    match format {
+        LifecycleFormat::Gcs => Ok(pretty(&json!({"lifecycle": {"rule": gcs_rules(&rules)?}}))),
+        LifecycleFormat::S3 => Ok(pretty(&json!({"Rules": s3_rules(&rules)?}))),
+        LifecycleFormat::Terraform if scheme == "s3" => Ok(terraform_s3(&s3_rules(&rules)?, &bucket, location)),
+        LifecycleFormat::Terraform => Ok(terraform_gcs(&gcs_rules(&rules)?, location)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
 
     #[test]
     fn class_of_follows_the_precedence_around_boundaries() {
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         let cases = [
             ("2026-01-01", RetentionClass::Yearly),    // a Thursday
             ("2024-01-01", RetentionClass::Yearly),    // a Monday: yearly wins over weekly
+            ("2025-12-31", RetentionClass::Daily),     // the day before a year starts
+            ("2026-03-31", RetentionClass::Daily),     // the day before a quarter starts
             ("2026-04-01", RetentionClass::Quarterly), // quarter start
-            ("2026-06-01", RetentionClass::Monthly),   // a Monday: monthly wins over weekly
+            ("2026-07-01", RetentionClass::Quarterly),
+            ("2026-09-30", RetentionClass::Daily),
+            ("2024-04-01", RetentionClass::Quarterly), // a Monday: quarterly wins over weekly
+            ("2026-10-01", RetentionClass::Quarterly),
+            ("2026-06-01", RetentionClass::Monthly), // a Monday: monthly wins over weekly
             ("2026-02-01", RetentionClass::Monthly),
-            ("2024-02-29", RetentionClass::Daily), // leap day, a Thursday
+            ("2026-05-31", RetentionClass::Daily),
+            ("2024-02-29", RetentionClass::Daily),  // leap day, a Thursday
+            ("2028-02-28", RetentionClass::Weekly), // a Monday before a leap day
+            ("2028-02-29", RetentionClass::Daily),  // leap day, a Tuesday
+            ("2000-02-29", RetentionClass::Daily),  // leap century, a Tuesday
             ("2024-03-01", RetentionClass::Monthly),
-            ("2026-11-23", RetentionClass::Weekly), // a Monday
-            ("2026-11-22", RetentionClass::Daily),  // a Sunday
+            ("2100-03-01", RetentionClass::Monthly), // a Monday after a non-leap century February
+            ("2026-11-23", RetentionClass::Weekly),  // a Monday
+            ("2026-11-22", RetentionClass::Daily),   // a Sunday
             ("2026-12-31", RetentionClass::Daily),
         ];
         for (date, class) in cases {
             assert_eq!(class_of(d(date), Weekday::Mon), class, "{date}");
         }
         assert_eq!(class_of(d("2026-11-22"), Weekday::Sun), RetentionClass::Weekly);
+        assert_eq!(class_of(d("2032-02-29"), Weekday::Sun), RetentionClass::Weekly); // a leap-day Sunday
+    }
+
+    fn weekday() -> impl Strategy<Value = Weekday> {
+        (0u8..7).prop_map(|n| Weekday::try_from(n).unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn class_of_gives_each_year_one_yearly_three_quarterly_eight_monthly_and_every_weekday_weekly(
+            year in 1900i32..2400, weekly_on in weekday()
+        ) {
+            let mut counts: BTreeMap<RetentionClass, u32> = BTreeMap::new();
+            let mut weekly_days = 0;
+            let mut date = NaiveDate::from_ymd_opt(year, 1, 1).unwrap();
+            while date.year() == year {
+                *counts.entry(class_of(date, weekly_on)).or_default() += 1;
+                if date.weekday() == weekly_on && date.day() != 1 {
+                    weekly_days += 1;
+                }
+                date = date.succ_opt().unwrap();
+            }
+            let days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() { 366 } else { 365 };
+            prop_assert_eq!(counts.get(&RetentionClass::Yearly).copied(), Some(1));
+            prop_assert_eq!(counts.get(&RetentionClass::Quarterly).copied(), Some(3));
+            prop_assert_eq!(counts.get(&RetentionClass::Monthly).copied(), Some(8));
+            prop_assert_eq!(counts.get(&RetentionClass::Weekly).copied().unwrap_or(0), weekly_days);
+            prop_assert_eq!(counts.values().sum::<u32>(), days);
+        }
+
+        #[test]
+        fn class_of_puts_firsts_above_weekly_and_weekly_only_on_its_weekday(
+            days in 0i64..200_000, weekly_on in weekday()
+        ) {
+            let date = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap() + chrono::Duration::days(days);
+            let class = class_of(date, weekly_on);
+            prop_assert_eq!(class >= RetentionClass::Monthly, date.day() == 1);
+            prop_assert_eq!(class == RetentionClass::Weekly, date.day() != 1 && date.weekday() == weekly_on);
+            prop_assert_eq!(class == RetentionClass::Yearly, date.ordinal() == 1);
+            prop_assert_eq!(class_of(date, weekly_on), class);
+        }
+    }
+
+    fn settings(toml: &str) -> Result<RetentionPolicy, String> {
+        Settings::from_toml(toml)
+            .map_err(|e| e.to_string())
+            .and_then(|s| RetentionPolicy::from_settings(&s).map_err(|e| e.to_string()))
+    }
+
+    const SOURCES: &str = "[[sources]]\nname = \"main\"\nkind = \"postgres\"\nurl = \"postgres://h/\"\n\
+                           [[sources]]\nname = \"legacy\"\nkind = \"mysql\"\nurl = \"mysql://h/\"\n";
+
+    #[test]
+    fn defaults_are_seed_004s() {
+        let policy = settings("").unwrap();
+        assert_eq!(policy.sources, BTreeSet::from(["local".to_owned()]));
+        assert!(policy.overrides.is_empty());
+        let keeps: Vec<u32> = RetentionClass::ALL.iter().map(|c| policy.rule(*c, "local").keep_days).collect();
+        assert_eq!(keeps, [9, 40, 365, 2190, 43800]);
+        assert!(!policy.prune_after_schedule());
+        assert_eq!(policy.weekly_on(), Weekday::Mon);
+    }
+
+    #[test]
+    fn source_overrides_inherit_what_they_leave_out() {
+        let policy = settings(&format!(
+            "{SOURCES}[retention]\nweekly_on = \"sunday\"\nprune_after_schedule = true\n\
+             [retention.daily]\nkeep_days = 14\ncolder_after_days = 7\ncolder_storage = \"coldline\"\n\
+             [retention.sources.legacy.daily]\nkeep_days = 30\n[retention.sources.legacy.monthly]\nkeep_days = 90\n"
+        ))
+        .unwrap();
+        let coldline7 = Some(Colder { after_days: 7, storage: ColderStorage::Coldline });
+        assert_eq!(policy.rule(RetentionClass::Daily, "main"), ClassRule { keep_days: 14, colder: coldline7 });
+        assert_eq!(policy.rule(RetentionClass::Daily, "legacy"), ClassRule { keep_days: 30, colder: coldline7 });
+        assert_eq!(policy.rule(RetentionClass::Monthly, "legacy"), ClassRule::keep(90));
+        assert_eq!(policy.rule(RetentionClass::Monthly, "unknown-project"), ClassRule::keep(365));
+        assert_eq!(policy.class_of(d("2026-11-22")), RetentionClass::Weekly);
+        assert!(policy.prune_after_schedule());
+        let never = settings(&format!(
+            "{SOURCES}[retention.daily]\ncolder_after_days = 3\n[retention.sources.main.daily]\ncolder_after_days = 0\n"
+        ))
+        .unwrap();
+        assert_eq!(never.rule(RetentionClass::Daily, "main"), ClassRule::keep(9));
+    }
+
+    #[test]
+    fn retention_errors_name_the_key() {
+        let cases = [
+            ("[retention.daily]\nkeep_days = 0", "`retention.daily.keep_days`"),
+            ("[retention.weekly]\ncolder_after_days = 40", "`retention.weekly.colder_after_days`"),
+            ("[retention.weekly]\ncolder_storage = \"archive\"", "`retention.weekly.colder_storage`"),
+            ("[retention.monthly]\ncolder_storage = \"tape\"", "retention.monthly.colder_storage"),
+            ("[retention.hourly]\nkeep_days = 1", "unknown field"),
+            ("[retention.daily]\nkeep_days = -1", "retention.daily.keep_days"),
+            ("[retention.sources.nosuch.daily]\nkeep_days = 1", "`retention.sources.nosuch`"),
+            ("[retention.sources.main.hourly]\nkeep_days = 1", "retention.sources.main"),
+            (
+                "[retention.daily]\ncolder_after_days = 5\n[retention.sources.main.daily]\nkeep_days = 4",
+                "`retention.sources.main.daily.keep_days`",
+            ),
+        ];
+        for (toml, expected) in cases {
+            let err = settings(&format!("{SOURCES}{toml}")).unwrap_err();
+            assert!(err.contains(expected), "{toml:?} gave {err:?}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+
+    #[test]
+    fn lifecycle_rules_never_touch_anything_but_class_prefixes() {
+        let policy = RetentionPolicy::default()
+            .with_class_rule(
+                RetentionClass::Daily,
+                ClassRule { keep_days: 60, colder: Some(Colder { after_days: 30, storage: ColderStorage::Nearline }) },
+            )
+            .with_source_rule("main", RetentionClass::Daily, ClassRule::keep(60))
+            .with_source_rule("legacy", RetentionClass::Weekly, ClassRule::keep(3));
+        for url in ["file:///tmp/x", "gs://b", "gs://b/some/prefix", "s3://b/p"] {
+            let prefix = store_location(url).unwrap().2;
+            let expected_start = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+            let gcs: Value = serde_json::from_str(&lifecycle(&policy, url, LifecycleFormat::Gcs).unwrap()).unwrap();
+            let s3: Value = serde_json::from_str(&lifecycle(&policy, url, LifecycleFormat::S3).unwrap()).unwrap();
+            let mut prefixes: Vec<String> = Vec::new();
+            for rule in gcs["lifecycle"]["rule"].as_array().unwrap() {
+                let matches = rule["condition"]["matchesPrefix"].as_array().unwrap();
+                assert!(!matches.is_empty(), "every GCS rule is limited to prefixes: {rule}");
+                prefixes.extend(matches.iter().map(|p| p.as_str().unwrap().to_owned()));
+            }
+            for rule in s3["Rules"].as_array().unwrap() {
+                prefixes.push(rule["Filter"]["Prefix"].as_str().unwrap().to_owned());
+            }
+            for p in prefixes {
+                let rest = p.strip_prefix(&expected_start).unwrap_or_else(|| panic!("{p} is under {expected_start}"));
+                let class = rest.split('/').next().unwrap();
+                assert!(RetentionClass::from_segment(class).is_some() && rest.ends_with('/'), "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn s3_lifecycle_refuses_standard_ia_before_thirty_days() {
+        let policy = RetentionPolicy::default().with_class_rule(
+            RetentionClass::Daily,
+            ClassRule { keep_days: 9, colder: Some(Colder { after_days: 3, storage: ColderStorage::Nearline }) },
+        );
+        let err = lifecycle(&policy, "s3://b", LifecycleFormat::S3).unwrap_err().to_string();
+        assert!(err.contains("STANDARD_IA after 30 days"), "{err}");
+        assert!(lifecycle(&policy, "gs://b", LifecycleFormat::Gcs).is_ok());
+    }
+
+    #[test]
+    fn as_of_must_be_a_date() {
+        assert_eq!(parse_as_of("2026-02-28").unwrap(), d("2026-02-28"));
+        for bad in ["2026-02-30", "2026-2-28", "yesterday", ""] {
+            assert_eq!(parse_as_of(bad).unwrap_err().field, "as_of", "{bad}");
+        }
+    }
+
+    // --- the plan, on arbitrary histories ---------------------------------------------------
+
+    fn db(project: &str, database: &str) -> DatabasePath {
+        DatabasePath {
+            project: ProjectId::parse(project).unwrap(),
+            instance: InstanceName::parse("i").unwrap(),
+            database: DatabaseName::parse(database).unwrap(),
+        }
+    }
+
+    /// What exists for one (database, day): 0 both, 1 manifest only, 2 dump only.
+    #[derive(Clone, Copy, Debug)]
+    struct Day {
+        offset: i64,
+        shape: u8,
+        weekly_on: u8,
+    }
+
+    fn day() -> impl Strategy<Value = Day> {
+        (
+            0i64..900,
+            prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
+            prop_oneof![8 => Just(0u8), 1 => 1u8..7],
+        )
+            .prop_map(|(offset, shape, weekly_on)| Day { offset, shape, weekly_on })
+    }
+
+    fn history_objects(base: NaiveDate, history: &[Vec<Day>], labels: usize) -> Vec<ObjectInfo> {
+        let mut objects = Vec::new();
+        for (n, days) in history.iter().enumerate() {
+            let project = if n % 2 == 0 { "main" } else { "legacy" };
+            let db = db(project, &format!("db{n}"));
+            for day in days {
+                let date = RunDate::from_date(base - chrono::Duration::days(day.offset));
+                // Mostly today's calendar; sometimes a key written under another weekly weekday.
+                let class = class_of(date.date(), Weekday::try_from(day.weekly_on).unwrap());
+                if day.shape != 2 {
+                    let key = Key::Manifest { class, db: db.clone(), date };
+                    objects.push(ObjectInfo { key: key.path(), size: 100, version: None });
+                }
+                if day.shape != 1 {
+                    let format = crate::store::manifest::DumpFormat::PgCustomZstd;
+                    let key = Key::Dump { class, db: db.clone(), date, format, encrypted: false };
+                    objects.push(ObjectInfo { key: key.path(), size: 10_000 + day.offset as u64, version: None });
+                }
+            }
+        }
+        for n in 0..labels {
+            objects.push(ObjectInfo { key: format!("daily/labels/{n}.json"), size: 1, version: None });
+            objects.push(ObjectInfo {
+                key: format!("labels/p/i/db0/release-{n}/db0.dump.zst"),
+                size: 1,
+                version: None,
+            });
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        objects.dedup_by(|a, b| a.key == b.key);
+        objects
+    }
+
+    fn keep_days() -> impl Strategy<Value = u32> {
+        prop_oneof![1u32..15, 1u32..400, Just(43800u32)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn the_plan_keeps_the_newest_and_the_young_and_deletes_manifests_before_dumps(
+            history in prop::collection::vec(prop::collection::vec(day(), 0..40), 1..5),
+            keeps in prop::array::uniform5(keep_days()),
+            legacy_daily in prop::option::of(keep_days()),
+            as_of_offset in -30i64..1000,
+            labels in 0usize..3,
+        ) {
+            let base = d("2026-06-15");
+            let as_of = base - chrono::Duration::days(as_of_offset);
+            let mut policy = RetentionPolicy::default();
+            for (class, keep) in RetentionClass::ALL.into_iter().zip(keeps) {
+                policy = policy.with_class_rule(class, ClassRule::keep(keep));
+            }
+            if let Some(keep) = legacy_daily {
+                policy = policy.with_source_rule("legacy", RetentionClass::Daily, ClassRule::keep(keep));
+            }
+            let objects = history_objects(base, &history, labels);
+            let result = plan(&objects, &[], &policy, as_of);
+            let deleted: BTreeSet<&str> = result.actions().collect();
+
+            // Every object lands in exactly one list.
+            let mut seen: Vec<&str> = result.kept.iter().chain(&result.deleted).chain(&result.skipped)
+                .flat_map(|e| e.keys.iter().map(String::as_str)).collect();
+            seen.sort_unstable();
+            let all: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+            prop_assert_eq!(seen, all);
+
+            // The newest backup (manifest and dump) of each database survives, expired or not.
+            let keys: BTreeSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+            let mut backups = Vec::new();
+            for o in &objects {
+                if let Some(Key::Manifest { class, db, date }) = Key::parse(&o.key) {
+                    let format = crate::store::manifest::DumpFormat::PgCustomZstd;
+                    let dump = Key::Dump { class, db: db.clone(), date, format, encrypted: false }.path();
+                    if keys.contains(dump.as_str()) {
+                        backups.push((db_id(db), date.date(), o.key.clone(), dump));
+                    }
+                }
+            }
+            let mut newest: BTreeMap<&DbId, NaiveDate> = BTreeMap::new();
+            for (db, date, _, _) in &backups {
+                let e = newest.entry(db).or_insert(*date);
+                *e = (*e).max(*date);
+            }
+            prop_assert_eq!(newest.len(), history.iter().enumerate().filter(|(_, days)| days.iter().any(|d| d.shape == 0)).count());
+            for (db, date, manifest, dump) in &backups {
+                if newest[db] == *date {
+                    prop_assert!(!deleted.contains(manifest.as_str()) && !deleted.contains(dump.as_str()), "the newest backup {} was deleted", manifest);
+                }
+            }
+
+            // Nothing younger than its keep-for is deleted; nothing but backup keys is touched.
+            for key in &deleted {
+                let (class, db, date) = match Key::parse(key) {
+                    Some(Key::Manifest { class, db, date } | Key::Dump { class, db, date, .. }) => (class, db, date),
+                    other => { prop_assert!(false, "deleted a key that is no backup's: {key} ({other:?})"); unreachable!() }
+                };
+                prop_assert!(policy.is_expired(class, db.project.as_str(), date.date(), as_of), "{key} is not expired on {as_of}");
+                prop_assert!(!key.starts_with("labels/"));
+            }
+            for o in &objects {
+                if o.key.starts_with("labels/") || o.key.starts_with("daily/labels/") {
+                    prop_assert!(!deleted.contains(o.key.as_str()));
+                }
+            }
+
+            // A manifest is always deleted before the dump of the same backup.
+            let order: Vec<&str> = result.actions().collect();
+            for (i, key) in order.iter().enumerate() {
+                if let Some(Key::Dump { class, db, date, .. }) = Key::parse(key) {
+                    let manifest = Key::Manifest { class, db, date }.path();
+                    if let Some(j) = order.iter().position(|k| *k == manifest) {
+                        prop_assert!(j < i, "{manifest} after {key}");
+                    } else {
+                        prop_assert!(!keys.contains(manifest.as_str()), "{key} deleted but its manifest {manifest} kept");
+                    }
+                }
+            }
+            prop_assert_eq!(result.bytes_freed, result.deleted.iter().map(|e| e.bytes).sum::<u64>());
+            prop_assert!(!result.applied);
+        }
+    }
+
+    #[test]
+    fn the_plan_leaves_a_day_with_a_lease_alone() {
+        let db = db("main", "app");
+        let date = RunDate::from_date(d("2026-01-05"));
+        let dump = Key::Dump {
+            class: RetentionClass::Daily,
+            db: db.clone(),
+            date,
+            format: crate::store::manifest::DumpFormat::PgCustomZstd,
+            encrypted: false,
+        };
+        let lease = Key::Lease { db: db.clone(), date, seq: 1 };
+        let objects = [ObjectInfo { key: dump.path(), size: 5, version: None }];
+        let leases = [ObjectInfo { key: lease.path(), size: 5, version: None }];
+        let as_of = d("2026-03-01");
+        let result = plan(&objects, &leases, &RetentionPolicy::default(), as_of);
+        assert_eq!(result.skipped.len(), 1, "{result:?}");
+        assert!(result.skipped[0].reason.contains("lease"));
+        let result = plan(&objects, &[], &RetentionPolicy::default(), as_of);
+        assert_eq!(result.actions().collect::<Vec<_>>(), [dump.path()]);
+        assert!(result.deleted[0].reason.contains("without a manifest"), "{result:?}");
     }
 }

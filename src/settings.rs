@@ -59,6 +59,8 @@ pub struct Settings {
     pub gcp: GcpSettings,
     /// Who may call the service.
     pub auth: AuthSettings,
+    /// The embedded nightly timer (self-hosted mode).
+    pub schedule: ScheduleSettings,
 }
 
 impl Default for Settings {
@@ -74,6 +76,7 @@ impl Default for Settings {
             retention: RetentionSettings::default(),
             gcp: GcpSettings::default(),
             auth: AuthSettings::default(),
+            schedule: ScheduleSettings::default(),
         }
     }
 }
@@ -153,6 +156,12 @@ pub struct SourceSettings {
     /// Only the databases whose names match one of these globs (default: every database).
     #[serde(default)]
     pub databases: Option<Vec<String>>,
+    /// age recipients for this source's dumps (overrides `export.age_recipients`; `[]` turns encryption off).
+    #[serde(default)]
+    pub age_recipients: Option<Vec<String>>,
+    /// Count rows per table in the dump's snapshot (overrides `export.row_counts`; turn off for huge databases).
+    #[serde(default)]
+    pub row_counts: Option<bool>,
 }
 
 impl SourceSettings {
@@ -299,26 +308,105 @@ pub struct ExportSettings {
     pub pg_bin_dir: Option<PathBuf>,
     /// Directory holding `mariadb-dump`/`mysqldump` (default: `PATH`).
     pub mysql_bin_dir: Option<PathBuf>,
+    /// Encrypt every dump to these age X25519 recipients (`age1…`); empty: no encryption.
+    pub age_recipients: Vec<String>,
+    /// Count rows per table in the dump's snapshot and keep them in the manifest.
+    pub row_counts: bool,
 }
 
 impl Default for ExportSettings {
     fn default() -> Self {
-        Self { zstd_level: 3, zstd_threads: 0, lease_ttl_secs: 600, pg_bin_dir: None, mysql_bin_dir: None }
+        Self {
+            zstd_level: 3,
+            zstd_threads: 0,
+            lease_ttl_secs: 600,
+            pg_bin_dir: None,
+            mysql_bin_dir: None,
+            age_recipients: Vec::new(),
+            row_counts: true,
+        }
     }
 }
 
-/// `[retention]`.
+/// `[retention]`: the retention calendar and how long each class is kept.
+///
+/// ```toml
+/// [retention]
+/// weekly_on = "monday"            # the weekly class's weekday
+/// prune_after_schedule = false    # prune (as of the run date) after each non-dry-run /schedule
+/// [retention.daily]               # also weekly, monthly, quarterly, yearly
+/// keep_days = 9                   # defaults: daily 9, weekly 40, monthly 365, quarterly 2190, yearly 43800
+/// colder_after_days = 30          # optional: move to colder storage after this many days (0: never)
+/// colder_storage = "nearline"     # nearline (default) | coldline | archive
+/// [retention.sources.legacy.daily]  # per-source override of any of the three keys above
+/// keep_days = 3
+/// ```
+/// A per-source override names a configured source and applies to the backups whose key's project
+/// segment is that name, which is every backup of a self-hosted source (`<class>/<source>/…`), so
+/// bucket lifecycle rules can match it by prefix. Keys it leaves out are inherited from the class.
+/// Every value is resolved and checked by [`crate::retention::RetentionPolicy::from_settings`].
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionSettings {
     /// Weekday of the weekly class (`monday` … `sunday`).
     pub weekly_on: WeekdayName,
+    /// Run a prune (evaluated as of the run date) after each `/schedule` has enqueued its tasks.
+    pub prune_after_schedule: bool,
+    /// `[retention.daily]`.
+    pub daily: ClassRetentionSettings,
+    /// `[retention.weekly]`.
+    pub weekly: ClassRetentionSettings,
+    /// `[retention.monthly]`.
+    pub monthly: ClassRetentionSettings,
+    /// `[retention.quarterly]`.
+    pub quarterly: ClassRetentionSettings,
+    /// `[retention.yearly]`.
+    pub yearly: ClassRetentionSettings,
+    /// `[retention.sources.<source name>.<class>]`: per-source overrides.
+    pub sources: BTreeMap<String, SourceRetentionSettings>,
 }
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        Self { weekly_on: WeekdayName(Weekday::Mon) }
+        Self {
+            weekly_on: WeekdayName(Weekday::Mon),
+            prune_after_schedule: false,
+            daily: ClassRetentionSettings::default(),
+            weekly: ClassRetentionSettings::default(),
+            monthly: ClassRetentionSettings::default(),
+            quarterly: ClassRetentionSettings::default(),
+            yearly: ClassRetentionSettings::default(),
+            sources: BTreeMap::new(),
+        }
     }
+}
+
+/// `[retention.<class>]`: how long one class is kept; a key left out takes its default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassRetentionSettings {
+    /// Days a backup of this class is kept after its run date (at least 1).
+    pub keep_days: Option<u32>,
+    /// Days after which it moves to colder storage (lifecycle rules only; 0 or absent: never).
+    pub colder_after_days: Option<u32>,
+    /// The colder storage: `nearline` (default), `coldline` or `archive`.
+    pub colder_storage: Option<crate::retention::ColderStorage>,
+}
+
+/// `[retention.sources.<name>]`: one source's overrides, class by class.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceRetentionSettings {
+    /// `[retention.sources.<name>.daily]`.
+    pub daily: ClassRetentionSettings,
+    /// `[retention.sources.<name>.weekly]`.
+    pub weekly: ClassRetentionSettings,
+    /// `[retention.sources.<name>.monthly]`.
+    pub monthly: ClassRetentionSettings,
+    /// `[retention.sources.<name>.quarterly]`.
+    pub quarterly: ClassRetentionSettings,
+    /// `[retention.sources.<name>.yearly]`.
+    pub yearly: ClassRetentionSettings,
 }
 
 /// A weekday written in English (`monday`, `Mon`).
@@ -357,6 +445,34 @@ pub enum GcpCredentials {
     Default,
     /// No credentials (emulators and fakes).
     Anonymous,
+}
+
+/// `[schedule]`: the embedded timer that runs `/schedule` every day while `serve` runs, so a
+/// self-hosted deployment needs no cron. Turn it off (`daily_at = ""`) when an external scheduler
+/// (Cloud Scheduler, cron) calls `POST /schedule`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSettings {
+    /// UTC time of day `HH:MM` of the nightly run; empty: no embedded timer.
+    pub daily_at: String,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self { daily_at: "03:00".to_owned() }
+    }
+}
+
+impl ScheduleSettings {
+    /// The time of day of the nightly run, if the timer is on.
+    pub fn daily_at(&self) -> Result<Option<chrono::NaiveTime>, SettingsError> {
+        if self.daily_at.trim().is_empty() {
+            return Ok(None);
+        }
+        chrono::NaiveTime::parse_from_str(self.daily_at.trim(), "%H:%M").map(Some).map_err(|_| {
+            SettingsError::new("schedule.daily_at", format!("`{}` is not a time of day HH:MM (UTC)", self.daily_at))
+        })
+    }
 }
 
 /// `[auth]`.
@@ -450,6 +566,9 @@ impl Settings {
         if self.export.lease_ttl_secs < 30 {
             return Err(SettingsError::new("export.lease_ttl_secs", "must be at least 30"));
         }
+        self.schedule.daily_at()?;
+        crate::crypto::parse_recipients(&self.export.age_recipients)
+            .map_err(|e| SettingsError::new("export.age_recipients", e))?;
         let mut names = HashSet::new();
         for (i, source) in self.sources.iter().enumerate() {
             if !names.insert(source.name.as_str()) {
@@ -457,6 +576,10 @@ impl Settings {
                     format!("sources[{i}].name"),
                     format!("`{}` is used twice", source.name),
                 ));
+            }
+            if let Some(list) = &source.age_recipients {
+                crate::crypto::parse_recipients(list)
+                    .map_err(|e| SettingsError::new(format!("sources[{i}].age_recipients"), e))?;
             }
             let expected = match source.kind {
                 SourceKind::Postgres => "postgres",
@@ -490,6 +613,7 @@ impl Settings {
                 ),
             ));
         }
+        crate::retention::RetentionPolicy::from_settings(self)?;
         Ok(())
     }
 
@@ -517,6 +641,8 @@ impl Settings {
             password_file: None,
             instance: None,
             databases: None,
+            age_recipients: None,
+            row_counts: None,
         }]
     }
 }

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the repository
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lib"))
 import measure  # noqa: E402
 from measure import median, mib  # noqa: E402
@@ -25,6 +26,26 @@ MB = 1_000_000
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def backends(db: str):
+    """A callable finding the PostgreSQL backends connected to db (their process title names it)."""
+    needle = f" {db} ".encode()
+
+    def find() -> dict[int, str]:
+        out = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/cmdline", "rb") as f:
+                        c = f.read()
+                except OSError:
+                    continue
+                if c.startswith(b"postgres: ") and needle in c:
+                    out[int(d)] = "postgres backend"
+        return out
+
+    return find
 
 
 class Bench:
@@ -81,6 +102,7 @@ pg_bin_dir = "{Path(self.a.pg_dump).parent}"
                 stdout=out,
                 stderr=err,
                 env=self.env,
+                extra=backends(db),
             )
         if m.returncode != 0:
             sys.exit(f"data-backup export failed ({m.returncode}):\n{(self.work / 'export.stderr').read_text()[-3000:]}")
@@ -100,6 +122,8 @@ pg_bin_dir = "{Path(self.a.pg_dump).parent}"
             "pg_dump_hwm_kib": m.hwm_kib.get("pg_dump", 0),
             "own_cpu_s": m.cpu_s.get("data-backup", 0.0),
             "pg_dump_cpu_s": m.cpu_s.get("pg_dump", 0.0),
+            "backend_cpu_s": m.cpu_s.get("postgres backend", 0.0),
+            "sampler_cpu_s": m.sampler_cpu_s,
             "bytes": size,
             "raw_bytes": manifest.get("raw_bytes"),
             "path": str(dumps[0]),
@@ -109,22 +133,25 @@ pg_bin_dir = "{Path(self.a.pg_dump).parent}"
         out = self.work / "pg_dump.Fc"
         out.unlink(missing_ok=True)
         self._quiet()
-        m = measure.run([self.a.pg_dump, "-Fc", "--no-password", "-f", str(out), db], env=self.env)
+        m = measure.run([self.a.pg_dump, "-Fc", "--no-password", "-f", str(out), db], env=self.env, extra=backends(db))
         if m.returncode != 0:
             sys.exit("pg_dump -Fc failed")
         size = out.stat().st_size
         out.unlink()
         return {"wall_s": m.wall_s, "time_M_kib": m.time_maxrss_kib, "own_hwm_kib": m.hwm_kib.get("pg_dump", 0),
-                "own_cpu_s": m.cpu_s.get("pg_dump", 0.0), "bytes": size}
+                "own_cpu_s": m.cpu_s.get("pg_dump", 0.0), "backend_cpu_s": m.cpu_s.get("postgres backend", 0.0),
+                "sampler_cpu_s": m.sampler_cpu_s, "bytes": size}
 
     def floor(self, db: str) -> dict:
         self._quiet()
         with open(os.devnull, "wb") as devnull:
-            m = measure.run([self.a.pg_dump, "-Fc", "-Z0", "--no-password", db], stdout=devnull, env=self.env)
+            m = measure.run([self.a.pg_dump, "-Fc", "-Z0", "--no-password", db], stdout=devnull, env=self.env,
+                            extra=backends(db))
         if m.returncode != 0:
             sys.exit("pg_dump -Fc -Z0 failed")
         return {"wall_s": m.wall_s, "time_M_kib": m.time_maxrss_kib, "own_hwm_kib": m.hwm_kib.get("pg_dump", 0),
-                "own_cpu_s": m.cpu_s.get("pg_dump", 0.0), "bytes": None}
+                "own_cpu_s": m.cpu_s.get("pg_dump", 0.0), "backend_cpu_s": m.cpu_s.get("postgres backend", 0.0),
+                "sampler_cpu_s": m.sampler_cpu_s, "bytes": None}
 
     def db_size(self, db: str) -> int:
         out = subprocess.run(
@@ -235,16 +262,16 @@ def render(res: dict, a) -> str:
     L = []
     L.append(f"bench/dump — {res['started']} — {res['machine']['cores']} cores ({res['machine']['cpu']}), "
              f"{res['machine']['mem_gib']} GiB RAM, {res['pg_dump']}")
-    L.append(f"databases: {a.db1} {res['db_bytes'][a.db1] / MB:.0f} MB on disk ({raw / MB:.0f} MB as an "
-             f"uncompressed custom-format dump), {a.db2} {res['db_bytes'][a.db2] / MB:.0f} MB; "
+    L.append(f"databases: {a.db1} {res['db_bytes'][a.db1] / MB:.0f} MB ({res['db_bytes'][a.db1] / 2**20:.0f} MiB) on disk ({raw / MB:.0f} MB as an "
+             f"uncompressed custom-format dump), {a.db2} {res['db_bytes'][a.db2] / MB:.0f} MB ({res['db_bytes'][a.db2] / 2**20:.0f} MiB); "
              f"median of {a.reps} runs, page cache warm; export at zstd_level={a.level}, zstd_threads={a.threads}")
     L.append("")
-    L.append("| command (1x) | wall s | output MB | peak RSS MiB | /usr/bin/time %M MiB | CPU s (own) | runs (wall s) |")
-    L.append("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
-    L.append(f"| data-backup export | {ex['wall_s']:.2f} | {ex['bytes'] / MB:.1f} | {mib(ex['own_hwm_kib']):.1f} (data-backup's own; its pg_dump child {mib(ex['pg_dump_hwm_kib']):.1f}) | {mib(ex['time_M_kib']):.1f} | {ex['own_cpu_s']:.1f} (+ pg_dump {ex['pg_dump_cpu_s']:.1f}) | {fmt_runs(ex['runs'], 'wall_s')} |")
-    L.append(f"| pg_dump -Fc (gzip default) | {fc['wall_s']:.2f} | {fc['bytes'] / MB:.1f} | {mib(fc['own_hwm_kib']):.1f} | {mib(fc['time_M_kib']):.1f} | {fc['own_cpu_s']:.1f} | {fmt_runs(fc['runs'], 'wall_s')} |")
-    L.append(f"| floor: pg_dump -Fc -Z0 > /dev/null | {fl['wall_s']:.2f} | ({raw / MB:.1f} raw) | {mib(fl['own_hwm_kib']):.1f} | {mib(fl['time_M_kib']):.1f} | {fl['own_cpu_s']:.1f} | {fmt_runs(fl['runs'], 'wall_s')} |")
-    L.append(f"| data-backup export, 2x database | {ex2['wall_s']:.2f} | {ex2['bytes'] / MB:.1f} | {mib(ex2['own_hwm_kib']):.1f} (pg_dump {mib(ex2['pg_dump_hwm_kib']):.1f}) | {mib(ex2['time_M_kib']):.1f} | {ex2['own_cpu_s']:.1f} (+ pg_dump {ex2['pg_dump_cpu_s']:.1f}) | {fmt_runs(ex2['runs'], 'wall_s')} |")
+    L.append("| command | wall s | output MB | peak RSS MiB | /usr/bin/time %M MiB | CPU s: ours + pg_dump + PG backend | runs (wall s) |")
+    L.append("| --- | ---: | ---: | ---: | ---: | --- | --- |")
+    L.append(f"| data-backup export (1x) | {ex['wall_s']:.2f} | {ex['bytes'] / MB:.1f} | {mib(ex['own_hwm_kib']):.1f} (data-backup's own; its pg_dump child {mib(ex['pg_dump_hwm_kib']):.1f}) | {mib(ex['time_M_kib']):.1f} | {ex['own_cpu_s']:.1f} + {ex['pg_dump_cpu_s']:.1f} + {ex['backend_cpu_s']:.1f} | {fmt_runs(ex['runs'], 'wall_s')} |")
+    L.append(f"| pg_dump -Fc, gzip default (1x) | {fc['wall_s']:.2f} | {fc['bytes'] / MB:.1f} | {mib(fc['own_hwm_kib']):.1f} | {mib(fc['time_M_kib']):.1f} | – + {fc['own_cpu_s']:.1f} + {fc['backend_cpu_s']:.1f} | {fmt_runs(fc['runs'], 'wall_s')} |")
+    L.append(f"| floor: pg_dump -Fc -Z0 > /dev/null (1x) | {fl['wall_s']:.2f} | ({raw / MB:.1f} raw) | {mib(fl['own_hwm_kib']):.1f} | {mib(fl['time_M_kib']):.1f} | – + {fl['own_cpu_s']:.1f} + {fl['backend_cpu_s']:.1f} | {fmt_runs(fl['runs'], 'wall_s')} |")
+    L.append(f"| data-backup export (2x) | {ex2['wall_s']:.2f} | {ex2['bytes'] / MB:.1f} | {mib(ex2['own_hwm_kib']):.1f} (pg_dump {mib(ex2['pg_dump_hwm_kib']):.1f}) | {mib(ex2['time_M_kib']):.1f} | {ex2['own_cpu_s']:.1f} + {ex2['pg_dump_cpu_s']:.1f} + {ex2['backend_cpu_s']:.1f} | {fmt_runs(ex2['runs'], 'wall_s')} |")
     L.append("")
     speed = fc["wall_s"] / ex["wall_s"]
     vs_floor = ex["wall_s"] / fl["wall_s"]
@@ -263,14 +290,15 @@ def render(res: dict, a) -> str:
         L.append("")
         L.append(f"zstd sweep on {a.db1} (median of {a.reps}; ratios against the pg_dump -Fc and floor medians above):")
         L.append("")
-        L.append("| zstd_level | zstd_threads | wall s | vs -Fc | vs floor | output MB | size / -Fc | peak RSS MiB | data-backup CPU s | runs (wall s) |")
+        L.append("| zstd_level | zstd_threads | wall s | vs -Fc | vs floor | output MB | size / -Fc | peak RSS MiB | CPU s: ours + pg_dump + backend | runs (wall s) |")
         L.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         rows = []
         for key, s in res["sweep"].items():
             lv, th = (int(x) for x in key.split(","))
             rows.append((lv, th, s))
             L.append(f"| {lv} | {th} | {s['wall_s']:.2f} | {fc['wall_s'] / s['wall_s']:.2f}x | {s['wall_s'] / fl['wall_s']:.2f}x | "
-                     f"{s['bytes'] / MB:.1f} | {s['bytes'] / fc['bytes']:.3f} | {mib(s['own_hwm_kib']):.1f} | {s['own_cpu_s']:.1f} | {fmt_runs(s['runs'], 'wall_s')} |")
+                     f"{s['bytes'] / MB:.1f} | {s['bytes'] / fc['bytes']:.3f} | {mib(s['own_hwm_kib']):.1f} | "
+                     f"{s['own_cpu_s']:.1f} + {s['pg_dump_cpu_s']:.1f} + {s['backend_cpu_s']:.1f} | {fmt_runs(s['runs'], 'wall_s')} |")
         ok = [(lv, th, s) for lv, th, s in rows if s["bytes"] <= fc["bytes"] and mib(s["own_hwm_kib"]) < 64]
         L.append("")
         if ok:
@@ -284,6 +312,9 @@ def render(res: dict, a) -> str:
                      f"within 5% of the fastest configuration that is no larger than pg_dump -Fc and under 64 MiB.")
         else:
             L.append("recommendation: none of the swept configurations met both the size and the memory target")
+    sampler = [r["sampler_cpu_s"] / r["wall_s"] for k in ("export_1x", "pg_dump_fc", "floor") for r in res[k]["runs"]]
+    L.append("")
+    L.append(f"(the RSS/CPU sampler itself used {100 * median(sampler):.1f}% of one core while sampling, median)")
     if res["waited_for_quiet_s"] > 1 or res["redone"]:
         L.append("")
         L.append(f"(waited {res['waited_for_quiet_s']:.0f} s in total for the machine to be idle before runs; "

@@ -7,7 +7,8 @@
 #   BENCH_REPS=5 bash bench/dump/run.sh
 #   bash bench/dump/run.sh --no-sweep # extra arguments go to bench.py
 #
-# Environment: PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres), CARGO_TARGET_DIR (default the
+# Environment: PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres), BENCH_BIN (a data-backup
+# binary to use instead of building one), CARGO_TARGET_DIR (default the
 # repo's target/), BENCH_WORK (scratch directory, default /tmp/bench-dump), BENCH_REPS (default 3),
 # BENCH_REGENERATE=1 to drop and recreate the bench_dump_* databases.
 set -euo pipefail
@@ -36,9 +37,14 @@ pg_dump="$(ls -d /usr/lib/postgresql/*/bin/pg_dump 2>/dev/null | sort -V | tail 
 [ -n "$pg_dump" ] || pg_dump="$(command -v pg_dump)"
 
 # --- the binary -----------------------------------------------------------------------------------
-log "building data-backup (release, target dir $target)"
-CARGO_TARGET_DIR="$target" cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
-bin="$target/release/data-backup"
+if [ -n "${BENCH_BIN:-}" ]; then
+    bin="$BENCH_BIN" # a binary built beforehand (e.g. a copy, while the sources are being edited)
+    log "using $bin"
+else
+    log "building data-backup (release, target dir $target)"
+    CARGO_TARGET_DIR="$target" cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
+    bin="$target/release/data-backup"
+fi
 
 # --- the databases --------------------------------------------------------------------------------
 psql_q() { psql -XqAt -v ON_ERROR_STOP=1 "$@"; }

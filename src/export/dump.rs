@@ -7,6 +7,7 @@
 //! store answers an error at end of stream when the child failed, so the upload is aborted and no
 //! object appears. Passwords reach the child through its environment, never its arguments.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -34,7 +35,7 @@ use crate::discovery::{Discovery, dump_password, mysql_opts, pg_config};
 use crate::model::{Engine, ExportTask};
 use crate::settings::{ExportSettings, SourceKind, SourceSettings};
 use crate::store::BackupStore;
-use crate::store::manifest::{DumpFormat, MANIFEST_VERSION, Manifest, ToolVersions};
+use crate::store::manifest::{DumpFormat, Encryption, MANIFEST_VERSION, Manifest, ToolVersions};
 
 /// Bytes of stderr kept for the error message (the end of it).
 const STDERR_KEEP: usize = 4096;
@@ -44,13 +45,19 @@ pub struct DumpExporter {
     source: SourceSettings,
     discovery: Arc<dyn Discovery>,
     settings: ExportSettings,
+    recipients: Vec<age::x25519::Recipient>,
+    recipient_names: Vec<String>,
+    row_counts: bool,
 }
 
 impl DumpExporter {
-    /// An exporter for `source`.
+    /// An exporter for `source` (its age recipients were validated with the settings).
     #[must_use]
     pub fn new(source: SourceSettings, discovery: Arc<dyn Discovery>, settings: ExportSettings) -> Self {
-        Self { source, discovery, settings }
+        let recipient_names = source.age_recipients.clone().unwrap_or_else(|| settings.age_recipients.clone());
+        let recipients = crate::crypto::parse_recipients(&recipient_names).unwrap_or_default();
+        let row_counts = source.row_counts.unwrap_or(settings.row_counts);
+        Self { source, discovery, settings, recipients, recipient_names, row_counts }
     }
 
     fn tool_error(&self, e: impl std::fmt::Display) -> ExportError {
@@ -143,6 +150,84 @@ async fn mysql_server_version(source: &SourceSettings) -> Result<String, String>
     let v: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(|e| e.to_string())?;
     let _ = conn.disconnect().await;
     Ok(v.unwrap_or_default())
+}
+
+/// `"name"` with embedded quotes doubled (PostgreSQL identifiers).
+fn pg_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A PostgreSQL transaction holding an exported snapshot: `pg_dump --snapshot` reads exactly what
+/// the row counts counted. Dropping it ends the transaction.
+struct PgSnapshot {
+    id: String,
+    counts: Option<BTreeMap<String, u64>>,
+    _client: tokio_postgres::Client,
+}
+
+fn count_error(e: &dyn std::fmt::Display) -> ExportError {
+    let message = e.to_string();
+    ExportError::DumpFailed {
+        tool: "row count".into(),
+        status: "query failed".into(),
+        transient: transient_stderr(&message),
+        stderr: message,
+    }
+}
+
+async fn pg_snapshot(source: &SourceSettings, db: &str, count_rows: bool) -> Result<PgSnapshot, ExportError> {
+    let cfg = pg_config(source, db).map_err(|e| count_error(&e))?;
+    let (client, conn) =
+        cfg.connect(tokio_postgres::NoTls).await.map_err(|e| count_error(&crate::discovery::error_chain_of(&e)))?;
+    tokio::spawn(conn);
+    let db_err = |e: tokio_postgres::Error| count_error(&crate::discovery::error_chain_of(&e));
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(db_err)?;
+    let id: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(db_err)?.get(0);
+    let counts = if count_rows {
+        let tables = client
+            .query(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut counts = BTreeMap::new();
+        for t in tables {
+            let (schema, table): (String, String) = (t.get(0), t.get(1));
+            let sql = format!("SELECT count(*) FROM {}.{}", pg_ident(&schema), pg_ident(&table));
+            let n: i64 = client.query_one(&sql, &[]).await.map_err(db_err)?.get(0);
+            counts.insert(format!("{schema}.{table}"), u64::try_from(n).unwrap_or(0));
+        }
+        Some(counts)
+    } else {
+        None
+    };
+    Ok(PgSnapshot { id, counts, _client: client })
+}
+
+/// Row counts of a MySQL schema, in a consistent snapshot taken just before the dump's own.
+async fn mysql_counts(source: &SourceSettings, db: &str) -> Result<BTreeMap<String, u64>, ExportError> {
+    let mut conn =
+        mysql_async::Conn::new(mysql_opts(source).map_err(|e| count_error(&e))?).await.map_err(|e| count_error(&e))?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(|e| count_error(&e))?;
+    let tables: Vec<String> = conn
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+            (db,),
+        )
+        .await
+        .map_err(|e| count_error(&e))?;
+    let mut counts = BTreeMap::new();
+    for t in tables {
+        let sql = format!("SELECT COUNT(*) FROM `{}`.`{}`", db.replace('`', "``"), t.replace('`', "``"));
+        let n: Option<u64> = conn.query_first(sql).await.map_err(|e| count_error(&e))?;
+        counts.insert(t, n.unwrap_or(0));
+    }
+    let _ = conn.query_drop("COMMIT").await;
+    let _ = conn.disconnect().await;
+    Ok(counts)
 }
 
 /// Decides from a dump tool's stderr whether a retry may help.
@@ -238,6 +323,9 @@ impl Exporter for DumpExporter {
             return Err(ExportError::Gone(db.to_string()));
         }
         let password = dump_password(&self.source).map_err(|e| self.tool_error(e))?;
+        // The snapshot's transaction stays open until the dump is stored.
+        let mut snapshot: Option<PgSnapshot> = None;
+        let mut counts: Option<(BTreeMap<String, u64>, bool)> = None;
         let (format, tool, server_version, mut cmd) = match self.source.kind {
             SourceKind::Postgres => {
                 let (server, major) = pg_server_version(&self.source, db.database.as_str()).await.map_err(|e| {
@@ -248,8 +336,10 @@ impl Exporter for DumpExporter {
                 })?;
                 let tool =
                     find_pg_dump(self.settings.pg_bin_dir.as_deref(), major).await.map_err(|e| self.tool_error(e))?;
+                let snap = pg_snapshot(&self.source, db.database.as_str(), self.row_counts).await?;
                 let mut cmd = Command::new(&tool.path);
                 cmd.args(["--format=custom", "--compress=0", "--no-password"])
+                    .arg(format!("--snapshot={}", snap.id))
                     .env("PGHOST", &self.source.url.host)
                     .env("PGPORT", self.source.url.port.to_string())
                     .env("PGUSER", &self.source.url.user)
@@ -260,6 +350,8 @@ impl Exporter for DumpExporter {
                 if let Some(pw) = &password {
                     cmd.env("PGPASSWORD", pw.expose_secret());
                 }
+                counts = snap.counts.clone().map(|c| (c, true));
+                snapshot = Some(snap);
                 (DumpFormat::PgCustomZstd, tool, server, cmd)
             }
             SourceKind::Mysql => {
@@ -271,6 +363,9 @@ impl Exporter for DumpExporter {
                 })?;
                 let tool =
                     find_mysqldump(self.settings.mysql_bin_dir.as_deref()).await.map_err(|e| self.tool_error(e))?;
+                if self.row_counts {
+                    counts = Some((mysql_counts(&self.source, db.database.as_str()).await?, false));
+                }
                 let mut cmd = Command::new(&tool.path);
                 cmd.args([
                     "--single-transaction",
@@ -337,15 +432,21 @@ impl Exporter for DumpExporter {
             Level::Precise(self.settings.zstd_level),
             &params,
         );
+        let stored: Pin<Box<dyn AsyncRead + Send>> = if self.recipients.is_empty() {
+            Box::pin(compressed)
+        } else {
+            Box::pin(crate::crypto::encrypting_reader(compressed, &self.recipients).map_err(|e| self.tool_error(e))?)
+        };
         let hasher = Arc::new(Mutex::new((Sha256::new(), 0u64)));
         let h = hasher.clone();
-        let hashed = InspectReader::new(compressed, move |chunk: &[u8]| {
+        let hashed = InspectReader::new(stored, move |chunk: &[u8]| {
             let mut g = h.lock().expect("hasher lock");
             g.0.update(chunk);
             g.1 += chunk.len() as u64;
         });
 
-        let key = store.layout().dump(db, task.run_date, format);
+        let encrypted = !self.recipients.is_empty();
+        let key = store.layout().dump(db, task.run_date, format, encrypted);
         let put = store.put_dump(&key, Box::pin(hashed)).await;
         if let Err(e) = put {
             // The upload was aborted. Say why in the dump tool's words when it was the tool.
@@ -365,6 +466,7 @@ impl Exporter for DumpExporter {
             });
         }
         let stored = put.expect("checked above");
+        drop(snapshot);
         let _ = stderr_task.await;
         let (sha, bytes) = {
             let g = hasher.lock().expect("hasher lock");
@@ -401,6 +503,10 @@ impl Exporter for DumpExporter {
                 server: server_version,
                 data_backup: env!("CARGO_PKG_VERSION").to_owned(),
             },
+            encryption: encrypted
+                .then(|| Encryption { scheme: "age".to_owned(), recipients: self.recipient_names.clone() }),
+            row_counts_exact: counts.as_ref().map(|(_, exact)| *exact),
+            row_counts: counts.map(|(c, _)| c),
         })
     }
 }

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod export;
 pub mod health;
+pub mod prune;
 pub mod schedule;
 
 use axum::Router;
@@ -21,8 +22,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "data-backup", description = "Backs up every database, every night, and proves the backups are good."),
-    paths(schedule::schedule, export::export, health::healthz),
-    components(schemas(error::Problem, crate::store::manifest::Manifest, crate::schedule::ScheduleSummary)),
+    paths(schedule::schedule, export::export, prune::prune, health::healthz),
+    components(schemas(error::Problem, crate::store::manifest::Manifest, crate::schedule::ScheduleSummary, crate::retention::PrunePlan)),
     modifiers(&BearerAuth),
     tags((name = "backups", description = "Discovery and export"), (name = "operations", description = "Health and metadata"))
 )]
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/schedule", post(schedule::schedule))
         .route("/export", post(export::export))
+        .route("/prune", post(prune::prune))
         .route("/openapi.json", get(health::openapi))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_caller));
     Router::new()

@@ -23,8 +23,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'
 /// Every kind of object the service writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Key {
-    /// A dump (not a backup until its manifest exists).
-    Dump { class: RetentionClass, db: DatabasePath, date: RunDate, format: DumpFormat },
+    /// A dump (not a backup until its manifest exists); `.age` appended when encrypted.
+    Dump { class: RetentionClass, db: DatabasePath, date: RunDate, format: DumpFormat, encrypted: bool },
     /// The manifest that makes a dump a backup; written last.
     Manifest { class: RetentionClass, db: DatabasePath, date: RunDate },
     /// Copy of the newest manifest of a database.
@@ -66,9 +66,14 @@ impl Key {
     #[must_use]
     pub fn path(&self) -> String {
         match self {
-            Self::Dump { class, db, date, format } => {
-                format!("{}/{}/{date}/{}.{}", class.as_str(), db_segments(db), enc(db.database.as_str()), format.ext())
-            }
+            Self::Dump { class, db, date, format, encrypted } => format!(
+                "{}/{}/{date}/{}.{}{}",
+                class.as_str(),
+                db_segments(db),
+                enc(db.database.as_str()),
+                format.ext(),
+                if *encrypted { ".age" } else { "" }
+            ),
             Self::Manifest { class, db, date } => {
                 format!("{}/{}/{date}/{}.manifest.json", class.as_str(), db_segments(db), enc(db.database.as_str()))
             }
@@ -110,7 +115,8 @@ impl Key {
                 if rest == "manifest.json" {
                     Some(Self::Manifest { class, db, date })
                 } else {
-                    Some(Self::Dump { class, db, date, format: DumpFormat::from_ext(rest)? })
+                    let (ext, encrypted) = rest.strip_suffix(".age").map_or((rest, false), |e| (e, true));
+                    Some(Self::Dump { class, db, date, format: DumpFormat::from_ext(ext)?, encrypted })
                 }
             }
             _ => None,
@@ -145,8 +151,8 @@ impl Layout {
 
     /// The dump of `db` for `date`.
     #[must_use]
-    pub fn dump(&self, db: &DatabaseRef, date: RunDate, format: DumpFormat) -> Key {
-        Key::Dump { class: self.class(date), db: path_of(db), date, format }
+    pub fn dump(&self, db: &DatabaseRef, date: RunDate, format: DumpFormat, encrypted: bool) -> Key {
+        Key::Dump { class: self.class(date), db: path_of(db), date, format, encrypted }
     }
 
     /// The manifest of `db` for `date`.
@@ -184,6 +190,7 @@ mod tests {
                     db: db("p", "i", "app"),
                     date,
                     format: DumpFormat::PgCustomZstd,
+                    encrypted: false,
                 },
                 "daily/p/i/app/2026-11-22/app.dump.zst",
             ),
@@ -193,8 +200,9 @@ mod tests {
                     db: db("p", "i", "shop"),
                     date,
                     format: DumpFormat::MysqlSqlZstd,
+                    encrypted: true,
                 },
-                "weekly/p/i/shop/2026-11-22/shop.sql.zst",
+                "weekly/p/i/shop/2026-11-22/shop.sql.zst.age",
             ),
             (
                 Key::Dump {
@@ -202,6 +210,7 @@ mod tests {
                     db: db("p", "i", "x"),
                     date,
                     format: DumpFormat::CloudSqlGz,
+                    encrypted: false,
                 },
                 "yearly/p/i/x/2026-11-22/x.sql.gz",
             ),

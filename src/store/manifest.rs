@@ -1,5 +1,7 @@
 //! `Manifest`: the JSON written last, next to a dump. A backup exists only when its manifest does.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -99,6 +101,25 @@ pub struct Manifest {
     pub finished_at: DateTime<Utc>,
     /// Tool and server versions.
     pub tools: ToolVersions,
+    /// Client-side encryption, when the dump is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+    /// Rows per table (`schema.table`), counted in the dump's own snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_counts: Option<BTreeMap<String, u64>>,
+    /// Whether `row_counts` were taken in the very snapshot the dump read (PostgreSQL) or in a
+    /// snapshot taken just before it (MySQL/MariaDB cannot share the dump's snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_counts_exact: Option<bool>,
+}
+
+/// How a dump is encrypted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Encryption {
+    /// `age` (X25519).
+    pub scheme: String,
+    /// The recipients (public keys) that can decrypt it.
+    pub recipients: Vec<String>,
 }
 
 /// Current manifest format version.

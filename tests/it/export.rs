@@ -237,3 +237,97 @@ fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
 }
+
+#[tokio::test]
+async fn encrypted_export_is_stored_as_age_and_restores_only_with_the_identity() {
+    let src = PgDb::create("exp_age");
+    src.sql("CREATE TABLE secrets AS SELECT g, 'card-' || g AS card FROM generate_series(1, 3000) g");
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let app =
+        TestApp::spawn(&format!("{}[export]\nage_recipients = [\"{recipient}\"]\n", pg_source("pgsrc", &src.name)))
+            .await;
+
+    let (status, _, body) = app.post("/export", &export_body("pgsrc", "pg", &src.name)).await;
+
+    assert_eq!(status, 200, "{body}");
+    let key = body["key"].as_str().unwrap();
+    assert!(key.ends_with(".dump.zst.age"), "{key}");
+    assert_eq!(body["manifest"]["encryption"], json!({"scheme": "age", "recipients": [recipient]}));
+    let cipher = std::fs::read(app.store_dir.path().join(key)).unwrap();
+    assert!(cipher.starts_with(b"age-encryption.org/v1"));
+    assert!(!cipher.windows(8).any(|w| w == b"card-123"), "no plaintext in the stored object");
+    let other = age::x25519::Identity::generate();
+    assert!(data_backup::crypto::decrypting_reader(std::io::Cursor::new(cipher.clone()), &[other]).await.is_err());
+    let mut plain = Vec::new();
+    let mut reader = data_backup::crypto::decrypting_reader(std::io::Cursor::new(cipher), &[identity]).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut plain).await.unwrap();
+    let copy = PgDb::create("exp_age_restored");
+    copy.restore(&zstd::decode_all(plain.as_slice()).unwrap());
+    assert_eq!(copy.fingerprint(), src.fingerprint());
+}
+
+#[tokio::test]
+async fn manifest_carries_row_counts_of_every_table() {
+    let pg = PgDb::create("exp_counts");
+    pg.sql("CREATE SCHEMA s2; CREATE TABLE a AS SELECT generate_series(1, 1234) g; CREATE TABLE s2.\"Odd \"\"name\" (x int); INSERT INTO s2.\"Odd \"\"name\" VALUES (1), (2)");
+    let my = MyDb::create("exp_counts");
+    my.sql("CREATE TABLE a (x INT); INSERT INTO a VALUES (1), (2), (3)");
+    let app = TestApp::spawn(&format!("{}{}", pg_source("pgsrc", &pg.name), mysql_source("mysrc", &my.name))).await;
+
+    let (_, _, pg_body) = app.post("/export", &export_body("pgsrc", "pg", &pg.name)).await;
+    let (_, _, my_body) = app.post("/export", &export_body("mysrc", "maria", &my.name)).await;
+
+    assert_eq!(pg_body["manifest"]["row_counts"], json!({"public.a": 1234, "s2.Odd \"name": 2}));
+    assert_eq!(pg_body["manifest"]["row_counts_exact"], true);
+    assert_eq!(my_body["manifest"]["row_counts"], json!({"a": 3}));
+    assert_eq!(my_body["manifest"]["row_counts_exact"], false);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_transient_failure_answered_503_with_retry_after() {
+    let app = TestApp::spawn(
+        "[[sources]]\nname = \"down\"\nkind = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:1/\"\ninstance = \"pg\"\n",
+    )
+    .await;
+
+    let (status, headers, problem) = app.post("/export", &export_body("down", "pg", "app")).await;
+
+    assert_eq!(status, 503, "{problem}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((30..=45).contains(&retry), "{retry}");
+    assert!(problem["detail"].as_str().unwrap().contains("127.0.0.1:1"), "{problem}");
+    assert!(app.store_files().is_empty(), "a transient failure is not reported yet: {:?}", app.store_files());
+}
+
+#[tokio::test]
+async fn the_local_queue_reports_a_transient_failure_once_when_its_retries_run_out() {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&hook).await;
+    let app = TestApp::spawn(&format!(
+        "[[sources]]\nname = \"down\"\nkind = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:1/\"\ninstance = \"pg\"\n\
+         [notify]\nwebhook_url = \"{}/hook\"\n{}",
+        hook.uri(),
+        crate::support::FAST_QUEUE
+    ))
+    .await;
+    let source = &app.state.service.sources[0];
+    let task = data_backup::model::ExportTask {
+        db: source.database(data_backup::model::DatabaseName::parse("app").unwrap()),
+        run_date: data_backup::model::RunDate::today(),
+        run_id: data_backup::model::RunId::manual(),
+    };
+
+    let first = app.state.queue.enqueue(task.clone()).await.unwrap();
+    let second = app.state.queue.enqueue(task.clone()).await.unwrap();
+    app.wait_idle().await;
+
+    assert_eq!(first, data_backup::queue::Enqueued::Enqueued);
+    assert_eq!(second, data_backup::queue::Enqueued::AlreadyQueued, "the queue never holds a task twice");
+    let reports = hook.received_requests().await.unwrap();
+    assert_eq!(reports.len(), 1);
+    let report: Value = serde_json::from_slice(&reports[0].body).unwrap();
+    assert_eq!(report["transient"], true);
+    assert!(report["attempt"].as_u64().unwrap() >= 2, "retried before giving up: {report}");
+    assert_eq!(report["error_class"], "source_unavailable");
+}

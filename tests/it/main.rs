@@ -6,7 +6,9 @@ mod support;
 
 mod bad_input;
 mod bucket;
+mod cli;
 mod export;
 mod openapi;
+mod retention;
 mod schedule;
 mod shutdown;
