@@ -2,19 +2,25 @@
 # The test command: formatting, clippy, the build, then every test against real PostgreSQL and MariaDB
 # and the storage emulators (fake-gcs-server, moto, azurite), installed and started when needed.
 #
-#   scripts/test.sh [--no-lint] [TEST ARGS...]
+#   scripts/test.sh [--no-lint] [--no-fuzz] [TEST ARGS...]
 #
-# --no-lint skips cargo fmt and clippy. The other arguments go to the test binaries: a test-name
-# filter, --nocapture, --test-threads 1, ...
+# --no-lint skips cargo fmt and clippy; --no-fuzz skips the schemathesis run (scripts/fuzz.sh) that
+# follows the tests (it also runs only when no TEST ARGS are given). The other arguments go to the
+# test binaries: a test-name filter, --nocapture, --test-threads 1, ...
 # Emulators started here are stopped on exit; ones already answering (scripts/emulators.sh up) are
 # reused and left running.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 lint=1
+fuzz=1
 args=()
 for arg in "$@"; do
-  if [ "$arg" = --no-lint ]; then lint=0; else args+=("$arg"); fi
+  case "$arg" in
+    --no-lint) lint=0 ;;
+    --no-fuzz) fuzz=0 ;;
+    *) args+=("$arg") ;;
+  esac
 done
 
 EMU_STATE=$(mktemp -d "${TMPDIR:-/tmp}/data-backup-test.XXXXXX")
@@ -62,6 +68,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 step services emu_up
+# The status page test renders the page in headless Chromium (Debian's package), when missing.
+install_chromium() {
+  [ "$(id -u)" = 0 ] || { echo "chromium is missing (run: sudo apt-get install chromium)" >&2; return 1; }
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+}
+command -v chromium >/dev/null 2>&1 || step chromium install_chromium
 export "${EMU_TEST_ENV[@]}"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
@@ -79,3 +92,9 @@ run_tests() {
     tee "$EMU_STATE/test.out"
 }
 step test run_tests
+
+# Fuzz the HTTP contract with schemathesis against the binary the build step made (a full run only:
+# a test-name filter or --no-fuzz skips it).
+if [ "$fuzz" = 1 ] && [ "${#args[@]}" = 0 ]; then
+  step fuzz scripts/fuzz.sh target/debug/data-backup
+fi

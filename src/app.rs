@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveTime, Utc};
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -50,18 +49,31 @@ pub struct AppState {
     pub local_queue: Arc<LocalQueue>,
     /// Exclusion patterns.
     pub exclusions: Exclusions,
-    /// Bearer token callers must present, if configured.
-    pub bearer_token: Option<Arc<SecretString>>,
+    /// Caller verification (bearer token, Google ID tokens), see `auth.rs`.
+    pub auth: Arc<crate::auth::Authenticator>,
+    /// Timeouts and the concurrency limit of the HTTP service.
+    pub http: crate::settings::HttpSettings,
     /// Grace period for running exports at shutdown.
     pub grace: Duration,
     /// The retention policy (`POST /prune`, and the prune after `/schedule`).
     pub retention: Arc<crate::retention::RetentionPolicy>,
+    /// Restore drills (`POST /verify`, `data-backup verify`).
+    pub verifier: Arc<crate::verify::Verifier>,
+    /// Metrics (`GET /metrics`, OTLP).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Freshness and coverage (`GET /status`, `GET /`, `GET /runs`).
+    pub status: Arc<crate::status::StatusService>,
+    /// Whether tasks go to the embedded queue (then this process sends each run's summary).
+    local_mode: bool,
+    /// Run summaries waiting for their run's tasks (see [`AppState::schedule`]).
+    run_reports: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl AppState {
     /// Builds every service from the settings (opens the store, starts the queue's workers).
     pub async fn build(settings: &Settings) -> Result<Self, BuildError> {
-        let store = BackupStore::open(settings).await?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store = crate::metrics::TracedBucket::wrap(&BackupStore::open(settings).await?);
         let mut notifiers: Vec<Arc<dyn Notifier>> = vec![Arc::new(LogNotifier)];
         if let Some(url) = &settings.notify.webhook_url {
             notifiers.push(Arc::new(WebhookNotifier::new(url.clone(), settings.notify.webhook_attempts)));
@@ -71,18 +83,37 @@ impl AppState {
             sources: Source::from_settings(settings),
             lease_ttl: Duration::from_secs(settings.export.lease_ttl_secs),
             notifiers,
+            metrics: metrics.clone(),
         });
         let local_queue = Arc::new(LocalQueue::start(service.clone(), settings.queue.clone()));
         let exclusions = Exclusions::new(&settings.exclude.patterns)
             .map_err(|e| SettingsError { key: "exclude.patterns".into(), reason: e.to_string() })?;
+        let verifier =
+            Arc::new(crate::verify::Verifier::new(service.store.clone(), settings, service.notifiers.clone()));
+        let status = Arc::new(crate::status::StatusService::new(
+            service.store.clone(),
+            settings.status.clone(),
+            metrics.clone(),
+        ));
         Ok(Self {
             service,
-            queue: local_queue.clone(),
+            queue: match settings.queue.kind {
+                crate::settings::QueueKind::Local => local_queue.clone(),
+                crate::settings::QueueKind::CloudTasks => {
+                    Arc::new(crate::queue::CloudTasksQueue::new(&settings.queue, &settings.gcp))
+                }
+            },
             local_queue,
             exclusions,
-            bearer_token: settings.auth.token()?.map(Arc::new),
+            auth: Arc::new(crate::auth::Authenticator::from_settings(&settings.auth)?),
+            http: settings.http.clone(),
             grace: Duration::from_secs(settings.queue.shutdown_grace_secs),
             retention: Arc::new(crate::retention::RetentionPolicy::from_settings(settings)?),
+            verifier,
+            status,
+            metrics,
+            local_mode: settings.queue.kind == crate::settings::QueueKind::Local,
+            run_reports: Arc::default(),
         })
     }
 
@@ -102,7 +133,62 @@ impl AppState {
             crate::retention::prune_after_schedule(&self.service.store, &self.retention, run_date, &summary.run_id)
                 .await;
         }
+        self.count_discovery(&summary);
+        if !dry_run {
+            self.status.invalidate().await;
+            if self.local_mode {
+                self.report_when_resolved(&summary, run_date);
+            }
+        }
         summary
+    }
+
+    /// Discovery metrics of one run: one call per source, an error when it could not be (fully) listed.
+    fn count_discovery(&self, summary: &ScheduleSummary) {
+        for source in &self.service.sources {
+            let api = if source.any_instance { "gcp" } else { source.engine.as_str() };
+            let scope = format!("source:{}", source.name);
+            let error = summary.errors.iter().find_map(|e| {
+                if e.scope == scope {
+                    Some("unavailable")
+                } else if e.scope.starts_with(&format!("{scope}:")) {
+                    Some("partial")
+                } else {
+                    None
+                }
+            });
+            self.metrics.discovery_call(source.name.as_str(), api, error);
+        }
+    }
+
+    /// Embedded queue: once every task is resolved (the queue is idle: exported, or failed and
+    /// reported) or 24 hours have passed, sends the run's one summary through the notifiers.
+    /// Overlapping runs wait for each other (the queue is idle only when all are resolved).
+    fn report_when_resolved(&self, summary: &ScheduleSummary, run_date: RunDate) {
+        let Ok(run_id) = crate::model::RunId::parse(summary.run_id.clone()) else { return };
+        let (queue, store, notifiers, status) =
+            (self.queue.clone(), self.service.store.clone(), self.service.notifiers.clone(), self.status.clone());
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                () = queue.wait_idle() => {}
+                () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
+            }
+            if let Err(e) = crate::status::report_run(&store, &notifiers, &run_id, run_date).await {
+                tracing::warn!(run.id = %run_id, error = %e, "run summary not sent: {e}");
+            }
+            status.invalidate().await;
+        });
+        let mut pending = self.run_reports.lock().expect("lock");
+        pending.retain(|t| !t.is_finished());
+        pending.push(task);
+    }
+
+    /// Waits for the run summaries still pending (the CLI's `schedule` calls it after the queue drained).
+    pub async fn flush_run_reports(&self) {
+        let pending: Vec<_> = std::mem::take(&mut *self.run_reports.lock().expect("lock"));
+        for task in pending {
+            let _ = task.await;
+        }
     }
 }
 
@@ -120,7 +206,7 @@ impl Application {
             .await
             .map_err(|source| BuildError::Bind { addr: settings.bind, source })?;
         let state = AppState::build(settings).await?;
-        if state.bearer_token.is_none() {
+        if !state.auth.is_enabled() {
             tracing::warn!(bind = %settings.bind, "no authentication configured: anyone who can reach this address may call the service");
         }
         Ok(Self { listener, state, daily_at: settings.schedule.daily_at()? })
@@ -156,6 +242,7 @@ impl Application {
         token.cancel();
         let grace = self.state.grace;
         let (_, served) = tokio::join!(self.state.local_queue.shutdown(grace), tokio::time::timeout(grace, server));
+        self.state.metrics.shutdown();
         match served {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => Err(std::io::Error::other(e)),

@@ -54,6 +54,33 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Call a running service: `call schedule [--dry-run]` or `call export --database P/I/D`, with
+    /// `--url URL` and a bearer token (`--token-file`, `DATA_BACKUP_AUTH__BEARER_TOKEN`) or a
+    /// Google ID token minted from the local credentials; prints the answer.
+    Call(crate::client::CallArgs),
+    /// Print the state of every database (ok, stale, failing, missing, gone, unverified, excluded)
+    /// and the newest run's summary; exit status 2 when any database shown is stale, failing or
+    /// missing (for cron and health checks), 1 when the status could not be computed.
+    Status {
+        /// Print the JSON of `GET /status` instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only this instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Only this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Restore a backup into a database (found through the manifests, checked while streamed).
+    Restore(RestoreArgs),
+    /// Restore drill: restore a backup into a scratch database, compare row counts, run the checks.
+    Verify(VerifyArgs),
+    /// List the backups of a database, newest first.
+    List(ListArgs),
     /// Delete backups past their class's keep-for (dry run unless --apply); prints the plan.
     Prune {
         /// Delete what the plan says (default: only print it).
@@ -96,13 +123,15 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    crate::telemetry::shutdown();
+    code
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -116,9 +145,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         print_json(&crate::http::openapi())?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Call(args) = &cli.command {
+        // A client: the service's configuration is not needed (nor loaded).
+        return Ok(crate::client::run(args).await?);
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Openapi => unreachable!("handled above"),
+        Command::Call(_) => unreachable!("handled above"),
+        Command::Status { json, project, instance, state } => {
+            use std::io::IsTerminal as _;
+            let state = state
+                .map(|s| {
+                    crate::status::DbState::parse(&s).with_context(|| {
+                        format!("unknown state `{s}` (ok, stale, failing, missing, gone, unverified, excluded)")
+                    })
+                })
+                .transpose()?;
+            let store = crate::store::BackupStore::open(&settings).await?;
+            let report = crate::status::compute(&store, &settings.status, chrono::Utc::now()).await?;
+            let shown = report.filtered(&crate::status::StatusFilter { project, instance, state });
+            if json {
+                print_json(&shown)?;
+            } else {
+                let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                print!("{}", crate::status::render_table(&shown, color));
+            }
+            Ok(if crate::status::alarming(&shown).is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Command::Restore(args) => run_restore(&settings, args).await,
+        Command::Verify(args) => run_verify(&settings, args).await,
+        Command::List(args) => run_list(&settings, args).await,
         Command::Prune { apply, as_of } => {
             let policy = crate::retention::RetentionPolicy::from_settings(&settings)?;
             let store = crate::store::BackupStore::open(&settings).await?;
@@ -153,6 +210,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let state = AppState::build(&settings).await?;
             let summary = state.schedule(RunDate::today(), dry_run).await;
             state.queue.wait_idle().await;
+            // The run's one summary notification goes out as soon as the queue is idle.
+            state.flush_run_reports().await;
             // Every planned database must now have its backup: count the ones that do not.
             let mut missing = 0;
             if !dry_run {
@@ -192,4 +251,173 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `data-backup restore`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").args(["date", "at", "latest"])))]
+pub struct RestoreArgs {
+    /// PROJECT/INSTANCE/DATABASE whose backup to restore.
+    #[arg(long)]
+    pub database: DatabasePath,
+    /// The backup of this run date (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: Option<String>,
+    /// The newest backup taken at or before this time (RFC 3339, e.g. 2026-11-20T09:00:00Z).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// The newest backup (the default).
+    #[arg(long)]
+    pub latest: bool,
+    /// Target: postgres://USER@HOST[:PORT]/DBNAME or mysql://USER@HOST[:PORT]/SCHEMA. Prefer
+    /// PGPASSWORD / MYSQL_PWD to a password in the URL (arguments are visible to other users).
+    #[arg(long)]
+    pub target: String,
+    /// SQL file run after the restore, in the same transaction (PostgreSQL); repeatable, in order.
+    #[arg(long = "transform")]
+    pub transforms: Vec<PathBuf>,
+    /// age identity file (AGE-SECRET-KEY-…) for an encrypted backup.
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// Create the target database when it does not exist.
+    #[arg(long)]
+    pub create: bool,
+    /// Restore beside a non-empty target and swap it in; the old one is kept under a dated name.
+    #[arg(long)]
+    pub replace: bool,
+    /// With --replace (PostgreSQL): terminate the target's sessions for the swap.
+    #[arg(long, requires = "replace")]
+    pub terminate_connections: bool,
+    /// PostgreSQL: keep the dump's owners and privileges (the roles must exist on the target).
+    #[arg(long)]
+    pub keep_owners: bool,
+    /// Restore even though the target matches `restore.production_patterns`.
+    #[arg(long = "i-know-this-is-production")]
+    pub i_know_this_is_production: bool,
+}
+
+/// `data-backup verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// PROJECT/INSTANCE/DATABASE to verify.
+    #[arg(long, conflicts_with = "pick", required_unless_present = "pick")]
+    pub database: Option<DatabasePath>,
+    /// The backup of this run date (default the newest).
+    #[arg(long, requires = "database")]
+    pub date: Option<String>,
+    /// Nightly drill: verify the N least recently verified databases (default `verify.nightly_count`).
+    #[arg(long, num_args = 0..=1, value_name = "N")]
+    pub pick: Option<Option<usize>>,
+}
+
+/// `data-backup list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// PROJECT/INSTANCE/DATABASE.
+    #[arg(long)]
+    pub database: DatabasePath,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn run_restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    use crate::restore::{RestoreOptions, RestoreRequest, Selector};
+    let selector = match (&args.date, &args.at) {
+        (Some(d), _) => Selector::Date(RunDate::parse(d)?),
+        (_, Some(t)) => Selector::At(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .with_context(|| format!("--at {t:?} is not an RFC 3339 time (2026-11-20T09:00:00Z)"))?
+                .with_timezone(&chrono::Utc),
+        ),
+        _ => Selector::Latest,
+    };
+    let target = crate::settings::ServerUrl::try_from(args.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    let request = RestoreRequest {
+        db: args.database,
+        selector,
+        target,
+        transforms: args.transforms,
+        identity: args.identity,
+        production_ok: args.i_know_this_is_production,
+        options: RestoreOptions {
+            create: args.create,
+            replace: args.replace,
+            terminate_connections: args.terminate_connections,
+            keep_owners: args.keep_owners,
+            progress: true,
+        },
+    };
+    let store = crate::store::BackupStore::open(settings).await?;
+    let report = crate::restore::restore(&store, settings, &request).await?;
+    eprintln!(
+        "restored {} ({}) into {} on {} in {:.1}s{}",
+        report.key,
+        crate::restore::human_bytes(report.bytes),
+        report.database,
+        report.server,
+        report.seconds,
+        report.previous.as_ref().map(|p| format!("; the previous contents are in `{p}`")).unwrap_or_default()
+    );
+    print_json(&report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_verify(settings: &Settings, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let state = AppState::build(settings).await?;
+    let records = match (args.database, args.pick) {
+        (_, Some(n)) => state.verifier.pick(n.unwrap_or(settings.verify.nightly_count)).await,
+        (Some(db), None) => {
+            let date = args.date.as_deref().map(RunDate::parse).transpose()?;
+            state.verifier.verify(&db, date).await.map(|r| vec![r])
+        }
+        (None, None) => bail!("pass --database P/I/D or --pick [N]"),
+    };
+    state.local_queue.shutdown(state.grace).await;
+    let records = records?;
+    print_json(&records)?;
+    let failed = records.iter().filter(|r| r.result == crate::verify::VerificationResult::Failed).count();
+    if failed > 0 {
+        eprintln!("{failed} of {} verifications failed", records.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_list(settings: &Settings, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let store = crate::store::BackupStore::open(settings).await?;
+    let mut backups = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page =
+            crate::restore::list_backups(&store, &args.database, token.as_deref(), crate::restore::MAX_PAGE_SIZE)
+                .await?;
+        backups.extend(page.backups);
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    if args.json {
+        print_json(&backups)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<10}  {:<9}  {:>10}  {:<9}  VERIFIED", "DATE", "CLASS", "SIZE", "ENCRYPTED");
+    for b in &backups {
+        let verified = match &b.verification {
+            Some(v) => format!("{:?} {}", v.result, v.verified_at.format("%Y-%m-%d %H:%M")).to_lowercase(),
+            None => "never".to_owned(),
+        };
+        println!(
+            "{:<10}  {:<9}  {:>10}  {:<9}  {verified}",
+            b.run_date,
+            b.class,
+            crate::restore::human_bytes(b.bytes),
+            if b.encrypted { "age" } else { "no" }
+        );
+    }
+    if backups.is_empty() {
+        eprintln!("no backups of {}", crate::restore::path_text(&args.database));
+    }
+    Ok(ExitCode::SUCCESS)
 }

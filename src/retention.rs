@@ -358,10 +358,10 @@ fn placeholder_db(project: ProjectId) -> DatabasePath {
 }
 
 /// `<class>/`, or `<class>/<project>/` with the project segment encoded as `Layout` encodes it.
-fn class_prefix(class: RetentionClass, project: Option<&str>) -> String {
-    let (project, n) = match project.map(ProjectId::parse) {
-        Some(Ok(p)) => (p, 2),
-        _ => (ProjectId::parse("_").expect("valid name"), 1),
+fn class_prefix(class: RetentionClass, project: Option<&ProjectId>) -> String {
+    let (project, n) = match project {
+        Some(p) => (p.clone(), 2),
+        None => (ProjectId::parse("_").expect("valid name"), 1),
     };
     let key = Key::Manifest { class, db: placeholder_db(project), date: RunDate::from_date(NaiveDate::MIN) };
     key_prefix(&key, n)
@@ -430,6 +430,10 @@ fn db_id(db: DatabasePath) -> DbId {
 
 fn db_label(db: &DbId) -> String {
     format!("{}/{}/{}", db.0, db.1, db.2)
+}
+
+fn days(n: i64) -> String {
+    if n == 1 { "1 day".to_owned() } else { format!("{n} days") }
 }
 
 /// The objects of one (database, run date, class).
@@ -523,19 +527,19 @@ pub fn plan(objects: &[ObjectInfo], leases: &[ObjectInfo], policy: &RetentionPol
             entry.reason = if age < 0 {
                 format!("run date after as_of{what}")
             } else {
-                format!("{age} days old, kept for {keep}{what}")
+                format!("{} old, kept for {keep}{what}", days(age))
             };
             result.kept.push(entry);
         } else if group.is_backup() && protected.get(db).is_some_and(|dates| dates.contains(date)) {
             entry.reason =
-                format!("the newest backup of its database is never pruned ({age} days old, kept for {keep})");
+                format!("the newest backup of its database is never pruned ({} old, kept for {keep})", days(age));
             result.kept.push(entry);
         } else if busy.contains(&(db.clone(), *date)) {
             entry.reason =
                 format!("expired{what}, but an export of this database and day holds a lease: left for later");
             result.skipped.push(entry);
         } else {
-            entry.reason = format!("expired: {age} days old, kept for {keep}{what}");
+            entry.reason = format!("expired: {} old, kept for {keep}{what}", days(age));
             result.bytes_freed += entry.bytes;
             result.deleted.push(entry);
         }
@@ -700,7 +704,10 @@ fn prefix_rules(policy: &RetentionPolicy, store_prefix: &str) -> Vec<PrefixRule>
         let overridden = policy.overrides.iter().any(|((_, c), rule)| *c == class && *rule != default);
         if overridden {
             for source in &policy.sources {
-                let prefix = class_prefix(class, Some(source));
+                // Source names are valid project segments; were one not, its backups would match
+                // no rule and be left to the prune (never deleted early).
+                let Ok(project) = ProjectId::parse(source.as_str()) else { continue };
+                let prefix = class_prefix(class, Some(&project));
                 rules.push(PrefixRule {
                     id: format!("data-backup-{}", prefix.trim_end_matches('/').replace('/', "-")),
                     prefix: full(prefix),
@@ -729,12 +736,13 @@ fn store_location(store_url: &str) -> Result<(String, String, String), Retention
 }
 
 fn gcs_rules(rules: &[PrefixRule]) -> Result<Vec<Value>, RetentionError> {
-    // Rules with the same action and age are merged into one with several prefixes.
-    let mut merged: BTreeMap<(Option<&'static str>, u32), Vec<String>> = BTreeMap::new();
+    // Rules with the same action and age are merged into one with several prefixes; deletions
+    // first, then moves, each by age.
+    let mut merged: BTreeMap<(bool, u32, Option<&'static str>), Vec<String>> = BTreeMap::new();
     for r in rules {
-        merged.entry((None, r.rule.keep_days)).or_default().push(r.prefix.clone());
+        merged.entry((false, r.rule.keep_days, None)).or_default().push(r.prefix.clone());
         if let Some(colder) = r.rule.colder {
-            merged.entry((Some(colder.storage.gcs()), colder.after_days)).or_default().push(r.prefix.clone());
+            merged.entry((true, colder.after_days, Some(colder.storage.gcs()))).or_default().push(r.prefix.clone());
         }
     }
     if merged.len() > GCS_MAX_RULES {
@@ -745,7 +753,7 @@ fn gcs_rules(rules: &[PrefixRule]) -> Result<Vec<Value>, RetentionError> {
     }
     Ok(merged
         .into_iter()
-        .map(|((storage, age), prefixes)| {
+        .map(|((_, age, storage), prefixes)| {
             let action = match storage {
                 None => json!({"type": "Delete"}),
                 Some(class) => json!({"type": "SetStorageClass", "storageClass": class}),

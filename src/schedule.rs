@@ -2,12 +2,16 @@
 //! run ledger (the expected set), enqueue one `ExportTask` per database, and summarise.
 //!
 //! A failing source never stops the others: its error is logged and listed in the summary. A dry
-//! run answers the plan and writes and enqueues nothing.
+//! run answers the plan and writes and enqueues nothing. A source made of many parts (`gcp`: folders,
+//! projects, instances) reports what it walked, skipped and could not see; when some part could not
+//! be seen, the run is `complete: false` in the summary and the ledger.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use crate::discovery::Exclusions;
@@ -46,6 +50,15 @@ pub struct PlannedTask {
     pub excluded_by: Option<String>,
 }
 
+/// Something discovery passed over on purpose, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SkippedItem {
+    /// What was skipped (`PROJECT/INSTANCE`, or `project:PROJECT`).
+    pub scope: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// The answer of `POST /schedule`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleSummary {
@@ -65,6 +78,25 @@ pub struct ScheduleSummary {
     pub already_queued: usize,
     /// Sources that could not be listed, tasks that could not be enqueued.
     pub errors: Vec<RunError>,
+    /// Tasks that could not be enqueued (after the queue's retries); the run should be retried.
+    #[serde(default)]
+    pub not_enqueued: usize,
+    /// Folders walked (`gcp` sources).
+    #[serde(default)]
+    pub folders: usize,
+    /// Projects looked at (`gcp` sources).
+    #[serde(default)]
+    pub projects: usize,
+    /// Instances whose databases were listed (`gcp` sources; a self-hosted server counts as one).
+    #[serde(default)]
+    pub instances: usize,
+    /// Instances and projects passed over on purpose, with the reason.
+    #[serde(default)]
+    pub skipped: Vec<SkippedItem>,
+    /// False when some source, folder, project or region could not be seen, so databases may be
+    /// missing from this run (see `errors`).
+    #[serde(default = "yes")]
+    pub complete: bool,
     /// The plan (dry run only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<PlannedTask>>,
@@ -83,9 +115,29 @@ pub struct RunLedger {
     pub databases: Vec<PlannedTask>,
     /// Problems met.
     pub errors: Vec<RunError>,
+    /// Folders walked.
+    #[serde(default)]
+    pub folders: usize,
+    /// Projects looked at.
+    #[serde(default)]
+    pub projects: usize,
+    /// Instances whose databases were listed.
+    #[serde(default)]
+    pub instances: usize,
+    /// What was passed over on purpose, and why.
+    #[serde(default)]
+    pub skipped: Vec<SkippedItem>,
+    /// False when part of some source could not be seen: the expected set may miss databases.
+    #[serde(default = "yes")]
+    pub complete: bool,
 }
 
-/// Runs one schedule (see the module docs).
+fn yes() -> bool {
+    true
+}
+
+/// Runs one schedule (see the module docs), in a `schedule` span.
+#[tracing::instrument(name = "schedule", skip_all, fields(run.date = %run_date, run.dry_run = dry_run, run.id = tracing::field::Empty))]
 pub async fn schedule(
     sources: &[Source],
     exclusions: &Exclusions,
@@ -95,16 +147,32 @@ pub async fn schedule(
     dry_run: bool,
 ) -> ScheduleSummary {
     let run_id = RunId::generate();
+    tracing::Span::current().record("run.id", tracing::field::display(&run_id));
     let started_at = Utc::now();
-    let found =
-        futures::future::join_all(sources.iter().map(|s| async move { (s, s.discovery.discover().await) })).await;
+    let found = futures::future::join_all(sources.iter().map(|s| {
+        let span = tracing::info_span!("discovery", source.name = %s.name);
+        async move { (s, s.discovery.discover_report().await) }.instrument(span)
+    }))
+    .await;
     let mut errors = Vec::new();
     let mut plan = Vec::new();
     let mut tasks = Vec::new();
+    let (mut folders, mut projects, mut instances, mut skipped, mut complete) = (0, 0, 0, Vec::new(), true);
     for (source, result) in found {
         match result {
-            Ok(dbs) => {
-                for db in dbs {
+            Ok(report) => {
+                folders += report.folders;
+                projects += report.projects;
+                instances += report.instances;
+                complete &= report.complete;
+                skipped.extend(report.skipped.into_iter().map(|s| SkippedItem { scope: s.scope, reason: s.reason }));
+                errors.extend(
+                    report
+                        .errors
+                        .into_iter()
+                        .map(|(scope, message)| RunError { scope: format!("source:{}:{scope}", source.name), message }),
+                );
+                for db in report.databases {
                     let excluded_by = exclusions.excluded_by(&db).map(str::to_owned);
                     plan.push(PlannedTask {
                         source: db.source.to_string(),
@@ -121,6 +189,7 @@ pub async fn schedule(
                 }
             }
             Err(e) => {
+                complete = false;
                 tracing::error!(source.name = %source.name, run.id = %run_id, error = %e, "discovery failed: {e}");
                 errors.push(RunError { scope: format!("source:{}", source.name), message: e.to_string() });
             }
@@ -136,6 +205,12 @@ pub async fn schedule(
         enqueued: 0,
         already_queued: 0,
         errors,
+        not_enqueued: 0,
+        folders,
+        projects,
+        instances,
+        skipped,
+        complete,
         tasks: None,
     };
     if dry_run {
@@ -149,23 +224,40 @@ pub async fn schedule(
         started_at,
         databases: plan,
         errors: summary.errors.clone(),
+        folders: summary.folders,
+        projects: summary.projects,
+        instances: summary.instances,
+        skipped: summary.skipped.clone(),
+        complete: summary.complete,
     };
     if let Err(e) = store.write_ledger(&Key::RunLedger { date: run_date, run_id: run_id.clone() }, &ledger).await {
         tracing::error!(run.id = %run_id, error = %e, "could not write the run ledger: {e}");
         summary.errors.push(RunError { scope: "ledger".into(), message: e.to_string() });
     }
-    for task in tasks {
-        let path = task.db.path();
-        match queue.enqueue(task).await {
+    let results: Vec<_> = futures::stream::iter(tasks)
+        .map(|task| async move {
+            let path = task.db.path();
+            let span = tracing::info_span!("enqueue", db.path = %path);
+            (path, queue.enqueue(task).instrument(span).await)
+        })
+        .buffered(queue.max_in_flight().max(1))
+        .collect()
+        .await;
+    for (path, result) in results {
+        match result {
             Ok(Enqueued::Enqueued) => summary.enqueued += 1,
             Ok(Enqueued::AlreadyQueued) => summary.already_queued += 1,
-            Err(e) => summary.errors.push(RunError { scope: format!("enqueue:{path}"), message: e.to_string() }),
+            Err(e) => {
+                summary.not_enqueued += 1;
+                summary.errors.push(RunError { scope: format!("enqueue:{path}"), message: e.to_string() });
+            }
         }
     }
     tracing::info!(
         run.id = %summary.run_id, run.date = %summary.run_date, discovered = summary.discovered,
         excluded = summary.excluded, enqueued = summary.enqueued, already_queued = summary.already_queued,
-        errors = summary.errors.len(), "schedule run done"
+        errors = summary.errors.len(), not_enqueued = summary.not_enqueued, complete = summary.complete,
+        "schedule run done"
     );
     summary
 }

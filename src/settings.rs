@@ -46,7 +46,12 @@ pub struct Settings {
     /// How export tasks are delivered.
     pub queue: QueueSettings,
     /// Where databases are discovered; empty means one PostgreSQL source from the libpq environment.
+    /// Holds the self-hosted `[[sources]]`; those with `kind = "gcp"` are in [`Settings::gcp_sources`].
     pub sources: Vec<SourceSettings>,
+    /// The `[[sources]]` with `kind = "gcp"` (split from `sources` while loading, so self-hosted
+    /// code keeps its own type).
+    #[serde(skip)]
+    pub gcp_sources: Vec<GcpSourceSettings>,
     /// Databases left out.
     pub exclude: ExcludeSettings,
     /// Where failures are reported.
@@ -59,8 +64,16 @@ pub struct Settings {
     pub gcp: GcpSettings,
     /// Who may call the service.
     pub auth: AuthSettings,
+    /// Limits of the HTTP service (timeouts, concurrency).
+    pub http: HttpSettings,
     /// The embedded nightly timer (self-hosted mode).
     pub schedule: ScheduleSettings,
+    /// Guards of `data-backup restore`.
+    pub restore: RestoreSettings,
+    /// Restore drills: the scratch servers and the checks.
+    pub verify: VerifySettings,
+    /// Freshness and coverage (`GET /status`, `GET /`, `data-backup status`).
+    pub status: StatusSettings,
 }
 
 impl Default for Settings {
@@ -70,14 +83,47 @@ impl Default for Settings {
             store: StoreSettings::default(),
             queue: QueueSettings::default(),
             sources: Vec::new(),
+            gcp_sources: Vec::new(),
             exclude: ExcludeSettings::default(),
             notify: NotifySettings::default(),
             export: ExportSettings::default(),
             retention: RetentionSettings::default(),
             gcp: GcpSettings::default(),
             auth: AuthSettings::default(),
+            http: HttpSettings::default(),
             schedule: ScheduleSettings::default(),
+            restore: RestoreSettings::default(),
+            verify: VerifySettings::default(),
+            status: StatusSettings::default(),
         }
+    }
+}
+
+/// `[status]`: what counts as fresh, and how long a computed status is reused.
+///
+/// ```toml
+/// [status]
+/// slo_hours = 26            # a backup older than this is `stale`
+/// verify_within_days = 8    # no successful restore drill within this many days: `unverified` (0: off)
+/// cache_secs = 30           # a computed status is served this long before the store is read again
+/// runs_days = 7             # days of runs `GET /runs` lists by default
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSettings {
+    /// Hours after which the newest backup of a database is `stale`.
+    pub slo_hours: u32,
+    /// Days within which a database needs a successful restore drill; 0 turns `unverified` off.
+    pub verify_within_days: u32,
+    /// Seconds a computed status is reused.
+    pub cache_secs: u64,
+    /// Days of runs listed by `GET /runs` when the request does not say.
+    pub runs_days: u32,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self { slo_hours: 26, verify_within_days: 8, cache_secs: 30, runs_days: 7 }
     }
 }
 
@@ -114,6 +160,21 @@ pub struct QueueSettings {
     pub retry_max_duration_secs: u64,
     /// On SIGTERM/SIGINT, running exports get this long to finish before they are abandoned.
     pub shutdown_grace_secs: u64,
+    /// `cloud_tasks`: the queue, `projects/P/locations/L/queues/Q`.
+    pub queue: Option<String>,
+    /// `cloud_tasks`: the URL tasks are POSTed to (the service's `/export`).
+    pub target_url: Option<Url>,
+    /// `cloud_tasks`: service account whose OIDC token each task carries.
+    pub service_account: Option<String>,
+    /// `cloud_tasks`: audience of that token (default: the origin of `target_url`).
+    pub audience: Option<String>,
+    /// `cloud_tasks`: tasks of the same Cloud SQL instance are scheduled this many seconds apart
+    /// (Cloud SQL runs one operation per instance at a time).
+    pub stagger_secs: u64,
+    /// `cloud_tasks`: createTask calls in flight at once.
+    pub create_concurrency: usize,
+    /// `cloud_tasks`: attempts per createTask (429/5xx retried with backoff) before the task is left.
+    pub create_attempts: u32,
 }
 
 impl Default for QueueSettings {
@@ -125,6 +186,13 @@ impl Default for QueueSettings {
             retry_max_delay_secs: 300.0,
             retry_max_duration_secs: 3600,
             shutdown_grace_secs: 8,
+            queue: None,
+            target_url: None,
+            service_account: None,
+            audience: None,
+            stagger_secs: 120,
+            create_concurrency: 16,
+            create_attempts: 5,
         }
     }
 }
@@ -135,6 +203,8 @@ impl Default for QueueSettings {
 pub enum QueueKind {
     /// The embedded in-process queue.
     Local,
+    /// Google Cloud Tasks: one HTTP task per database to `target_url`.
+    CloudTasks,
 }
 
 /// `[[sources]]`: one self-hosted database server.
@@ -429,12 +499,217 @@ pub struct GcpSettings {
     pub credentials: GcpCredentials,
     /// Cloud Storage endpoint (default Google's); tests use fake-gcs-server.
     pub storage_endpoint: Option<Url>,
+    /// Resource Manager v3 endpoint (default Google's); tests use a fake.
+    pub resource_manager_endpoint: Option<Url>,
+    /// Cloud SQL Admin v1 endpoint (default Google's); tests use a fake.
+    pub sql_admin_endpoint: Option<Url>,
+    /// Cloud Tasks v2 endpoint (default Google's); tests use a fake.
+    pub cloud_tasks_endpoint: Option<Url>,
+    /// Cloud Asset v1 endpoint (default Google's); tests use a fake.
+    pub asset_endpoint: Option<Url>,
+    /// Client-side limit of Resource Manager calls per minute (quota: 600 list calls a minute).
+    pub resource_manager_per_minute: u32,
+    /// Client-side limit of Cloud SQL Admin calls per minute (quota: about 180 a minute per user).
+    pub sql_admin_per_minute: u32,
+    /// Client-side limit of Cloud Asset search calls per minute (quota: 400 a minute per project).
+    pub asset_per_minute: u32,
+    /// Client-side limit of Cloud Tasks createTask calls per minute.
+    pub cloud_tasks_per_minute: u32,
+    /// Discovery calls in flight at once (per API, on top of the rate limits).
+    pub discovery_concurrency: usize,
+    /// Attempts per discovery call; 429 and 5xx are retried with backoff honouring `Retry-After`.
+    pub max_attempts: u32,
+    /// First retry delay of a discovery or createTask call, in milliseconds (doubled each attempt).
+    pub retry_initial_ms: u64,
 }
 
 impl Default for GcpSettings {
     fn default() -> Self {
-        Self { credentials: GcpCredentials::Default, storage_endpoint: None }
+        Self {
+            credentials: GcpCredentials::Default,
+            storage_endpoint: None,
+            resource_manager_endpoint: None,
+            sql_admin_endpoint: None,
+            cloud_tasks_endpoint: None,
+            asset_endpoint: None,
+            resource_manager_per_minute: 500,
+            sql_admin_per_minute: 150,
+            asset_per_minute: 300,
+            cloud_tasks_per_minute: 6000,
+            discovery_concurrency: 8,
+            max_attempts: 5,
+            retry_initial_ms: 1000,
+        }
     }
+}
+
+/// `[[sources]]` with `kind = "gcp"`: every Cloud SQL database under some folders and projects.
+///
+/// ```toml
+/// [[sources]]
+/// name = "gcp"
+/// kind = "gcp"
+/// folders = ["folders/123456789"]     # walked recursively (or bare numbers)
+/// projects = ["billing-prod"]         # and these projects
+/// strategy = "walk"                   # walk (default) | asset_inventory
+/// include_replicas = false            # back up read replicas too
+/// include_stopped = false             # and instances whose activation policy is NEVER
+/// keep_postgres_database = false      # keep the `postgres` database of PostgreSQL instances
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpSourceSettings {
+    /// Unique name.
+    pub name: SourceName,
+    /// Always `gcp`.
+    pub kind: String,
+    /// Folders walked recursively (`folders/N` or `N`).
+    #[serde(default)]
+    pub folders: Vec<String>,
+    /// Projects listed explicitly (project ids).
+    #[serde(default)]
+    pub projects: Vec<crate::model::ProjectId>,
+    /// How instances are found.
+    #[serde(default)]
+    pub strategy: GcpStrategy,
+    /// Back up read replicas too (default: skipped, their primary is backed up).
+    #[serde(default)]
+    pub include_replicas: bool,
+    /// Back up stopped instances (activation policy `NEVER`) too (default: skipped).
+    #[serde(default)]
+    pub include_stopped: bool,
+    /// Keep the `postgres` database of PostgreSQL instances (default: dropped like the system ones).
+    #[serde(default)]
+    pub keep_postgres_database: bool,
+}
+
+impl GcpSourceSettings {
+    /// The configured folders as `folders/N`.
+    #[must_use]
+    pub fn folder_names(&self) -> Vec<String> {
+        self.folders
+            .iter()
+            .map(|f| if f.starts_with("folders/") { f.clone() } else { format!("folders/{f}") })
+            .collect()
+    }
+}
+
+/// How a `gcp` source finds its Cloud SQL instances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GcpStrategy {
+    /// Resource Manager folders.list + projects.list recursively, then instances.list per project.
+    #[default]
+    Walk,
+    /// One Cloud Asset searchAllResources query per folder for every instance of the tree.
+    AssetInventory,
+}
+
+impl Settings {
+    /// Checks the `gcp` sources, the `cloud_tasks` queue and `[gcp]`.
+    fn validate_gcp(&self) -> Result<(), SettingsError> {
+        let mut names: HashSet<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+        for (i, source) in self.gcp_sources.iter().enumerate() {
+            let key = |k: &str| format!("sources[{}].{k}", self.sources.len() + i);
+            if !names.insert(source.name.as_str()) {
+                return Err(SettingsError::new(key("name"), format!("`{}` is used twice", source.name)));
+            }
+            if source.folders.is_empty() && source.projects.is_empty() {
+                return Err(SettingsError::new(key("folders"), "a `gcp` source needs `folders` or `projects`"));
+            }
+            for (j, folder) in source.folder_names().iter().enumerate() {
+                let id = folder.trim_start_matches("folders/");
+                if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(SettingsError::new(
+                        key(&format!("folders[{j}]")),
+                        format!("`{}` is not a folder (expected `folders/NUMBER`)", source.folders[j]),
+                    ));
+                }
+            }
+        }
+        let gcp = &self.gcp;
+        for (k, v) in [
+            ("gcp.resource_manager_per_minute", gcp.resource_manager_per_minute),
+            ("gcp.sql_admin_per_minute", gcp.sql_admin_per_minute),
+            ("gcp.asset_per_minute", gcp.asset_per_minute),
+            ("gcp.cloud_tasks_per_minute", gcp.cloud_tasks_per_minute),
+            ("gcp.max_attempts", gcp.max_attempts),
+        ] {
+            if v == 0 {
+                return Err(SettingsError::new(k, "must be at least 1"));
+            }
+        }
+        if !(1..=64).contains(&gcp.discovery_concurrency) {
+            return Err(SettingsError::new("gcp.discovery_concurrency", "must be between 1 and 64"));
+        }
+        if self.queue.kind == QueueKind::CloudTasks {
+            let q = &self.queue;
+            let queue = q.queue.as_deref().unwrap_or("");
+            let parts: Vec<&str> = queue.split('/').collect();
+            let well_formed = parts.len() == 6
+                && parts[0] == "projects"
+                && parts[2] == "locations"
+                && parts[4] == "queues"
+                && parts.iter().all(|p| !p.is_empty());
+            if !well_formed {
+                return Err(SettingsError::new(
+                    "queue.queue",
+                    format!("`{queue}` is not a queue (expected projects/P/locations/L/queues/Q)"),
+                ));
+            }
+            match &q.target_url {
+                Some(url) if matches!(url.scheme(), "http" | "https") => {}
+                Some(url) => {
+                    return Err(SettingsError::new(
+                        "queue.target_url",
+                        format!("unsupported scheme `{}` (expected https)", url.scheme()),
+                    ));
+                }
+                None => {
+                    return Err(SettingsError::new("queue.target_url", "a `cloud_tasks` queue needs the /export URL"));
+                }
+            }
+            if q.service_account.as_deref().is_none_or(|s| !s.contains('@')) {
+                return Err(SettingsError::new(
+                    "queue.service_account",
+                    "a `cloud_tasks` queue needs the service account email its tasks' OIDC tokens are minted for",
+                ));
+            }
+            if !(1..=256).contains(&q.create_concurrency) {
+                return Err(SettingsError::new("queue.create_concurrency", "must be between 1 and 256"));
+            }
+            if q.create_attempts == 0 {
+                return Err(SettingsError::new("queue.create_attempts", "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Moves the `[[sources]]` entries with `kind = "gcp"` out of `sources`: returns the figment with
+/// only the self-hosted ones, the gcp ones parsed, and the original index of each self-hosted one.
+fn split_gcp_sources(figment: &Figment) -> Result<(Figment, Vec<GcpSourceSettings>, Vec<usize>), SettingsError> {
+    let Ok(figment::value::Value::Array(tag, entries)) = figment.find_value("sources") else {
+        return Ok((figment.clone(), Vec::new(), Vec::new()));
+    };
+    let mut kept = Vec::new();
+    let mut index = Vec::new();
+    let mut gcp = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        if entry.find_ref("kind").and_then(figment::value::Value::as_str) == Some("gcp") {
+            let parsed: GcpSourceSettings = Figment::from(figment::providers::Serialized::defaults(entry))
+                .extract()
+                .map_err(|e| SettingsError::new(format!("sources[{i}].{}", e.path.join(".")), e.kind.to_string()))?;
+            gcp.push(parsed);
+        } else {
+            kept.push(entry);
+            index.push(i);
+        }
+    }
+    let figment = figment
+        .clone()
+        .merge(figment::providers::Serialized::default("sources", figment::value::Value::Array(tag, kept)));
+    Ok((figment, gcp, index))
 }
 
 /// How Google clients authenticate.
@@ -475,23 +750,201 @@ impl ScheduleSettings {
     }
 }
 
-/// `[auth]`.
+/// `[restore]`: guards of `data-backup restore`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct RestoreSettings {
+    /// Globs (case-insensitive) over a restore target's database name and host; a match is refused
+    /// without `--i-know-this-is-production` (e.g. `["*prod*", "db-main.*"]`).
+    pub production_patterns: Vec<String>,
+}
+
+/// `[verify]`: where restore drills restore, and what they check.
+///
+/// ```toml
+/// [verify]
+/// url = "postgres://postgres@127.0.0.1:5432/"   # scratch server for PostgreSQL backups
+/// mysql_url = "mysql://root@127.0.0.1:3306/"    # scratch server for MySQL/MariaDB backups
+/// identity_file = "/run/secrets/age-identity"   # to verify encrypted backups
+/// nightly_count = 3                             # `verify --pick` without a number
+/// [[verify.checks]]
+/// name = "has an admin"
+/// sql = "SELECT count(*) > 0 FROM users WHERE role = 'admin'"   # passes when true / non-zero
+/// databases = ["*/*/app"]                       # globs over project/instance/database (default all)
+/// engine = "postgres"                           # optional
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifySettings {
+    /// PostgreSQL server scratch databases are created on.
+    pub url: Option<ServerUrl>,
+    /// MySQL/MariaDB server scratch schemas are created on.
+    pub mysql_url: Option<ServerUrl>,
+    /// age identity file for verifying encrypted backups (without it they fail verification).
+    pub identity_file: Option<PathBuf>,
+    /// Databases verified by `verify --pick` when no number is given.
+    pub nightly_count: usize,
+    /// Check queries run in every matching restored backup.
+    pub checks: Vec<VerifyCheck>,
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        Self { url: None, mysql_url: None, identity_file: None, nightly_count: 1, checks: Vec::new() }
+    }
+}
+
+/// `[[verify.checks]]`: a query whose first value must be true (or a non-zero number).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCheck {
+    /// Name shown in records and reports.
+    pub name: String,
+    /// The query, run in the restored database.
+    pub sql: String,
+    /// Globs over `project/instance/database`; empty: every database.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// Only backups of this engine (`postgres` or `mysql`).
+    #[serde(default)]
+    pub engine: Option<SourceKind>,
+}
+
+/// `[auth]`: who may call the service. Every route but `/healthz` needs a verified caller once
+/// either method is configured; both may be on together (see `src/auth.rs`).
+///
+/// ```toml
+/// [auth]
+/// bearer_token_file = "/run/secrets/data-backup-token"   # or DATA_BACKUP_AUTH__BEARER_TOKEN
+/// oidc_audience = "https://data-backup-xyz.a.run.app"    # turns Google ID-token verification on
+/// oidc_allowed_emails = ["ops@example.com"]              # allowed on every protected route
+/// [auth.route_emails]                                    # allowed on one route only, besides those
+/// schedule = ["scheduler@ops.iam.gserviceaccount.com"]
+/// export = ["tasks@ops.iam.gserviceaccount.com"]
+/// ```
+/// `route_emails` is keyed by the route's first path segment (`schedule`, `export`, `prune`,
+/// `verify`, `backups`, …), so it can be set from the environment too:
+/// `DATA_BACKUP_AUTH__ROUTE_EMAILS__EXPORT='["tasks@ops.iam.gserviceaccount.com"]'`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
-    /// Bearer token callers must present (prefer `bearer_token_file` or the environment).
+    /// Bearer token callers must present (prefer `bearer_token_file` or the environment); empty: none.
     pub bearer_token: Option<SecretString>,
     /// File holding the bearer token (its first line).
     pub bearer_token_file: Option<PathBuf>,
+    /// The exact `aud` Google ID tokens must carry (Cloud Run: the service URL, as the Scheduler job
+    /// and the Tasks queue set it). Setting it turns ID-token verification on.
+    pub oidc_audience: Option<String>,
+    /// Identities (the token's `email`) allowed on every protected route: operators, and service
+    /// accounts that need every route.
+    pub oidc_allowed_emails: Vec<String>,
+    /// Identities allowed on one route only, keyed by its first path segment (`schedule`, `export`).
+    pub route_emails: BTreeMap<String, Vec<String>>,
+    /// Where Google's signing keys are published (tests point it at a fake).
+    pub jwks_url: Url,
+    /// A token signed by a key the cache does not know refetches the keys at most this often, in seconds.
+    pub jwks_min_refresh_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            bearer_token: None,
+            bearer_token_file: None,
+            oidc_audience: None,
+            oidc_allowed_emails: Vec::new(),
+            route_emails: BTreeMap::new(),
+            jwks_url: Url::parse("https://www.googleapis.com/oauth2/v3/certs").expect("valid URL"),
+            jwks_min_refresh_secs: 60,
+        }
+    }
 }
 
 impl AuthSettings {
-    /// The configured bearer token, read from its file if needed.
+    /// The configured bearer token, read from its file if needed; an empty token counts as none.
     pub fn token(&self) -> Result<Option<SecretString>, SettingsError> {
         if let Some(path) = &self.bearer_token_file {
             return read_secret_file(path).map(Some).map_err(|r| SettingsError::new("auth.bearer_token_file", r));
         }
-        Ok(self.bearer_token.clone())
+        Ok(self.bearer_token.clone().filter(|t| !t.expose_secret().trim().is_empty()))
+    }
+
+    /// Whether any authentication method is configured.
+    pub fn is_enabled(&self) -> Result<bool, SettingsError> {
+        Ok(self.token()?.is_some() || self.oidc_audience.is_some())
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        self.token()?;
+        let emails = || self.oidc_allowed_emails.iter().chain(self.route_emails.values().flatten());
+        match &self.oidc_audience {
+            Some(aud) if aud.trim().is_empty() || aud.trim() != aud => {
+                return Err(SettingsError::new("auth.oidc_audience", "must be the exact audience, without spaces"));
+            }
+            Some(_) if emails().next().is_none() => {
+                return Err(SettingsError::new(
+                    "auth.oidc_allowed_emails",
+                    "ID-token verification needs an allowlist (any Google account can mint a token for any \
+                     audience): list the callers' emails here or in auth.route_emails",
+                ));
+            }
+            None if emails().next().is_some() => {
+                return Err(SettingsError::new(
+                    "auth.oidc_audience",
+                    "allowed emails are set but no audience: set the audience the callers' ID tokens carry",
+                ));
+            }
+            _ => {}
+        }
+        for (i, email) in self.oidc_allowed_emails.iter().enumerate() {
+            check_email(email).map_err(|r| SettingsError::new(format!("auth.oidc_allowed_emails[{i}]"), r))?;
+        }
+        for (route, list) in &self.route_emails {
+            if route.is_empty() || !route.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return Err(SettingsError::new(
+                    format!("auth.route_emails.{route}"),
+                    "the key is a route's first path segment without slashes (`schedule`, `export`)",
+                ));
+            }
+            for (i, email) in list.iter().enumerate() {
+                check_email(email).map_err(|r| SettingsError::new(format!("auth.route_emails.{route}[{i}]"), r))?;
+            }
+        }
+        if !matches!(self.jwks_url.scheme(), "http" | "https") {
+            return Err(SettingsError::new("auth.jwks_url", "must be an http:// or https:// URL"));
+        }
+        Ok(())
+    }
+}
+
+fn check_email(email: &str) -> Result<(), String> {
+    match email.split_once('@') {
+        Some((user, domain)) if !user.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(format!("`{email}` is not an email address")),
+    }
+}
+
+/// `[http]`: limits of the HTTP service. Requests beyond `max_concurrent_requests` are answered 503
+/// with `Retry-After` at once (not queued); `/healthz` is not counted.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Longest request, in seconds, on quick routes (`/openapi.json` and any route not below).
+    pub request_timeout_secs: u64,
+    /// Longest request, in seconds, on the routes that do the work: `/export` (runs a whole dump in
+    /// self-hosted mode), `/schedule` (discovery), `/prune`, `/verify` (a restore drill) and
+    /// `/backups` (bucket listings). Cloud Run allows at most 3600; Cloud Tasks waits at most 1800.
+    pub long_request_timeout_secs: u64,
+    /// Requests served at once (protected routes together).
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { request_timeout_secs: 30, long_request_timeout_secs: 3600, max_concurrent_requests: 64 }
     }
 }
 
@@ -534,10 +987,20 @@ impl Settings {
     }
 
     fn from_figment(figment: &Figment) -> Result<Self, SettingsError> {
-        let settings: Self = figment.extract().map_err(|e| {
-            let key = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
+        let (figment, gcp_sources, index) = split_gcp_sources(figment)?;
+        let mut settings: Self = figment.extract().map_err(|e| {
+            let mut path = e.path.clone();
+            // Name a self-hosted source by its index among all `[[sources]]`.
+            if path.first().is_some_and(|p| p == "sources")
+                && let Some(i) = path.get(1).and_then(|i| i.parse::<usize>().ok())
+                && let Some(orig) = index.get(i)
+            {
+                path[1] = orig.to_string();
+            }
+            let key = if path.is_empty() { "(top level)".to_owned() } else { path.join(".") };
             SettingsError::new(key, e.kind.to_string())
         })?;
+        settings.gcp_sources = gcp_sources;
         settings.validate()?;
         Ok(settings)
     }
@@ -567,6 +1030,15 @@ impl Settings {
             return Err(SettingsError::new("export.lease_ttl_secs", "must be at least 30"));
         }
         self.schedule.daily_at()?;
+        if self.status.slo_hours == 0 {
+            return Err(SettingsError::new("status.slo_hours", "must be at least 1"));
+        }
+        if self.status.cache_secs > 3600 {
+            return Err(SettingsError::new("status.cache_secs", "must be at most 3600"));
+        }
+        if !(1..=366).contains(&self.status.runs_days) {
+            return Err(SettingsError::new("status.runs_days", "must be between 1 and 366"));
+        }
         crate::crypto::parse_recipients(&self.export.age_recipients)
             .map_err(|e| SettingsError::new("export.age_recipients", e))?;
         let mut names = HashSet::new();
@@ -602,18 +1074,61 @@ impl Settings {
             crate::discovery::compile_glob(pattern)
                 .map_err(|e| SettingsError::new(format!("exclude.patterns[{i}]"), e.to_string()))?;
         }
-        let has_auth = self.auth.token()?.is_some_and(|t| !t.expose_secret().is_empty());
-        if !self.bind.ip().is_loopback() && !has_auth {
+        self.auth.validate()?;
+        if !self.bind.ip().is_loopback() && !self.auth.is_enabled()? {
             return Err(SettingsError::new(
                 "bind",
                 format!(
-                    "{} is reachable beyond this machine but no authentication is configured: set auth.bearer_token_file \
-                     (or DATA_BACKUP_AUTH__BEARER_TOKEN), or bind to 127.0.0.1",
+                    "{} is reachable beyond this machine but no authentication is configured: set \
+                     auth.bearer_token_file (or DATA_BACKUP_AUTH__BEARER_TOKEN), or auth.oidc_audience with \
+                     auth.oidc_allowed_emails (Google ID tokens), or bind to 127.0.0.1",
                     self.bind
                 ),
             ));
         }
+        if self.http.request_timeout_secs == 0 {
+            return Err(SettingsError::new("http.request_timeout_secs", "must be at least 1 second"));
+        }
+        if self.http.long_request_timeout_secs == 0 {
+            return Err(SettingsError::new("http.long_request_timeout_secs", "must be at least 1 second"));
+        }
+        if self.http.max_concurrent_requests == 0 {
+            return Err(SettingsError::new("http.max_concurrent_requests", "must be at least 1"));
+        }
+        self.validate_gcp()?;
         crate::retention::RetentionPolicy::from_settings(self)?;
+        self.validate_restore_and_verify()?;
+        Ok(())
+    }
+
+    fn validate_restore_and_verify(&self) -> Result<(), SettingsError> {
+        for (i, pattern) in self.restore.production_patterns.iter().enumerate() {
+            globset::GlobBuilder::new(pattern)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| SettingsError::new(format!("restore.production_patterns[{i}]"), e.to_string()))?;
+        }
+        for (key, url, scheme) in
+            [("verify.url", &self.verify.url, "postgres"), ("verify.mysql_url", &self.verify.mysql_url, "mysql")]
+        {
+            if let Some(url) = url
+                && url.scheme != scheme
+            {
+                return Err(SettingsError::new(key, format!("needs a {scheme}:// URL")));
+            }
+        }
+        if self.verify.nightly_count == 0 {
+            return Err(SettingsError::new("verify.nightly_count", "must be at least 1"));
+        }
+        for (i, check) in self.verify.checks.iter().enumerate() {
+            if check.sql.trim().is_empty() {
+                return Err(SettingsError::new(format!("verify.checks[{i}].sql"), "must not be empty"));
+            }
+            for (j, pattern) in check.databases.iter().enumerate() {
+                crate::discovery::compile_glob(pattern)
+                    .map_err(|e| SettingsError::new(format!("verify.checks[{i}].databases[{j}]"), e.to_string()))?;
+            }
+        }
         Ok(())
     }
 
@@ -621,7 +1136,7 @@ impl Settings {
     /// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`; default `127.0.0.1:5432`, user `postgres`).
     #[must_use]
     pub fn effective_sources(&self) -> Vec<SourceSettings> {
-        if !self.sources.is_empty() {
+        if !self.sources.is_empty() || !self.gcp_sources.is_empty() {
             return self.sources.clone();
         }
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -671,13 +1186,59 @@ mod tests {
             ("[[sources]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"mysql://h/\"", "`sources[0].url`"),
             ("[[sources]]\nname = \"a/b\"\nkind = \"postgres\"\nurl = \"postgres://h/\"", "sources.0.name"),
             ("[exclude]\npatterns = [\"a[\"]", "`exclude.patterns[0]`"),
+            ("[status]\nslo_hours = 0", "`status.slo_hours`"),
+            ("[status]\nruns_days = 0", "`status.runs_days`"),
             ("bind = \"0.0.0.0:8080\"", "no authentication is configured"),
+            ("[[sources]]\nname = \"g\"\nkind = \"gcp\"", "`sources[0].folders`"),
+            ("[[sources]]\nname = \"g\"\nkind = \"gcp\"\nfolders = [\"x\"]", "`sources[0].folders[0]`"),
+            (
+                "[[sources]]\nname = \"g\"\nkind = \"gcp\"\nprojects = [\"p\"]\nstrategy = \"guess\"",
+                "`sources[0].strategy`",
+            ),
+            (
+                "[[sources]]\nname = \"g\"\nkind = \"gcp\"\nprojects = [\"p\"]\nurl = \"postgres://h/\"",
+                "`sources[0].url`",
+            ),
+            (
+                "[[sources]]\nname = \"g\"\nkind = \"gcp\"\nprojects = [\"p\"]\n[[sources]]\nname = \"a/b\"\nkind = \"postgres\"\nurl = \"postgres://h/\"",
+                "sources.1.name",
+            ),
+            ("[queue]\nkind = \"cloud_tasks\"\nqueue = \"q\"", "`queue.queue`"),
+            ("[queue]\nkind = \"cloud_tasks\"\nqueue = \"projects/p/locations/l/queues/q\"", "`queue.target_url`"),
+            (
+                "[queue]\nkind = \"cloud_tasks\"\nqueue = \"projects/p/locations/l/queues/q\"\ntarget_url = \"https://s/export\"",
+                "`queue.service_account`",
+            ),
+            ("[gcp]\nsql_admin_per_minute = 0", "`gcp.sql_admin_per_minute`"),
+            ("[restore]\nproduction_patterns = [\"a[\"]", "`restore.production_patterns[0]`"),
+            ("[verify]\nurl = \"mysql://h/\"", "`verify.url`"),
+            ("[verify]\nnightly_count = 0", "`verify.nightly_count`"),
+            ("[[verify.checks]]\nname = \"c\"\nsql = \" \"", "`verify.checks[0].sql`"),
         ];
         for (toml, expected) in cases {
             let err = Settings::from_toml(toml).unwrap_err().to_string();
             assert!(err.contains(expected), "{toml:?} gave {err:?}");
             assert_eq!(err.lines().count(), 1, "{err}");
         }
+    }
+
+    #[test]
+    fn gcp_sources_are_split_from_self_hosted_ones() {
+        let s = Settings::from_toml(
+            "[[sources]]\nname = \"org\"\nkind = \"gcp\"\nfolders = [\"123\", \"folders/456\"]\nstrategy = \"asset_inventory\"\n\
+             [[sources]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"postgres://h/\"\n\
+             [queue]\nkind = \"cloud_tasks\"\nqueue = \"projects/p/locations/l/queues/q\"\n\
+             target_url = \"https://svc.example/export\"\nservice_account = \"tasks@p.iam.gserviceaccount.com\"",
+        )
+        .unwrap();
+        assert_eq!(s.sources.len(), 1);
+        assert_eq!(s.gcp_sources.len(), 1);
+        assert_eq!(s.gcp_sources[0].folder_names(), ["folders/123", "folders/456"]);
+        assert_eq!(s.gcp_sources[0].strategy, GcpStrategy::AssetInventory);
+        assert_eq!(s.queue.kind, QueueKind::CloudTasks);
+        assert_eq!(s.effective_sources().len(), 1);
+        let only_gcp = Settings::from_toml("[[sources]]\nname = \"org\"\nkind = \"gcp\"\nprojects = [\"p\"]").unwrap();
+        assert!(only_gcp.effective_sources().is_empty(), "no default local source next to a gcp one");
     }
 
     #[test]

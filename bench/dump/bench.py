@@ -59,8 +59,8 @@ class Bench:
         self.redone = 0
 
     # --- the three commands -------------------------------------------------------------------
-    def config(self, level: int, threads: int) -> Path:
-        path = self.work / f"config-l{level}-t{threads}.toml"
+    def config(self, level: int, threads: int, extra: str = "") -> Path:
+        path = self.work / f"config-l{level}-t{threads}{'-' + extra.split()[0] if extra else ''}.toml"
         path.write_text(
             f"""bind = "127.0.0.1:0"
 [store]
@@ -74,6 +74,7 @@ instance = "pg"
 zstd_level = {level}
 zstd_threads = {threads}
 pg_bin_dir = "{Path(self.a.pg_dump).parent}"
+{extra}
 """
         )
         return path
@@ -91,10 +92,10 @@ pg_bin_dir = "{Path(self.a.pg_dump).parent}"
             log("a compiler started during the run: measuring again")
         return r
 
-    def export(self, db: str, level: int, threads: int) -> dict:
+    def export(self, db: str, level: int, threads: int, extra: str = "", probe: bool = False) -> dict | None:
         store = self.work / "store"
         shutil.rmtree(store, ignore_errors=True)  # the export is idempotent: a fresh store every run
-        cfg = self.config(level, threads)
+        cfg = self.config(level, threads, extra)
         self._quiet()
         with open(self.work / "export.stdout", "wb") as out, open(self.work / "export.stderr", "wb") as err:
             m = measure.run(
@@ -104,6 +105,8 @@ pg_bin_dir = "{Path(self.a.pg_dump).parent}"
                 env=self.env,
                 extra=backends(db),
             )
+        if m.returncode != 0 and probe:
+            return None
         if m.returncode != 0:
             sys.exit(f"data-backup export failed ({m.returncode}):\n{(self.work / 'export.stderr').read_text()[-3000:]}")
         manifest = json.loads((self.work / "export.stdout").read_text())
@@ -208,12 +211,20 @@ def main() -> None:
     if n_data < 4:
         sys.exit(f"the stored dump does not list its table data:\n{listing}")
 
-    main_runs = {"export": [], "pg_dump -Fc": [], "floor": []}
+    # Binaries that count rows per table before the dump (export.row_counts, default on) are also
+    # measured with the counting off, to show its cost; older binaries reject the key.
+    no_counts = "row_counts = false"
+    has_counts = "row_counts" in json.loads((b.work / "export.stdout").read_text())
+    if has_counts and b.export(a.db1, a.level, a.threads, no_counts, probe=True) is None:
+        has_counts = False
+    main_runs = {"export": [], "pg_dump -Fc": [], "floor": [], "export, row_counts off": []}
     for i in range(reps):
-        log(f"1x run {i + 1}/{reps}: export, pg_dump -Fc, floor")
+        log(f"1x run {i + 1}/{reps}: export, pg_dump -Fc, floor" + (", export with row_counts off" if has_counts else ""))
         main_runs["export"].append(b.measured(b.export, a.db1, a.level, a.threads))
         main_runs["pg_dump -Fc"].append(b.measured(b.pg_dump_fc, a.db1))
         main_runs["floor"].append(b.measured(b.floor, a.db1))
+        if has_counts:
+            main_runs["export, row_counts off"].append(b.measured(b.export, a.db1, a.level, a.threads, no_counts))
     log("2x: warm-up floor, then exports")
     b.floor(a.db2)
     runs2 = []
@@ -233,6 +244,7 @@ def main() -> None:
 
     ex, fc, fl = (summarize(main_runs[k]) for k in ("export", "pg_dump -Fc", "floor"))
     ex2 = summarize(runs2)
+    nc = summarize(main_runs["export, row_counts off"]) if has_counts else None
     res = {
         "started": started.isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "cpu": cpu_model, "kernel": platform.release(),
@@ -240,7 +252,7 @@ def main() -> None:
         "pg_dump": pg_version,
         "db_bytes": sizes,
         "config": {"zstd_level": a.level, "zstd_threads": a.threads},
-        "export_1x": ex, "pg_dump_fc": fc, "floor": fl, "export_2x": ex2,
+        "export_1x": ex, "pg_dump_fc": fc, "floor": fl, "export_2x": ex2, "export_1x_row_counts_off": nc,
         "sweep": {f"{lv},{th}": summarize(r) for (lv, th), r in sweep.items()},
         "waited_for_quiet_s": round(b.waited, 1),
         "redone": b.redone,
@@ -271,6 +283,9 @@ def render(res: dict, a) -> str:
     L.append(f"| data-backup export (1x) | {ex['wall_s']:.2f} | {ex['bytes'] / MB:.1f} | {mib(ex['own_hwm_kib']):.1f} (data-backup's own; its pg_dump child {mib(ex['pg_dump_hwm_kib']):.1f}) | {mib(ex['time_M_kib']):.1f} | {ex['own_cpu_s']:.1f} + {ex['pg_dump_cpu_s']:.1f} + {ex['backend_cpu_s']:.1f} | {fmt_runs(ex['runs'], 'wall_s')} |")
     L.append(f"| pg_dump -Fc, gzip default (1x) | {fc['wall_s']:.2f} | {fc['bytes'] / MB:.1f} | {mib(fc['own_hwm_kib']):.1f} | {mib(fc['time_M_kib']):.1f} | – + {fc['own_cpu_s']:.1f} + {fc['backend_cpu_s']:.1f} | {fmt_runs(fc['runs'], 'wall_s')} |")
     L.append(f"| floor: pg_dump -Fc -Z0 > /dev/null (1x) | {fl['wall_s']:.2f} | ({raw / MB:.1f} raw) | {mib(fl['own_hwm_kib']):.1f} | {mib(fl['time_M_kib']):.1f} | – + {fl['own_cpu_s']:.1f} + {fl['backend_cpu_s']:.1f} | {fmt_runs(fl['runs'], 'wall_s')} |")
+    nc = res.get("export_1x_row_counts_off")
+    if nc:
+        L.append(f"| data-backup export, row_counts = false (1x) | {nc['wall_s']:.2f} | {nc['bytes'] / MB:.1f} | {mib(nc['own_hwm_kib']):.1f} (pg_dump {mib(nc['pg_dump_hwm_kib']):.1f}) | {mib(nc['time_M_kib']):.1f} | {nc['own_cpu_s']:.1f} + {nc['pg_dump_cpu_s']:.1f} + {nc['backend_cpu_s']:.1f} | {fmt_runs(nc['runs'], 'wall_s')} |")
     L.append(f"| data-backup export (2x) | {ex2['wall_s']:.2f} | {ex2['bytes'] / MB:.1f} | {mib(ex2['own_hwm_kib']):.1f} (pg_dump {mib(ex2['pg_dump_hwm_kib']):.1f}) | {mib(ex2['time_M_kib']):.1f} | {ex2['own_cpu_s']:.1f} + {ex2['pg_dump_cpu_s']:.1f} + {ex2['backend_cpu_s']:.1f} | {fmt_runs(ex2['runs'], 'wall_s')} |")
     L.append("")
     speed = fc["wall_s"] / ex["wall_s"]
@@ -283,6 +298,9 @@ def render(res: dict, a) -> str:
     L.append("| --- | ---: | --- | --- |")
     L.append(f"| speed vs pg_dump -Fc (its wall / ours) | {speed:.2f}x | >= 2.5x | {verdict(speed >= 2.5)} |")
     L.append(f"| wall vs floor (ours / floor) | {vs_floor:.2f}x | <= 1.3x | {verdict(vs_floor <= 1.3)} |")
+    if nc:
+        L.append(f"| speed vs pg_dump -Fc, row_counts = false | {fc['wall_s'] / nc['wall_s']:.2f}x | >= 2.5x | {verdict(fc['wall_s'] / nc['wall_s'] >= 2.5)} |")
+        L.append(f"| wall vs floor, row_counts = false | {nc['wall_s'] / fl['wall_s']:.2f}x | <= 1.3x | {verdict(nc['wall_s'] / fl['wall_s'] <= 1.3)} |")
     L.append(f"| size vs pg_dump -Fc (ours / its) | {size:.3f} | <= 1.0 | {verdict(size <= 1.0)} |")
     L.append(f"| data-backup peak RSS, 1x | {rss1:.1f} MiB | < 64 MiB | {verdict(rss1 < 64)} |")
     L.append(f"| data-backup peak RSS, 2x | {rss2:.1f} MiB ({grow:+.1f}) | unchanged (within 10% / 2 MiB) | {verdict(unchanged and rss2 < 64)} |")
@@ -313,6 +331,10 @@ def render(res: dict, a) -> str:
         else:
             L.append("recommendation: none of the swept configurations met both the size and the memory target")
     sampler = [r["sampler_cpu_s"] / r["wall_s"] for k in ("export_1x", "pg_dump_fc", "floor") for r in res[k]["runs"]]
+    if nc:
+        L.append("")
+        L.append("(export.row_counts, on by default, counts the rows of every table in the dump's snapshot before "
+                 "pg_dump starts; the row_counts = false line shows what that costs)")
     L.append("")
     L.append(f"(the RSS/CPU sampler itself used {100 * median(sampler):.1f}% of one core while sampling, median)")
     if res["waited_for_quiet_s"] > 1 or res["redone"]:

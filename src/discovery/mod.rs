@@ -4,6 +4,7 @@
 //! [`DiscoveryError`]; it has no side effects, so it may be called any number of times. One failing
 //! source never stops the others: the caller records its error and goes on.
 
+pub mod gcp;
 mod servers;
 
 pub use self::servers::{
@@ -44,6 +45,36 @@ impl DiscoveryError {
     }
 }
 
+/// Something a discovery passed over on purpose (a replica, a stopped instance, a project whose
+/// Cloud SQL API is disabled), and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// What was skipped (`project/instance`, or `project`).
+    pub scope: String,
+    /// Why, in words an operator can act on.
+    pub reason: String,
+}
+
+/// Everything one discovery found: the databases, what it walked, and what it could not see.
+#[derive(Clone, Debug, Default)]
+pub struct DiscoveryReport {
+    /// Every database found, system databases left out, sorted.
+    pub databases: Vec<DatabaseRef>,
+    /// Folders walked.
+    pub folders: usize,
+    /// Projects looked at.
+    pub projects: usize,
+    /// Instances kept (their databases are listed; a self-hosted server is one).
+    pub instances: usize,
+    /// Instances and projects passed over, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Partial failures (`scope`, `message`): a project that could not be listed, a warning.
+    pub errors: Vec<(String, String)>,
+    /// False when some part of the source could not be seen (an API warned that its answer may be
+    /// incomplete, or a folder or project could not be listed): its databases may be missing.
+    pub complete: bool,
+}
+
 /// One configured source of databases.
 #[async_trait]
 pub trait Discovery: Send + Sync {
@@ -51,6 +82,16 @@ pub trait Discovery: Send + Sync {
     fn name(&self) -> &SourceName;
     /// Every database of the source, system databases left out, sorted.
     async fn discover(&self) -> Result<Vec<DatabaseRef>, DiscoveryError>;
+    /// [`Discovery::discover`] with what was walked, skipped and missed (sources made of many
+    /// projects report partial failures here instead of failing as a whole).
+    async fn discover_report(&self) -> Result<DiscoveryReport, DiscoveryError> {
+        Ok(DiscoveryReport {
+            databases: self.discover().await?,
+            instances: 1,
+            complete: true,
+            ..DiscoveryReport::default()
+        })
+    }
     /// Whether `database` exists right now (exports check it before dumping).
     async fn exists(&self, database: &DatabaseName) -> Result<bool, DiscoveryError>;
 }

@@ -109,14 +109,19 @@ async fn find_pg_dump(bin_dir: Option<&Path>, server_major: u32) -> Result<Tool,
     }
     let tool =
         best.ok_or_else(|| "pg_dump was not found: install the PostgreSQL client or set export.pg_bin_dir".to_owned())?;
-    if tool.major < server_major {
+    pg_dump_fits(tool.major, server_major)?;
+    Ok(tool)
+}
+
+/// pg_dump dumps servers of its own major version and older, never newer ones.
+fn pg_dump_fits(client_major: u32, server_major: u32) -> Result<(), String> {
+    if client_major < server_major {
         return Err(format!(
-            "pg_dump {} cannot dump a PostgreSQL {server_major} server (pg_dump refuses newer servers): \
-             install the PostgreSQL {server_major} client or newer and set export.pg_bin_dir",
-            tool.major
+            "pg_dump {client_major} cannot dump a PostgreSQL {server_major} server (pg_dump refuses newer servers): \
+             install the PostgreSQL {server_major} client or newer and set export.pg_bin_dir"
         ));
     }
-    Ok(tool)
+    Ok(())
 }
 
 async fn find_mysqldump(bin_dir: Option<&Path>) -> Result<Tool, String> {
@@ -514,6 +519,25 @@ impl Exporter for DumpExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pg_dump_must_be_at_least_as_new_as_the_server() {
+        assert!(pg_dump_fits(15, 15).is_ok());
+        assert!(pg_dump_fits(18, 13).is_ok());
+        let err = pg_dump_fits(15, 17).unwrap_err();
+        assert!(
+            err.contains("pg_dump 15 cannot dump a PostgreSQL 17 server") && err.contains("export.pg_bin_dir"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tool_versions_are_read_from_the_installed_clients() {
+        let pg = find_pg_dump(None, 0).await.expect("pg_dump is installed");
+        assert!(pg.major >= 10, "{pg:?}");
+        let my = find_mysqldump(None).await.expect("mariadb-dump is installed");
+        assert!(my.major >= 10, "{my:?}");
+    }
 
     #[test]
     fn stderr_of_refusals_is_permanent_and_of_outages_transient() {

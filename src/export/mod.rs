@@ -220,12 +220,40 @@ pub struct Source {
     pub discovery: Arc<dyn Discovery>,
     /// Exports them.
     pub exporter: Arc<dyn Exporter>,
+    /// A `gcp` source: its databases live in any project and instance it discovers, and their
+    /// engine is the instance's (`project`, `instance` and `engine` above are placeholders).
+    pub any_instance: bool,
+}
+
+/// The exporter of `gcp` sources until Cloud SQL export lands: fails permanently, so the failure
+/// is reported once and the queue stops retrying.
+pub struct CloudSqlNotImplemented;
+
+#[async_trait]
+impl Exporter for CloudSqlNotImplemented {
+    async fn export(&self, _task: &ExportTask, _store: &BackupStore) -> Result<Manifest, ExportError> {
+        Err(ExportError::Tool("Cloud SQL export is not implemented in this version".to_owned()))
+    }
 }
 
 impl Source {
     /// The sources the settings configure.
     pub fn from_settings(settings: &Settings) -> Vec<Self> {
-        settings
+        let apis = Arc::new(crate::discovery::gcp::GcpApis::new(&settings.gcp));
+        let gcp = settings.gcp_sources.iter().map(|source| Self {
+            name: source.name.clone(),
+            project: ProjectId::parse(source.name.as_str()).expect("a source name is a valid project id"),
+            instance: InstanceName::parse("any").expect("valid"),
+            engine: Engine::Postgres,
+            discovery: Arc::new(crate::discovery::gcp::GcpDiscovery::new(
+                source.clone(),
+                settings.gcp.clone(),
+                apis.clone(),
+            )),
+            exporter: Arc::new(CloudSqlNotImplemented),
+            any_instance: true,
+        });
+        let self_hosted: Vec<Self> = settings
             .effective_sources()
             .into_iter()
             .map(|source| {
@@ -240,9 +268,33 @@ impl Source {
                     engine,
                     exporter: Arc::new(dump::DumpExporter::new(source, discovery.clone(), settings.export.clone())),
                     discovery,
+                    any_instance: false,
                 }
             })
-            .collect()
+            .collect();
+        self_hosted.into_iter().chain(gcp).collect()
+    }
+
+    /// The reference to `project/instance/database` of this source: for a `gcp` source the given
+    /// project, instance and engine (default PostgreSQL); for a self-hosted one its own.
+    #[must_use]
+    pub fn database_in(
+        &self,
+        project: &ProjectId,
+        instance: &InstanceName,
+        database: DatabaseName,
+        engine: Option<Engine>,
+    ) -> DatabaseRef {
+        if !self.any_instance {
+            return self.database(database);
+        }
+        DatabaseRef {
+            source: self.name.clone(),
+            project: project.clone(),
+            instance: instance.clone(),
+            database,
+            engine: engine.unwrap_or(self.engine),
+        }
     }
 
     /// The reference to one of its databases.
@@ -269,6 +321,8 @@ pub struct ExportService {
     pub lease_ttl: Duration,
     /// Where failures are reported (the log is always one of them).
     pub notifiers: Vec<Arc<dyn Notifier>>,
+    /// Export, queue and discovery metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A request names no configured source.
@@ -308,14 +362,18 @@ impl ExportService {
             }
             None => match self.sources.as_slice() {
                 [only] => only,
-                _ => self
-                    .sources
-                    .iter()
-                    .find(|s| &s.project == project && &s.instance == instance)
-                    .ok_or(UnknownSource::Ambiguous)?,
+                _ => {
+                    let exact = self.sources.iter().find(|s| &s.project == project && &s.instance == instance);
+                    let mut any = self.sources.iter().filter(|s| s.any_instance);
+                    let only_any = match (any.next(), any.next()) {
+                        (Some(s), None) => Some(s),
+                        _ => None,
+                    };
+                    exact.or(only_any).ok_or(UnknownSource::Ambiguous)?
+                }
             },
         };
-        if &found.project != project || &found.instance != instance {
+        if !found.any_instance && (&found.project != project || &found.instance != instance) {
             return Err(UnknownSource::Mismatch {
                 source_name: found.name.to_string(),
                 project: found.project.to_string(),
@@ -326,14 +384,29 @@ impl ExportService {
         Ok(found)
     }
 
-    /// Runs one export attempt of `task`.
+    /// Runs one export attempt of `task` (in an `export` span; counted and timed in the metrics).
+    #[tracing::instrument(
+        name = "export",
+        skip_all,
+        fields(db.path = %task.db, db.system.name = crate::metrics::db_system_name(task.db.engine), run.id = %task.run_id, run.date = %task.run_date)
+    )]
     pub async fn export(&self, task: &ExportTask) -> Result<ExportOutcome, ExportError> {
-        let source = self
-            .sources
-            .iter()
-            .find(|s| s.name == task.db.source)
-            .ok_or_else(|| ExportError::Tool(format!("no source named `{}` is configured", task.db.source)))?;
-        run_export(source.exporter.as_ref(), &self.store, task, self.lease_ttl).await
+        let started = std::time::Instant::now();
+        let outcome = match self.sources.iter().find(|s| s.name == task.db.source) {
+            Some(source) => run_export(source.exporter.as_ref(), &self.store, task, self.lease_ttl).await,
+            None => Err(ExportError::Tool(format!("no source named `{}` is configured", task.db.source))),
+        };
+        let (result, error_type) = match &outcome {
+            Ok(ExportOutcome::Exported(m)) => {
+                self.metrics.backup_made(m);
+                ("exported", None)
+            }
+            Ok(ExportOutcome::AlreadyExported(_)) => ("already_exported", None),
+            Ok(ExportOutcome::LeaseHeld { .. }) => ("lease_held", None),
+            Err(e) => ("failed", Some(e.class())),
+        };
+        self.metrics.export_attempt(task.db.engine, result, error_type, started.elapsed());
+        outcome
     }
 
     /// Reports a final failure of `task`, once.

@@ -37,8 +37,12 @@ pub enum ApiError {
     Invalid(InvalidField),
     /// The body is larger than the limit.
     TooLarge,
-    /// No or invalid credentials.
+    /// No credentials, or not the `Bearer` scheme (401).
     Unauthorized(String),
+    /// Credentials that do not verify: wrong token, bad signature, expired, wrong audience (401).
+    InvalidToken(String),
+    /// A verified caller that may not call this route, or whose email is not verified (403).
+    Forbidden(String),
     /// Another export of the same task holds the lease.
     Conflict { detail: String, retry_after: Duration },
     /// Worth retrying later.
@@ -55,7 +59,10 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "The request body is not valid"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "A field has an invalid value"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The request body is too large"),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "The caller is not verified"),
+            Self::Unauthorized(_) | Self::InvalidToken(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", "The caller is not verified")
+            }
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "The caller may not call this route"),
             Self::Conflict { .. } => (StatusCode::CONFLICT, "lease-held", "Another export of this database is running"),
             Self::Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Temporarily unavailable: retry later")
@@ -71,13 +78,25 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
+        // RFC 6750 §3: the challenge, with an error code when credentials were presented.
+        let challenge = match &self {
+            Self::Unauthorized(_) => Some("Bearer realm=\"data-backup\""),
+            Self::InvalidToken(_) => Some("Bearer realm=\"data-backup\", error=\"invalid_token\""),
+            Self::Forbidden(_) => Some("Bearer realm=\"data-backup\", error=\"insufficient_scope\""),
+            _ => None,
+        };
         let (detail, field, retry_after) = match self {
             Self::Invalid(f) => (f.reason.clone(), Some(f.field.to_owned()), None),
             Self::TooLarge => ("the body is over the 64 KiB limit".to_owned(), None, None),
             Self::Conflict { detail, retry_after } | Self::Unavailable { detail, retry_after } => {
                 (detail, None, Some(retry_after))
             }
-            Self::BadRequest(d) | Self::Unauthorized(d) | Self::NotFound(d) | Self::Unprocessable(d) => (d, None, None),
+            Self::BadRequest(d)
+            | Self::Unauthorized(d)
+            | Self::InvalidToken(d)
+            | Self::Forbidden(d)
+            | Self::NotFound(d)
+            | Self::Unprocessable(d) => (d, None, None),
         };
         let problem = Problem {
             kind: format!("urn:data-backup:problem:{slug}"),
@@ -92,8 +111,8 @@ impl IntoResponse for ApiError {
         if let Some(after) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
         }
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"data-backup\""));
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }

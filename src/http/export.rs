@@ -30,6 +30,10 @@ pub struct ExportRequest {
     pub instance: String,
     /// Database.
     pub database: String,
+    /// Engine of a Cloud SQL database (`gcp` sources; default `postgres`); a self-hosted source's
+    /// engine is its own.
+    #[serde(default)]
+    pub engine: Option<crate::model::Engine>,
     /// Day the backup belongs to (`YYYY-MM-DD`, not in the future); default today (UTC).
     #[serde(default)]
     pub run_date: Option<String>,
@@ -88,7 +92,7 @@ fn task_of(state: &AppState, req: ExportRequest) -> Result<ExportTask, ApiError>
             e.to_string(),
         )
     })?;
-    Ok(ExportTask { db: source.database(database), run_date, run_id })
+    Ok(ExportTask { db: source.database_in(&project, &instance, database, req.engine), run_date, run_id })
 }
 
 fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {

@@ -1,15 +1,22 @@
 //! The HTTP API: one file per route group, `error.rs` for every error answer, and the OpenAPI
 //! document. Handlers parse, call one domain function, and map its outcome; nothing more.
 
+pub mod backups;
 pub mod error;
 pub mod export;
 pub mod health;
+pub mod limits;
 pub mod prune;
 pub mod schedule;
+pub mod status;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -22,10 +29,10 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "data-backup", description = "Backs up every database, every night, and proves the backups are good."),
-    paths(schedule::schedule, export::export, prune::prune, health::healthz),
-    components(schemas(error::Problem, crate::store::manifest::Manifest, crate::schedule::ScheduleSummary, crate::retention::PrunePlan)),
+    paths(schedule::schedule, export::export, prune::prune, backups::list_backups, backups::verify, status::status, status::page, status::runs, status::run, status::metrics, health::healthz),
+    components(schemas(error::Problem, crate::store::manifest::Manifest, crate::schedule::ScheduleSummary, crate::retention::PrunePlan, crate::restore::BackupPage, crate::verify::VerificationRecord, crate::status::StatusReport, crate::status::RunReport, status::RunList)),
     modifiers(&BearerAuth),
-    tags((name = "backups", description = "Discovery and export"), (name = "operations", description = "Health and metadata"))
+    tags((name = "backups", description = "Discovery, export, listing and restore drills"), (name = "status", description = "Freshness, coverage, runs and metrics"), (name = "operations", description = "Health and metadata"))
 )]
 struct ApiDoc;
 
@@ -38,6 +45,7 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        limits::document_protected_answers(openapi);
     }
 }
 
@@ -47,18 +55,35 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The router: `/healthz` open, everything else behind caller verification.
+/// The router: `/healthz` open, everything else behind caller verification, then (inside it) the
+/// concurrency limit and the time limit of `limits.rs`. The `Authorization` header is marked
+/// sensitive so that no trace layer can print it.
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/schedule", post(schedule::schedule))
         .route("/export", post(export::export))
         .route("/prune", post(prune::prune))
+        .route("/backups", get(backups::list_backups))
+        .route("/verify", post(backups::verify))
         .route("/openapi.json", get(health::openapi))
+        .route("/", get(status::page))
+        .route("/status", get(status::status))
+        .route("/runs", get(status::runs))
+        .route("/runs/{id}", get(status::run))
+        .route("/metrics", get(status::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.http.clone(), limits::time_limit))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(limits::overloaded))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(state.http.max_concurrent_requests)),
+        )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_caller));
     Router::new()
         .route("/healthz", get(health::healthz))
         .merge(protected)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
+        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION]))
         .with_state(state)
 }

@@ -81,6 +81,93 @@ pub struct NotifyError(pub String);
 pub trait Notifier: Send + Sync {
     /// Delivers one report.
     async fn notify(&self, report: &FailureReport) -> Result<(), NotifyError>;
+    /// Delivers the one summary of a finished run (default: not delivered on this channel).
+    async fn notify_run(&self, report: &RunSummaryReport) -> Result<(), NotifyError> {
+        let _ = report;
+        Ok(())
+    }
+}
+
+/// The one summary of a run, sent when all its tasks are resolved (see `status::report_run`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummaryReport {
+    /// Always `run_summary` (tells it from a failure report on a shared webhook).
+    pub kind: String,
+    /// Run id.
+    pub run_id: String,
+    /// Run date.
+    pub run_date: String,
+    /// Databases discovered.
+    pub discovered: usize,
+    /// Databases excluded.
+    pub excluded: usize,
+    /// Databases the run was to back up.
+    pub expected: usize,
+    /// Of those, backed up.
+    pub exported: usize,
+    /// Of those, failed.
+    pub failed: usize,
+    /// Of those, neither backed up nor reported failed.
+    pub not_backed_up: usize,
+    /// False when discovery could not see everything.
+    pub complete: bool,
+    /// Problems of the run itself (sources not listed, tasks not enqueued), as `scope: message`.
+    pub errors: Vec<String>,
+    /// `PROJECT/INSTANCE/DATABASE (outcome[: error])` of every database not backed up.
+    pub databases_not_backed_up: Vec<String>,
+    /// One line for chat channels.
+    pub text: String,
+}
+
+impl RunSummaryReport {
+    /// The summary of `report`; `not_backed_up` lists the databases without a backup.
+    #[must_use]
+    pub fn new(report: &crate::status::RunReport, not_backed_up: Vec<String>) -> Self {
+        let missing = report.failed + report.not_backed_up;
+        let bad = missing > 0 || !report.complete || !report.errors.is_empty();
+        let mut text = format!(
+            "{} data-backup: run {} of {}: {} of {} databases backed up, {} failed, {} not backed up, {} excluded",
+            if bad { ":red_circle:" } else { ":large_green_circle:" },
+            report.run_id,
+            report.run_date,
+            report.exported,
+            report.expected,
+            report.failed,
+            report.not_backed_up,
+            report.excluded,
+        );
+        if !report.complete {
+            text.push_str("; discovery was incomplete");
+        }
+        if !not_backed_up.is_empty() {
+            let shown: Vec<&str> = not_backed_up.iter().take(20).map(String::as_str).collect();
+            text.push_str(&format!(": {}", shown.join(", ")));
+            if not_backed_up.len() > shown.len() {
+                text.push_str(&format!(" and {} more", not_backed_up.len() - shown.len()));
+            }
+        }
+        Self {
+            kind: "run_summary".to_owned(),
+            run_id: report.run_id.clone(),
+            run_date: report.run_date.clone(),
+            discovered: report.discovered,
+            excluded: report.excluded,
+            expected: report.expected,
+            exported: report.exported,
+            failed: report.failed,
+            not_backed_up: report.not_backed_up,
+            complete: report.complete,
+            errors: report.errors.iter().map(|e| format!("{}: {}", e.scope, e.message)).collect(),
+            databases_not_backed_up: not_backed_up,
+            text,
+        }
+    }
+
+    /// Whether every expected database was backed up and discovery saw everything.
+    #[must_use]
+    pub fn all_backed_up(&self) -> bool {
+        self.failed + self.not_backed_up == 0 && self.complete && self.errors.is_empty()
+    }
 }
 
 /// The channel of last resort: the structured log (always on, whatever else is configured).
@@ -101,6 +188,15 @@ impl Notifier for LogNotifier {
             "{}",
             report.text
         );
+        Ok(())
+    }
+
+    async fn notify_run(&self, report: &RunSummaryReport) -> Result<(), NotifyError> {
+        if report.all_backed_up() {
+            tracing::info!(run.id = %report.run_id, run.date = %report.run_date, report = true, "{}", report.text);
+        } else {
+            tracing::warn!(run.id = %report.run_id, run.date = %report.run_date, report = true, "{}", report.text);
+        }
         Ok(())
     }
 }

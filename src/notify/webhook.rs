@@ -1,11 +1,12 @@
-//! Failure reports POSTed as JSON to an incoming webhook (Slack, Teams, or any JSON receiver).
+//! Failure reports and run summaries POSTed as JSON to an incoming webhook (Slack, Teams, or any
+//! JSON receiver; a summary has `"kind": "run_summary"`).
 //! Retries a few times with backoff; a webhook that stays down never fails the export.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{FailureReport, Notifier, NotifyError};
+use super::{FailureReport, Notifier, NotifyError, RunSummaryReport};
 use crate::settings::SecretUrl;
 
 /// Posts reports to a webhook.
@@ -28,6 +29,17 @@ impl WebhookNotifier {
 #[async_trait]
 impl Notifier for WebhookNotifier {
     async fn notify(&self, report: &FailureReport) -> Result<(), NotifyError> {
+        self.post(report).await
+    }
+
+    async fn notify_run(&self, report: &RunSummaryReport) -> Result<(), NotifyError> {
+        self.post(report).await
+    }
+}
+
+impl WebhookNotifier {
+    /// POSTs `report` as JSON, retrying with backoff.
+    async fn post<T: serde::Serialize + Sync>(&self, report: &T) -> Result<(), NotifyError> {
         let mut last = String::new();
         for attempt in 1..=self.attempts {
             // The URL is a secret (it carries the webhook's token): errors are stripped of it.
@@ -36,7 +48,7 @@ impl Notifier for WebhookNotifier {
                 Ok(r) => last = format!("the webhook answered {}", r.status()),
                 Err(e) => last = format!("the webhook is unreachable ({})", e.without_url()),
             }
-            tracing::warn!(attempt, webhook = ?self.url, "failure report not delivered: {last}");
+            tracing::warn!(attempt, webhook = ?self.url, "report not delivered: {last}");
             if attempt < self.attempts {
                 tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
             }

@@ -17,6 +17,7 @@ use rand::Rng;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{Enqueued, QueueError, TaskQueue};
 use crate::export::{ExportOutcome, ExportService, log_failed_attempt};
@@ -26,7 +27,8 @@ use crate::settings::QueueSettings;
 struct Inner {
     service: Arc<ExportService>,
     settings: QueueSettings,
-    queued: Mutex<VecDeque<ExportTask>>,
+    /// Each task with the trace context of whoever enqueued it (its export span joins that trace).
+    queued: Mutex<VecDeque<(ExportTask, opentelemetry::Context)>>,
     /// Ids of the tasks queued or running.
     held: Mutex<HashSet<String>>,
     wake: Notify,
@@ -84,12 +86,13 @@ fn release(inner: &Inner, task: &ExportTask) {
     let mut held = inner.held.lock().expect("lock");
     held.remove(&task.task_id());
     inner.held_count.send_replace(held.len());
+    inner.service.metrics.set_queue_depth(held.len());
 }
 
 async fn worker(inner: Arc<Inner>) {
     loop {
         let next = inner.queued.lock().expect("lock").pop_front();
-        let Some(task) = next else {
+        let Some((task, parent)) = next else {
             tokio::select! {
                 () = inner.wake.notified() => continue,
                 () = inner.closing.cancelled() => return,
@@ -98,7 +101,9 @@ async fn worker(inner: Arc<Inner>) {
         if inner.closing.is_cancelled() {
             return;
         }
-        run_with_retries(&inner, &task).await;
+        let span = tracing::info_span!("deliver", db.path = %task.db, run.id = %task.run_id);
+        crate::telemetry::join(&span, parent);
+        run_with_retries(&inner, &task).instrument(span).await;
         release(&inner, &task);
         if inner.closing.is_cancelled() {
             return;
@@ -140,6 +145,7 @@ async fn run_with_retries(inner: &Inner, task: &ExportTask) {
                 delay
             }
         };
+        inner.service.metrics.queue_retry();
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = inner.closing.cancelled() => {
@@ -162,8 +168,9 @@ impl TaskQueue for LocalQueue {
                 return Ok(Enqueued::AlreadyQueued);
             }
             self.inner.held_count.send_replace(held.len());
+            self.inner.service.metrics.set_queue_depth(held.len());
         }
-        self.inner.queued.lock().expect("lock").push_back(task);
+        self.inner.queued.lock().expect("lock").push_back((task, crate::telemetry::current_context()));
         self.inner.wake.notify_one();
         Ok(Enqueued::Enqueued)
     }

@@ -4,8 +4,10 @@
 //! already queued or running answers `AlreadyQueued`, not an error. Delivery is at least once; the
 //! export itself is idempotent, so a duplicate delivery costs one manifest read.
 
+pub mod cloud_tasks;
 pub mod local;
 
+pub use self::cloud_tasks::CloudTasksQueue;
 pub use self::local::LocalQueue;
 
 use async_trait::async_trait;
@@ -27,13 +29,19 @@ pub enum QueueError {
     /// The queue no longer takes work (the service is shutting down).
     #[error("the queue is shutting down and takes no new tasks")]
     Closed,
+    /// The remote queue could not be reached or kept failing (429/5xx after the retries).
+    #[error("the task could not be created: {0}")]
+    Unavailable(String),
+    /// The remote queue refused the task (permission, missing queue, invalid task).
+    #[error("the queue refused the task: {0}")]
+    Refused(String),
 }
 
 impl QueueError {
     /// True when retrying may help.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        true
+        !matches!(self, Self::Refused(_))
     }
 }
 
@@ -44,4 +52,8 @@ pub trait TaskQueue: Send + Sync {
     async fn enqueue(&self, task: ExportTask) -> Result<Enqueued, QueueError>;
     /// Waits until nothing is queued or running (the CLI uses it; remote queues answer at once).
     async fn wait_idle(&self);
+    /// How many `enqueue` calls a schedule run may have in flight at once (1: in order).
+    fn max_in_flight(&self) -> usize {
+        1
+    }
 }

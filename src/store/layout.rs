@@ -7,6 +7,7 @@
 //! runs/<YYYY-MM-DD>/<run_id>.json                                                 the run ledger
 //! leases/<project>/<instance>/<database>/<YYYY-MM-DD>/<seq>.json                  export leases
 //! reports/<YYYY-MM-DD>/<project>/<instance>/<database>.json                      "reported once" markers
+//! verifications/<project>/<instance>/<database>/<YYYY-MM-DD>.json                restore drill verdicts
 //! ```
 //! Segments outside `[A-Za-z0-9._-]` are percent-encoded (names never contain `/` or `%`, see
 //! `model`), so every key parses back to the values it was built from.
@@ -35,6 +36,8 @@ pub enum Key {
     Lease { db: DatabasePath, date: RunDate, seq: u32 },
     /// Marker that the failure of a database's export for a day was reported.
     Report { db: DatabasePath, date: RunDate },
+    /// The verdict of the last restore drill of a database's backup of a day (overwritten by each drill).
+    Verification { db: DatabasePath, date: RunDate },
 }
 
 fn enc(s: &str) -> String {
@@ -86,6 +89,7 @@ impl Key {
             Self::RunLedger { date, run_id } => format!("runs/{date}/{run_id}.json"),
             Self::Lease { db, date, seq } => format!("leases/{}/{date}/{seq:010}.json", db_segments(db)),
             Self::Report { db, date } => format!("reports/{date}/{}.json", db_segments(db)),
+            Self::Verification { db, date } => format!("verifications/{}/{date}.json", db_segments(db)),
         }
     }
 
@@ -106,6 +110,9 @@ impl Key {
             }),
             ["reports", date, p, i, file] => {
                 Some(Self::Report { date: parse_date(date)?, db: parse_db(p, i, file.strip_suffix(".json")?)? })
+            }
+            ["verifications", p, i, d, file] => {
+                Some(Self::Verification { db: parse_db(p, i, d)?, date: parse_date(file.strip_suffix(".json")?)? })
             }
             [class, p, i, d, date, file] => {
                 let class = RetentionClass::from_segment(class)?;
@@ -226,6 +233,7 @@ mod tests {
             (Key::RunLedger { date, run_id: RunId::parse("020000-abc").unwrap() }, "runs/2026-11-22/020000-abc.json"),
             (Key::Lease { db: db("p", "i", "app"), date, seq: 3 }, "leases/p/i/app/2026-11-22/0000000003.json"),
             (Key::Report { db: db("p", "i", "app"), date }, "reports/2026-11-22/p/i/app.json"),
+            (Key::Verification { db: db("p", "i", "app"), date }, "verifications/p/i/app/2026-11-22.json"),
         ];
         for (key, path) in table {
             assert_eq!(key.path(), path);

@@ -63,3 +63,17 @@ fn openapi_command_prints_the_checked_in_document() {
     let checked_in = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap();
     assert!(out.stdout == checked_in, "run `data-backup openapi > openapi/openapi.json`");
 }
+
+#[test]
+fn every_example_configuration_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "toml") {
+            data_backup::settings::Settings::load(Some(&entry.path()))
+                .unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2);
+}

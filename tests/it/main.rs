@@ -4,11 +4,16 @@
 
 mod support;
 
+mod auth;
 mod bad_input;
 mod bucket;
 mod cli;
 mod export;
+mod gcp;
 mod openapi;
+mod restore;
 mod retention;
 mod schedule;
 mod shutdown;
+mod status;
+mod verify;

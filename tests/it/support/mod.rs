@@ -1,6 +1,7 @@
 //! Test support: the real application on a free port, throwaway databases, restore helpers.
 
 pub mod db;
+pub mod fakes;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,877 @@
+//! The `gcp` source: every Cloud SQL database under the configured folders and projects.
+//!
+//! Two strategies find the instances:
+//! - `walk` (default): Resource Manager `folders.list` + `projects.list` by parent, recursively and
+//!   every page, `ACTIVE` projects only; then `instances.list` (every page) per project.
+//! - `asset_inventory`: one Cloud Asset `searchAllResources` query per folder (and per explicit
+//!   project) for `sqladmin.googleapis.com/Instance`, every page. An instance's state comes from the
+//!   result's `state`; its `databaseVersion`, `instanceType`, `masterInstanceName` and
+//!   `activationPolicy` from `additionalAttributes`. Only when `databaseVersion` is missing there is
+//!   the instance read with `instances.get` (one Cloud SQL call instead of none).
+//!
+//! Then, for both, `databases.list` per kept instance. Kept: `RUNNABLE` primaries; read replicas,
+//! stopped (activation policy `NEVER`), suspended and other non-runnable instances and external
+//! (on-premises) servers are skipped with a stated reason (replicas and stopped instances can be
+//! included by the source's settings). System databases are dropped per engine.
+//!
+//! Politeness: every API has its own client-side rate limit (calls spaced evenly, so per-second
+//! quota enforcement never sees a burst) and its own bound on calls in flight. 429 and 5xx answers
+//! and transport errors are retried (bounded attempts), waiting `Retry-After` when the answer has
+//! one, else an exponential backoff with jitter. The SDK's own retry loop is off so that every
+//! attempt passes the limiter.
+//!
+//! Partial failures never stop the others: a project whose Cloud SQL Admin API is disabled is
+//! skipped and named (a project without the API has no Cloud SQL instance, so the run stays
+//! complete); a project that refuses (`PERMISSION_DENIED`) or keeps failing, a folder that cannot
+//! be listed, and an `instances.list` warning such as `REGION_UNREACHABLE` are named in `errors`
+//! and make the report incomplete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use google_cloud_asset_v1::client::AssetService;
+use google_cloud_auth::credentials::{Builder as AdcBuilder, Credentials, anonymous};
+use google_cloud_gax::error::Error as GaxError;
+use google_cloud_gax::error::rpc::StatusDetails;
+use google_cloud_gax::retry_policy::NeverRetry;
+use google_cloud_resourcemanager_v3::client::{Folders, Projects};
+use google_cloud_sql_v1::client::{SqlDatabasesService, SqlInstancesService};
+use rand::Rng;
+use tokio::sync::{Mutex, OnceCell, Semaphore};
+
+use super::{Discovery, DiscoveryError, DiscoveryReport, Skipped};
+use crate::model::{DatabaseName, DatabaseRef, Engine, InstanceName, ProjectId, SourceName};
+use crate::settings::{GcpCredentials, GcpSettings, GcpSourceSettings, GcpStrategy};
+
+/// The Cloud Asset type of a Cloud SQL instance.
+pub const SQL_INSTANCE_ASSET_TYPE: &str = "sqladmin.googleapis.com/Instance";
+
+/// PostgreSQL databases that are Cloud SQL's or the server's own (`postgres` unless configured).
+pub const POSTGRES_SYSTEM_DATABASES: [&str; 3] = ["cloudsqladmin", "template0", "template1"];
+/// SQL Server databases that are the server's own.
+pub const SQLSERVER_SYSTEM_DATABASES: [&str; 4] = ["master", "model", "msdb", "tempdb"];
+
+/// A Google credentials object for the `[gcp]` settings.
+pub fn credentials(gcp: &GcpSettings) -> Result<Credentials, String> {
+    match gcp.credentials {
+        GcpCredentials::Anonymous => Ok(anonymous::Builder::new().build()),
+        GcpCredentials::Default => {
+            AdcBuilder::default().build().map_err(|e| format!("loading Application Default Credentials: {e}"))
+        }
+    }
+}
+
+/// Calls and 429 answers of one API, counted (benchmarks and logs read them).
+#[derive(Debug, Default)]
+pub struct ApiCounters {
+    /// Calls sent (every attempt).
+    pub calls: AtomicU64,
+    /// 429 answers received.
+    pub throttled: AtomicU64,
+}
+
+/// Spaces calls evenly: at most `per_minute` a minute, never two closer than 60 s / `per_minute`.
+#[derive(Debug)]
+struct Limiter {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Limiter {
+    fn new(per_minute: u32) -> Self {
+        Self { interval: Duration::from_secs(60) / per_minute.max(1), next: Mutex::new(Instant::now()) }
+    }
+
+    async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+
+    /// Pushes every later call back by `wait` (the server asked to slow down).
+    async fn back_off(&self, wait: Duration) {
+        let mut next = self.next.lock().await;
+        *next = (*next).max(Instant::now() + wait);
+    }
+}
+
+/// How one API call finally failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// The API is not enabled in the project (`SERVICE_DISABLED`).
+    Disabled(String),
+    /// The caller may not do this (`PERMISSION_DENIED`, 401, 403).
+    Denied(String),
+    /// The resource does not exist.
+    NotFound(String),
+    /// The resource already exists (HTTP 409 `ALREADY_EXISTS`).
+    AlreadyExists(String),
+    /// Anything else, after the retries.
+    Failed(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Disabled(m) => write!(f, "the API is disabled: {m}"),
+            Self::Denied(m) => write!(f, "permission denied: {m}"),
+            Self::NotFound(m) => write!(f, "not found: {m}"),
+            Self::AlreadyExists(m) => write!(f, "already exists: {m}"),
+            Self::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// One API's limiter, bound on calls in flight, retry policy and counters.
+#[derive(Debug)]
+pub struct Api {
+    name: &'static str,
+    limiter: Limiter,
+    in_flight: Semaphore,
+    attempts: u32,
+    retry_initial: Duration,
+    /// Calls and throttled answers.
+    pub counters: ApiCounters,
+}
+
+fn retry_after(e: &GaxError) -> Option<Duration> {
+    let value = e.http_headers()?.get("retry-after")?.to_str().ok()?;
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(600.0)))
+}
+
+fn classify(e: &GaxError) -> CallError {
+    let message = e.status().map_or_else(|| e.to_string(), |s| s.message.clone());
+    let reason = e.status().and_then(|s| {
+        s.details.iter().find_map(|d| match d {
+            StatusDetails::ErrorInfo(info) => Some(info.reason.clone()),
+            _ => None,
+        })
+    });
+    if reason.as_deref() == Some("SERVICE_DISABLED") || reason.as_deref() == Some("ACCESS_NOT_CONFIGURED") {
+        return CallError::Disabled(message);
+    }
+    match e.http_status_code() {
+        Some(401 | 403) => CallError::Denied(message),
+        Some(404) => CallError::NotFound(message),
+        Some(409) => CallError::AlreadyExists(message),
+        Some(code) => CallError::Failed(format!("HTTP {code}: {message}")),
+        None => CallError::Failed(super::error_chain(e)),
+    }
+}
+
+fn is_retryable(e: &GaxError) -> bool {
+    match e.http_status_code() {
+        Some(code) => code == 429 || code == 408 || code >= 500,
+        None => e.is_io() || e.is_connect() || e.is_timeout() || e.is_transport(),
+    }
+}
+
+impl Api {
+    /// An API allowed `per_minute` calls a minute, `concurrency` at once, `attempts` per call.
+    #[must_use]
+    pub fn new(
+        name: &'static str,
+        per_minute: u32,
+        concurrency: usize,
+        attempts: u32,
+        retry_initial: Duration,
+    ) -> Self {
+        Self {
+            name,
+            limiter: Limiter::new(per_minute),
+            in_flight: Semaphore::new(concurrency.max(1)),
+            attempts: attempts.max(1),
+            retry_initial,
+            counters: ApiCounters::default(),
+        }
+    }
+
+    /// Calls `f` under the limits, retrying 429/5xx and transport errors.
+    pub async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, CallError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, GaxError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = {
+                let _permit = self.in_flight.acquire().await.expect("never closed");
+                self.limiter.acquire().await;
+                self.counters.calls.fetch_add(1, Ordering::Relaxed);
+                f().await
+            };
+            let e = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if e.http_status_code() == Some(429) {
+                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            if !is_retryable(&e) || attempt >= self.attempts {
+                let err = classify(&e);
+                if matches!(err, CallError::AlreadyExists(_)) {
+                    return Err(err);
+                }
+                tracing::warn!(api = self.name, call = what, attempts = attempt, error = %err, "Google API call failed");
+                return Err(err);
+            }
+            let backoff = {
+                let exp =
+                    self.retry_initial.as_secs_f64() * 2f64.powi(i32::try_from(attempt - 1).unwrap_or(30).min(10));
+                Duration::from_secs_f64(rand::rng().random_range(exp / 2.0..=exp))
+            };
+            let wait = retry_after(&e).unwrap_or(backoff);
+            tracing::info!(api = self.name, call = what, attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying a Google API call");
+            if e.http_status_code() == Some(429) {
+                self.limiter.back_off(wait).await;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The per-API limiters of a process: shared by every `gcp` source, since quotas are per caller.
+#[derive(Debug)]
+pub struct GcpApis {
+    /// Resource Manager v3.
+    pub resource_manager: Api,
+    /// Cloud SQL Admin v1.
+    pub sql_admin: Api,
+    /// Cloud Asset v1.
+    pub asset: Api,
+}
+
+impl GcpApis {
+    /// Limits from `[gcp]`.
+    #[must_use]
+    pub fn new(gcp: &GcpSettings) -> Self {
+        let api = |name, per_minute| {
+            Api::new(
+                name,
+                per_minute,
+                gcp.discovery_concurrency,
+                gcp.max_attempts,
+                Duration::from_millis(gcp.retry_initial_ms),
+            )
+        };
+        Self {
+            resource_manager: api("resourcemanager", gcp.resource_manager_per_minute),
+            sql_admin: api("sqladmin", gcp.sql_admin_per_minute),
+            asset: api("cloudasset", gcp.asset_per_minute),
+        }
+    }
+}
+
+struct Clients {
+    folders: Folders,
+    projects: Projects,
+    instances: SqlInstancesService,
+    databases: SqlDatabasesService,
+    asset: AssetService,
+}
+
+macro_rules! build_client {
+    ($ty:ty, $endpoint:expr, $creds:expr) => {{
+        let mut b = <$ty>::builder().with_credentials($creds.clone()).with_retry_policy(NeverRetry);
+        if let Some(ep) = $endpoint {
+            b = b.with_endpoint(ep.as_str().trim_end_matches('/'));
+        }
+        b.build().await.map_err(|e| format!("building the {} client: {e}", stringify!($ty)))?
+    }};
+}
+
+impl Clients {
+    async fn build(gcp: &GcpSettings) -> Result<Self, String> {
+        let creds = credentials(gcp)?;
+        Ok(Self {
+            folders: build_client!(Folders, &gcp.resource_manager_endpoint, creds),
+            projects: build_client!(Projects, &gcp.resource_manager_endpoint, creds),
+            instances: build_client!(SqlInstancesService, &gcp.sql_admin_endpoint, creds),
+            databases: build_client!(SqlDatabasesService, &gcp.sql_admin_endpoint, creds),
+            asset: build_client!(AssetService, &gcp.asset_endpoint, creds),
+        })
+    }
+}
+
+/// What discovery needs to know of one instance, whichever API said it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceInfo {
+    /// Project id.
+    pub project: String,
+    /// Instance name.
+    pub name: String,
+    /// `RUNNABLE`, `SUSPENDED`, …
+    pub state: String,
+    /// `CLOUD_SQL_INSTANCE`, `READ_REPLICA_INSTANCE`, `ON_PREMISES_INSTANCE`.
+    pub instance_type: String,
+    /// The primary of a replica.
+    pub master_instance_name: String,
+    /// `POSTGRES_16`, `MYSQL_8_0`, `SQLSERVER_2019_STANDARD`, …
+    pub database_version: String,
+    /// `ALWAYS`, `NEVER` (stopped), `ON_DEMAND`.
+    pub activation_policy: String,
+}
+
+impl InstanceInfo {
+    fn from_sql(i: &google_cloud_sql_v1::model::DatabaseInstance, project: &str) -> Self {
+        let name = |n: Option<&str>| n.unwrap_or("UNSPECIFIED").to_owned();
+        Self {
+            project: if i.project.is_empty() { project.to_owned() } else { i.project.clone() },
+            name: i.name.clone(),
+            state: name(i.state.name()),
+            instance_type: name(i.instance_type.name()),
+            master_instance_name: i.master_instance_name.clone(),
+            database_version: name(i.database_version.name()),
+            activation_policy: i.settings.as_ref().map(|s| name(s.activation_policy.name())).unwrap_or_default(),
+        }
+    }
+}
+
+/// The engine of a `databaseVersion`.
+#[must_use]
+pub fn engine_of(database_version: &str) -> Option<Engine> {
+    let v = database_version.to_ascii_uppercase();
+    if v.starts_with("POSTGRES") {
+        Some(Engine::Postgres)
+    } else if v.starts_with("MYSQL") {
+        Some(Engine::Mysql)
+    } else if v.starts_with("SQLSERVER") {
+        Some(Engine::Sqlserver)
+    } else {
+        None
+    }
+}
+
+/// Whether an instance is backed up: its engine, or why it is skipped.
+pub fn instance_verdict(i: &InstanceInfo, source: &GcpSourceSettings) -> Result<Engine, String> {
+    if i.instance_type == "ON_PREMISES_INSTANCE" {
+        return Err("external (on-premises) server, not a Cloud SQL instance".to_owned());
+    }
+    let replica = i.instance_type == "READ_REPLICA_INSTANCE" || !i.master_instance_name.is_empty();
+    if replica && !source.include_replicas {
+        return Err("read replica: its primary is backed up (include_replicas = true backs it up too)".to_owned());
+    }
+    if i.state != "RUNNABLE" {
+        return Err(format!("state {}: only RUNNABLE instances can export", i.state));
+    }
+    if i.activation_policy == "NEVER" && !source.include_stopped {
+        return Err("stopped (activation policy NEVER; include_stopped = true backs it up anyway)".to_owned());
+    }
+    engine_of(&i.database_version).ok_or_else(|| format!("unknown database version `{}`", i.database_version))
+}
+
+/// Whether `database` is the server's own for `engine`.
+#[must_use]
+pub fn is_system_database(engine: Engine, database: &str, keep_postgres: bool) -> bool {
+    match engine {
+        Engine::Postgres => POSTGRES_SYSTEM_DATABASES.contains(&database) || (database == "postgres" && !keep_postgres),
+        Engine::Mysql => super::servers::MYSQL_SYSTEM_SCHEMAS.contains(&database.to_ascii_lowercase().as_str()),
+        Engine::Sqlserver => SQLSERVER_SYSTEM_DATABASES.contains(&database.to_ascii_lowercase().as_str()),
+    }
+}
+
+/// Parses `//cloudsql.googleapis.com/projects/P/instances/I` into (P, I).
+#[must_use]
+pub fn parse_instance_asset_name(name: &str) -> Option<(String, String)> {
+    let rest = name.strip_prefix("//cloudsql.googleapis.com/projects/")?;
+    let (project, instance) = rest.split_once("/instances/")?;
+    (!project.is_empty() && !instance.is_empty() && !instance.contains('/'))
+        .then(|| (project.to_owned(), instance.to_owned()))
+}
+
+fn instance_from_asset(r: &google_cloud_asset_v1::model::ResourceSearchResult) -> Option<InstanceInfo> {
+    let (project, name) = parse_instance_asset_name(&r.name)?;
+    let attr = |k: &str| {
+        r.additional_attributes.as_ref().and_then(|a| a.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_owned()
+    };
+    Some(InstanceInfo {
+        project,
+        name,
+        state: r.state.clone(),
+        instance_type: attr("instanceType"),
+        master_instance_name: attr("masterInstanceName"),
+        database_version: attr("databaseVersion"),
+        activation_policy: attr("activationPolicy"),
+    })
+}
+
+/// The `gcp` discovery.
+pub struct GcpDiscovery {
+    source: GcpSourceSettings,
+    gcp: GcpSettings,
+    apis: Arc<GcpApis>,
+    clients: OnceCell<Clients>,
+}
+
+/// Accumulates one run's findings.
+#[derive(Default)]
+struct Run {
+    report: DiscoveryReport,
+}
+
+impl Run {
+    fn error(&mut self, scope: String, message: String, incomplete: bool) {
+        tracing::warn!(scope = %scope, error = %message, "gcp discovery: {message}");
+        self.report.errors.push((scope, message));
+        if incomplete {
+            self.report.complete = false;
+        }
+    }
+
+    fn skip(&mut self, scope: String, reason: String) {
+        tracing::info!(scope = %scope, reason = %reason, "gcp discovery: skipped");
+        self.report.skipped.push(Skipped { scope, reason });
+    }
+}
+
+impl GcpDiscovery {
+    /// A discovery over `source`; clients are built on first use, sharing `apis`' limits.
+    #[must_use]
+    pub fn new(source: GcpSourceSettings, gcp: GcpSettings, apis: Arc<GcpApis>) -> Self {
+        Self { source, gcp, apis, clients: OnceCell::new() }
+    }
+
+    /// The per-API limits and counters.
+    #[must_use]
+    pub fn apis(&self) -> &Arc<GcpApis> {
+        &self.apis
+    }
+
+    async fn clients(&self) -> Result<&Clients, DiscoveryError> {
+        self.clients
+            .get_or_try_init(|| Clients::build(&self.gcp))
+            .await
+            .map_err(|message| DiscoveryError::Refused { source_name: self.source.name.to_string(), message })
+    }
+
+    /// Direct child folders and ACTIVE projects of `parent`, every page.
+    async fn children(&self, c: &Clients, parent: &str) -> Result<(Vec<String>, Vec<String>, Vec<Skipped>), CallError> {
+        let rm = &self.apis.resource_manager;
+        let mut folders = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = rm
+                .call("folders.list", || {
+                    c.folders.list_folders().set_parent(parent).set_page_token(token.clone()).send()
+                })
+                .await?;
+            folders.extend(page.folders.into_iter().filter(|f| f.state.name() == Some("ACTIVE")).map(|f| f.name));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let mut projects = Vec::new();
+        let mut skipped = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = rm
+                .call("projects.list", || {
+                    c.projects.list_projects().set_parent(parent).set_page_token(token.clone()).send()
+                })
+                .await?;
+            for p in page.projects {
+                match p.state.name() {
+                    Some("ACTIVE") => projects.push(p.project_id),
+                    state => skipped.push(Skipped {
+                        scope: format!("project:{}", p.project_id),
+                        reason: format!(
+                            "project state {}: only ACTIVE projects are backed up",
+                            state.unwrap_or("UNKNOWN")
+                        ),
+                    }),
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        Ok((folders, projects, skipped))
+    }
+
+    /// Every ACTIVE project under the configured folders (recursively) plus the explicit ones.
+    async fn walk_projects(&self, c: &Clients, run: &mut Run) -> BTreeSet<String> {
+        let mut projects: BTreeSet<String> = self.source.projects.iter().map(ToString::to_string).collect();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut level: Vec<String> = self.source.folder_names();
+        while !level.is_empty() {
+            level.retain(|f| seen.insert(f.clone()));
+            let results =
+                futures::future::join_all(level.iter().map(|f| async move { (f, self.children(c, f).await) })).await;
+            let mut next = Vec::new();
+            for (folder, result) in results {
+                run.report.folders += 1;
+                match result {
+                    Ok((folders, found, skipped)) => {
+                        next.extend(folders);
+                        projects.extend(found);
+                        for s in skipped {
+                            run.skip(s.scope, s.reason);
+                        }
+                    }
+                    Err(e) => run.error(format!("folder:{folder}"), format!("cannot list {folder}: {e}"), true),
+                }
+            }
+            level = next;
+        }
+        projects
+    }
+
+    /// The instances of one project (every page), and the warnings of the answer.
+    async fn list_instances(&self, c: &Clients, project: &str) -> Result<(Vec<InstanceInfo>, Vec<String>), CallError> {
+        let mut out = Vec::new();
+        let mut warnings = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .apis
+                .sql_admin
+                .call("instances.list", || c.instances.list().set_project(project).set_page_token(token.clone()).send())
+                .await?;
+            out.extend(page.items.iter().map(|i| InstanceInfo::from_sql(i, project)));
+            for w in &page.warnings {
+                let code = w.code.name().unwrap_or("UNKNOWN_WARNING");
+                let region = if w.region.is_empty() { String::new() } else { format!(" ({})", w.region) };
+                warnings.push(format!("instances.list warned {code}{region}: {}", w.message));
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        Ok((out, warnings))
+    }
+
+    /// The instances the asset inventory knows under one scope (`folders/N` or `projects/P`).
+    async fn search_instances(&self, c: &Clients, scope: &str) -> Result<Vec<InstanceInfo>, CallError> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .apis
+                .asset
+                .call("searchAllResources", || {
+                    c.asset
+                        .search_all_resources()
+                        .set_scope(scope)
+                        .set_asset_types([SQL_INSTANCE_ASSET_TYPE])
+                        .set_page_token(token.clone())
+                        .send()
+                })
+                .await?;
+            out.extend(
+                page.results.iter().filter(|r| r.asset_type == SQL_INSTANCE_ASSET_TYPE).filter_map(instance_from_asset),
+            );
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        Ok(out)
+    }
+
+    /// `instances.get`, for an asset without `databaseVersion`.
+    async fn get_instance(&self, c: &Clients, project: &str, instance: &str) -> Result<InstanceInfo, CallError> {
+        let i = self
+            .apis
+            .sql_admin
+            .call("instances.get", || c.instances.get().set_project(project).set_instance(instance).send())
+            .await?;
+        Ok(InstanceInfo::from_sql(&i, project))
+    }
+
+    /// The user databases of one kept instance.
+    async fn list_databases(
+        &self,
+        c: &Clients,
+        i: &InstanceInfo,
+        engine: Engine,
+    ) -> Result<(Vec<DatabaseRef>, Vec<Skipped>), CallError> {
+        let page = self
+            .apis
+            .sql_admin
+            .call("databases.list", || c.databases.list().set_project(&i.project).set_instance(&i.name).send())
+            .await?;
+        let mut dbs = Vec::new();
+        let mut skipped = Vec::new();
+        let (Ok(project), Ok(instance)) = (ProjectId::parse(i.project.as_str()), InstanceName::parse(i.name.as_str()))
+        else {
+            skipped
+                .push(Skipped { scope: format!("{}/{}", i.project, i.name), reason: "name cannot be stored".into() });
+            return Ok((dbs, skipped));
+        };
+        for d in page.items {
+            if is_system_database(engine, &d.name, self.source.keep_postgres_database) {
+                continue;
+            }
+            match DatabaseName::parse(d.name.as_str()) {
+                Ok(database) => dbs.push(DatabaseRef {
+                    source: self.source.name.clone(),
+                    project: project.clone(),
+                    instance: instance.clone(),
+                    database,
+                    engine,
+                }),
+                Err(e) => skipped.push(Skipped {
+                    scope: format!("{}/{}/{:?}", i.project, i.name, d.name),
+                    reason: format!("its name cannot be stored: {e}"),
+                }),
+            }
+        }
+        Ok((dbs, skipped))
+    }
+
+    /// Keeps or skips `instances`, then lists the databases of the kept ones.
+    async fn databases_of(&self, c: &Clients, instances: Vec<InstanceInfo>, run: &mut Run) {
+        let mut kept = Vec::new();
+        for i in instances {
+            match instance_verdict(&i, &self.source) {
+                Ok(engine) => kept.push((i, engine)),
+                Err(reason) => run.skip(format!("{}/{}", i.project, i.name), reason),
+            }
+        }
+        run.report.instances += kept.len();
+        let results = futures::future::join_all(
+            kept.iter().map(|(i, engine)| async move { (i, self.list_databases(c, i, *engine).await) }),
+        )
+        .await;
+        for (i, result) in results {
+            match result {
+                Ok((dbs, skipped)) => {
+                    run.report.databases.extend(dbs);
+                    for s in skipped {
+                        run.skip(s.scope, s.reason);
+                    }
+                }
+                Err(e) => run.error(
+                    format!("instance:{}/{}", i.project, i.name),
+                    format!("cannot list the databases of {}/{}: {e}", i.project, i.name),
+                    true,
+                ),
+            }
+        }
+    }
+
+    fn project_failed(&self, run: &mut Run, project: &str, e: &CallError) {
+        let scope = format!("project:{project}");
+        match e {
+            CallError::Disabled(_) => {
+                run.skip(scope.clone(), "the Cloud SQL Admin API is disabled in this project".into());
+                run.error(scope, format!("Cloud SQL Admin API disabled in {project}: skipped"), false);
+            }
+            CallError::Denied(_) => {
+                run.skip(scope.clone(), format!("Cloud SQL Admin API refused: {e}"));
+                run.error(scope, format!("cannot list the instances of {project}: {e}"), true);
+            }
+            _ => run.error(scope, format!("cannot list the instances of {project}: {e}"), true),
+        }
+    }
+
+    async fn walk(&self, c: &Clients, run: &mut Run) {
+        let projects = self.walk_projects(c, run).await;
+        run.report.projects = projects.len();
+        let listed =
+            futures::future::join_all(projects.iter().map(|p| async move { (p, self.list_instances(c, p).await) }))
+                .await;
+        let mut instances = Vec::new();
+        for (project, result) in listed {
+            match result {
+                Ok((found, warnings)) => {
+                    for w in warnings {
+                        run.error(format!("project:{project}"), w, true);
+                    }
+                    instances.extend(found);
+                }
+                Err(e) => self.project_failed(run, project, &e),
+            }
+        }
+        self.databases_of(c, instances, run).await;
+    }
+
+    async fn asset_inventory(&self, c: &Clients, run: &mut Run) {
+        let scopes: Vec<String> = self
+            .source
+            .folder_names()
+            .into_iter()
+            .chain(self.source.projects.iter().map(|p| format!("projects/{p}")))
+            .collect();
+        run.report.folders = self.source.folders.len();
+        let searched =
+            futures::future::join_all(scopes.iter().map(|s| async move { (s, self.search_instances(c, s).await) }))
+                .await;
+        let mut by_name: BTreeMap<(String, String), InstanceInfo> = BTreeMap::new();
+        for (scope, result) in searched {
+            match result {
+                Ok(found) => {
+                    for i in found {
+                        by_name.insert((i.project.clone(), i.name.clone()), i);
+                    }
+                }
+                Err(e) => run.error(format!("asset:{scope}"), format!("cannot search {scope}: {e}"), true),
+            }
+        }
+        // Assets without their attributes are read from Cloud SQL itself.
+        let missing: Vec<(String, String)> =
+            by_name.iter().filter(|(_, i)| i.database_version.is_empty()).map(|(k, _)| k.clone()).collect();
+        let got = futures::future::join_all(
+            missing.iter().map(|(p, i)| async move { (p, i, self.get_instance(c, p, i).await) }),
+        )
+        .await;
+        for (project, instance, result) in got {
+            match result {
+                Ok(info) => {
+                    by_name.insert((project.clone(), instance.clone()), info);
+                }
+                Err(e) => {
+                    by_name.remove(&(project.clone(), instance.clone()));
+                    run.error(
+                        format!("instance:{project}/{instance}"),
+                        format!("cannot read {project}/{instance}: {e}"),
+                        true,
+                    );
+                }
+            }
+        }
+        run.report.projects = by_name.keys().map(|(p, _)| p).collect::<BTreeSet<_>>().len();
+        self.databases_of(c, by_name.into_values().collect(), run).await;
+    }
+}
+
+#[async_trait]
+impl Discovery for GcpDiscovery {
+    fn name(&self) -> &SourceName {
+        &self.source.name
+    }
+
+    async fn discover(&self) -> Result<Vec<DatabaseRef>, DiscoveryError> {
+        Ok(self.discover_report().await?.databases)
+    }
+
+    async fn discover_report(&self) -> Result<DiscoveryReport, DiscoveryError> {
+        let c = self.clients().await?;
+        let mut run = Run { report: DiscoveryReport { complete: true, ..DiscoveryReport::default() } };
+        match self.source.strategy {
+            GcpStrategy::Walk => self.walk(c, &mut run).await,
+            GcpStrategy::AssetInventory => self.asset_inventory(c, &mut run).await,
+        }
+        let mut report = run.report;
+        report.databases.sort_by_cached_key(DatabaseRef::path);
+        report.databases.dedup();
+        report.skipped.sort_by(|a, b| a.scope.cmp(&b.scope));
+        report.skipped.dedup();
+        let api = &self.apis;
+        tracing::info!(
+            source.name = %self.source.name,
+            folders = report.folders, projects = report.projects, instances = report.instances,
+            databases = report.databases.len(), skipped = report.skipped.len(), errors = report.errors.len(),
+            complete = report.complete,
+            calls.resourcemanager = api.resource_manager.counters.calls.load(Ordering::Relaxed),
+            calls.sqladmin = api.sql_admin.counters.calls.load(Ordering::Relaxed),
+            calls.cloudasset = api.asset.counters.calls.load(Ordering::Relaxed),
+            "gcp discovery done"
+        );
+        Ok(report)
+    }
+
+    /// Cloud SQL exports report a missing database themselves: always true here.
+    async fn exists(&self, _database: &DatabaseName) -> Result<bool, DiscoveryError> {
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> GcpSourceSettings {
+        crate::settings::Settings::from_toml("[[sources]]\nname = \"g\"\nkind = \"gcp\"\nprojects = [\"p\"]")
+            .unwrap()
+            .gcp_sources
+            .remove(0)
+    }
+
+    fn info(state: &str, ty: &str, version: &str) -> InstanceInfo {
+        InstanceInfo {
+            project: "p".into(),
+            name: "i".into(),
+            state: state.into(),
+            instance_type: ty.into(),
+            database_version: version.into(),
+            activation_policy: "ALWAYS".into(),
+            ..InstanceInfo::default()
+        }
+    }
+
+    #[test]
+    fn only_runnable_primaries_are_kept_and_every_skip_says_why() {
+        let s = source();
+        assert_eq!(instance_verdict(&info("RUNNABLE", "CLOUD_SQL_INSTANCE", "POSTGRES_16"), &s), Ok(Engine::Postgres));
+        assert_eq!(instance_verdict(&info("RUNNABLE", "CLOUD_SQL_INSTANCE", "MYSQL_8_0"), &s), Ok(Engine::Mysql));
+        assert_eq!(
+            instance_verdict(&info("RUNNABLE", "CLOUD_SQL_INSTANCE", "SQLSERVER_2019_STANDARD"), &s),
+            Ok(Engine::Sqlserver)
+        );
+        assert!(
+            instance_verdict(&info("RUNNABLE", "READ_REPLICA_INSTANCE", "POSTGRES_16"), &s)
+                .unwrap_err()
+                .contains("replica")
+        );
+        assert!(
+            instance_verdict(&info("SUSPENDED", "CLOUD_SQL_INSTANCE", "POSTGRES_16"), &s)
+                .unwrap_err()
+                .contains("SUSPENDED")
+        );
+        assert!(
+            instance_verdict(&info("RUNNABLE", "ON_PREMISES_INSTANCE", "MYSQL_5_7"), &s)
+                .unwrap_err()
+                .contains("external")
+        );
+        let mut stopped = info("RUNNABLE", "CLOUD_SQL_INSTANCE", "POSTGRES_16");
+        stopped.activation_policy = "NEVER".into();
+        assert!(instance_verdict(&stopped, &s).unwrap_err().contains("stopped"));
+        let with_replicas = GcpSourceSettings { include_replicas: true, include_stopped: true, ..s };
+        assert!(instance_verdict(&info("RUNNABLE", "READ_REPLICA_INSTANCE", "POSTGRES_16"), &with_replicas).is_ok());
+        assert!(instance_verdict(&stopped, &with_replicas).is_ok());
+    }
+
+    #[test]
+    fn system_databases_are_dropped_per_engine() {
+        for db in ["cloudsqladmin", "template0", "template1", "postgres"] {
+            assert!(is_system_database(Engine::Postgres, db, false), "{db}");
+        }
+        assert!(!is_system_database(Engine::Postgres, "postgres", true));
+        for db in ["mysql", "sys", "information_schema", "performance_schema"] {
+            assert!(is_system_database(Engine::Mysql, db, false), "{db}");
+        }
+        for db in ["master", "model", "msdb", "tempdb"] {
+            assert!(is_system_database(Engine::Sqlserver, db, false), "{db}");
+        }
+        assert!(!is_system_database(Engine::Mysql, "app", false));
+    }
+
+    #[test]
+    fn asset_names_give_project_and_instance() {
+        assert_eq!(
+            parse_instance_asset_name("//cloudsql.googleapis.com/projects/p-1/instances/pg"),
+            Some(("p-1".into(), "pg".into()))
+        );
+        assert_eq!(parse_instance_asset_name("//cloudsql.googleapis.com/projects/p/instances/"), None);
+        assert_eq!(parse_instance_asset_name("//compute.googleapis.com/projects/p/zones/z"), None);
+    }
+}

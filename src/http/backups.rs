@@ -1,0 +1,122 @@
+//! `GET /backups` (the backups of one database, newest first, paged) and `POST /verify` (a restore
+//! drill of one backup): parse, call the domain, map the outcome.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, Problem};
+use crate::app::AppState;
+use crate::model::{DatabaseName, DatabasePath, InstanceName, InvalidField, ProjectId, RunDate};
+use crate::restore::{BackupPage, RestoreError};
+use crate::verify::{VerificationRecord, VerifyError};
+
+/// Default page size of `GET /backups`.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+
+/// Query of `GET /backups`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsQuery {
+    /// `PROJECT/INSTANCE/DATABASE`.
+    pub database: String,
+    /// `next_page_token` of the previous page.
+    #[serde(default)]
+    pub page_token: Option<String>,
+    /// Backups per page (1–200, default 50).
+    #[serde(default)]
+    pub page_size: Option<usize>,
+}
+
+/// List the backups of one database, newest first.
+#[utoipa::path(
+    get,
+    path = "/backups",
+    tag = "backups",
+    params(BackupsQuery),
+    responses(
+        (status = 200, description = "One page of backups, newest first", body = BackupPage),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid `database`, `page_token` or `page_size`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is temporarily unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_backups(
+    State(state): State<AppState>,
+    query: Result<Query<BackupsQuery>, QueryRejection>,
+) -> Result<Json<BackupPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let db: DatabasePath = query.database.parse()?;
+    let size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=crate::restore::MAX_PAGE_SIZE).contains(&size) {
+        return Err(
+            InvalidField::new("page_size", format!("must be between 1 and {}", crate::restore::MAX_PAGE_SIZE)).into()
+        );
+    }
+    match crate::restore::list_backups(&state.service.store, &db, query.page_token.as_deref(), size).await {
+        Ok(page) => Ok(Json(page)),
+        Err(RestoreError::Invalid(reason)) => Err(InvalidField::new("page_token", reason).into()),
+        Err(e) if e.is_transient() => {
+            Err(ApiError::Unavailable { detail: e.to_string(), retry_after: std::time::Duration::from_secs(10) })
+        }
+        Err(e) => Err(ApiError::Unprocessable(e.to_string())),
+    }
+}
+
+/// Body of `POST /verify`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"project": "local", "instance": "127.0.0.1", "database": "app"}))]
+pub struct VerifyRequest {
+    /// Project (for a self-hosted server: the source's name).
+    pub project: String,
+    /// Instance.
+    pub instance: String,
+    /// Database.
+    pub database: String,
+    /// The backup's run date (`YYYY-MM-DD`); default the newest backup.
+    #[serde(default)]
+    pub run_date: Option<String>,
+}
+
+/// Restore one backup into a scratch database, compare its row counts and run the checks.
+#[utoipa::path(
+    post,
+    path = "/verify",
+    tag = "backups",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "The drill ran; `result` says whether the backup is good (failures are also reported through the notifiers)", body = VerificationRecord),
+        (status = 400, description = "Malformed JSON, unknown or missing field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such backup", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field has an invalid value, or no verification server is configured for the engine", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is temporarily unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn verify(
+    State(state): State<AppState>,
+    body: Result<Json<VerifyRequest>, JsonRejection>,
+) -> Result<Json<VerificationRecord>, ApiError> {
+    let Json(req) = body?;
+    let db = DatabasePath {
+        project: ProjectId::parse(req.project)?,
+        instance: InstanceName::parse(req.instance)?,
+        database: DatabaseName::parse(req.database)?,
+    };
+    let date = req.run_date.as_deref().map(RunDate::parse).transpose()?;
+    match state.verifier.verify(&db, date).await {
+        Ok(record) => Ok(Json(record)),
+        Err(VerifyError::NotFound(detail)) => Err(ApiError::NotFound(detail)),
+        Err(VerifyError::NotConfigured(reason)) => Err(InvalidField::new("database", reason).into()),
+        Err(e) if e.is_transient() => {
+            Err(ApiError::Unavailable { detail: e.to_string(), retry_after: std::time::Duration::from_secs(30) })
+        }
+        Err(e) => Err(ApiError::Unprocessable(e.to_string())),
+    }
+}

@@ -1,0 +1,1874 @@
+//! Restore: find a backup through its manifests, stream it out of the store into the database's
+//! own tools, and put it in place without ever leaving the target half-restored.
+//!
+//! **Finding.** Backups are found by listing the manifests of a database under every retention
+//! class and parsing their keys ([`stored_backups`]); a listing's order or last name is never
+//! trusted. `--latest` is the newest run date, `--date` that exact day, and `--at T` the newest
+//! backup whose run date is on or before T's day *and* whose export started at or before T (a
+//! backup that started after T holds data written after T). A manifest whose dump object is
+//! missing is skipped with a warning (for `--date` it is an error).
+//!
+//! **Streaming.** The object is read once, in bounded memory: bucket stream → size and SHA-256
+//! (checked against the manifest as it streams) → age decryption (when encrypted) → zstd → the tool.
+//! A mismatch fails the restore loudly; nothing is committed before the whole object has been read
+//! and checked.
+//!
+//! **PostgreSQL.** `pg_restore -f -` turns the archive into SQL, which is piped into `psql -v
+//! ON_ERROR_STOP=1 -f -` inside `BEGIN; … COMMIT;`, with the transform files in the same
+//! transaction after the restore. `COMMIT` is written only after the object's checks passed,
+//! `pg_restore` exited 0 and every transform was sent, so any failure (or this process dying) rolls
+//! the whole restore back: the target is as it was. (`psql --single-transaction` is deliberately
+//! not used: it commits at the end of its input even when the input ended early because the
+//! process feeding it died.) A plain restore refuses a target with user tables; `--create` creates a
+//! missing target (and drops it again when the restore fails).
+//!
+//! `--replace` restores into a side database `<target>_restore_<random>`, runs the transforms
+//! there, and only then swaps in one transaction: `ALTER DATABASE target RENAME TO
+//! target_old_<YYYYMMDDHHMMSS>; ALTER DATABASE side RENAME TO target`. The old database is kept.
+//! If anything fails, the side database is dropped and the target is untouched.
+//! **Open connections:** PostgreSQL refuses to rename a database anyone is connected to, so a swap
+//! never happens under an open session. By default the restore then fails at the swap (the side
+//! database is dropped, the target untouched, the error says how many sessions were connected).
+//! With `--terminate-connections`, new connections to the target are refused (`ALLOW_CONNECTIONS
+//! false`), its sessions are terminated (they lose their open transactions), the renames commit,
+//! and connections are allowed again on both databases; clients that reconnect by name reach the
+//! restored database.
+//!
+//! **MySQL/MariaDB.** The dump (which has no `CREATE DATABASE`/`USE`) is loaded with the `mysql`
+//! client into a side schema `<target>_restore_<random>`, the transforms run there, and the tables
+//! are swapped in with one atomic multi-table `RENAME TABLE` (old tables move to
+//! `<target>_old_<YYYYMMDDHHMMSS>`). What MySQL cannot roll back: every DDL statement commits
+//! implicitly, so a failed load or transform cannot be undone inside the side schema; it is
+//! dropped instead (the target is untouched). The swap itself is several statements: triggers
+//! must be dropped before their tables may change schema and views cannot change schema at all,
+//! so triggers, views, routines and events are dropped and recreated from their `SHOW CREATE`
+//! text around the atomic `RENAME TABLE`. For that moment (normally well under a second) the
+//! target's tables exist without their triggers and views: stop writers during a `--replace`. If
+//! the swap fails midway, nothing is dropped and the error says where each part is.
+//!
+//! **Guards.** A target whose database name or host matches `restore.production_patterns` is
+//! refused without `--i-know-this-is-production`. Passwords come from the target URL (or
+//! `PGPASSWORD`/`MYSQL_PWD` when the URL has none) and reach the tools through their environment,
+//! never their arguments or the logs.
+
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use age::x25519::Identity;
+use async_compression::tokio::bufread::ZstdDecoder;
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
+use mysql_async::prelude::Queryable;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+
+use crate::model::{DatabasePath, Engine, RunDate};
+use crate::retention::RetentionClass;
+use crate::settings::{ServerUrl, Settings};
+use crate::store::bucket::{ByteStream, ObjectInfo};
+use crate::store::layout::Key;
+use crate::store::manifest::{DumpFormat, Manifest};
+use crate::store::{BackupStore, StoreError};
+use crate::verify::{VerificationRecord, VerificationSummary};
+
+/// Bytes of a tool's stderr kept for the error message (the end of it).
+const STDERR_KEEP: usize = 8192;
+/// Copy buffer between the stages.
+const PUMP_BUF: usize = 256 * 1024;
+/// Longest PostgreSQL identifier (bytes).
+const PG_MAX_IDENT: usize = 63;
+/// Longest MySQL identifier (characters; names here are ASCII-safe in practice).
+const MYSQL_MAX_IDENT: usize = 64;
+
+/// Why a restore (or a listing) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// No backup matches the request.
+    #[error("{0}")]
+    NotFound(String),
+    /// A guard refused the target (production, non-empty, missing).
+    #[error("{0}")]
+    Refused(String),
+    /// The request is not usable (unreadable transform or identity file, bad page token, wrong engine).
+    #[error("{0}")]
+    Invalid(String),
+    /// The backup is encrypted and no identity was given.
+    #[error(
+        "backup {key} is encrypted with age (recipients: {recipients}): pass --identity FILE with a matching \
+         age identity (AGE-SECRET-KEY-…)"
+    )]
+    Encrypted {
+        /// The dump's key.
+        key: String,
+        /// Its recipients, comma-separated.
+        recipients: String,
+    },
+    /// The backup could not be decrypted with the given identity.
+    #[error("{0}")]
+    Decrypt(String),
+    /// The stored object is not what its manifest describes.
+    #[error("{key} is corrupt: {reason}")]
+    Integrity {
+        /// The dump's key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A restore tool failed (the target is left as it was; see the module docs for MySQL).
+    #[error("{tool} failed ({status}): {stderr}")]
+    Tool {
+        /// `pg_restore`, `psql`, `mysql`.
+        tool: String,
+        /// Its exit status, or what went wrong with it.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// The backup's format cannot be restored by this version.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The target server failed or could not be reached.
+    #[error("target {server}: {message}")]
+    Target {
+        /// The server (without password).
+        server: String,
+        /// What failed.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RestoreError {
+    /// True when retrying may help.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_transient(),
+            Self::Target { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A short class name for logs and records.
+    #[must_use]
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::Refused(_) => "refused",
+            Self::Invalid(_) => "invalid",
+            Self::Encrypted { .. } => "encrypted",
+            Self::Decrypt(_) => "decrypt",
+            Self::Integrity { .. } => "integrity",
+            Self::Tool { .. } => "tool",
+            Self::Unsupported(_) => "unsupported",
+            Self::Target { .. } => "target",
+            Self::Store(_) => "store",
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Finding backups
+// ------------------------------------------------------------------------------------------------
+
+/// Which backup of a database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// The newest.
+    Latest,
+    /// The one of this run date.
+    Date(RunDate),
+    /// The newest whose run date is on or before this time's day and whose export started at or before it.
+    At(DateTime<Utc>),
+}
+
+/// One backup as the listing shows it: its manifest's key and the dump object next to it.
+#[derive(Clone, Debug)]
+pub struct StoredBackup {
+    /// The run date.
+    pub date: RunDate,
+    /// Its retention class.
+    pub class: RetentionClass,
+    /// The manifest's key.
+    pub manifest: Key,
+    /// The dump object, when the listing has it.
+    pub dump: Option<ObjectInfo>,
+}
+
+/// The first `segments` segments of `key`'s path, with a trailing `/`: keys stay built by `Layout`.
+pub(crate) fn key_prefix(key: &Key, segments: usize) -> String {
+    let path = key.path();
+    let mut prefix = path.split('/').take(segments).collect::<Vec<_>>().join("/");
+    prefix.push('/');
+    prefix
+}
+
+fn any_date() -> RunDate {
+    RunDate::from_date(NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date"))
+}
+
+/// Every backup of `db` (a manifest makes a backup), newest first, found by listing each class.
+pub async fn stored_backups(store: &BackupStore, db: &DatabasePath) -> Result<Vec<StoredBackup>, StoreError> {
+    let mut manifests: BTreeMap<RunDate, (RetentionClass, Key)> = BTreeMap::new();
+    let mut dumps: BTreeMap<(RunDate, RetentionClass), ObjectInfo> = BTreeMap::new();
+    for class in RetentionClass::ALL {
+        let prefix = key_prefix(&Key::Manifest { class, db: db.clone(), date: any_date() }, 4);
+        for object in store.bucket().list(&prefix).await? {
+            match Key::parse(&object.key) {
+                Some(Key::Manifest { class, db: of, date }) if &of == db => {
+                    manifests.entry(date).or_insert((class, Key::Manifest { class, db: of, date }));
+                }
+                Some(Key::Dump { class, db: of, date, .. }) if &of == db => {
+                    dumps.insert((date, class), object);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(manifests
+        .into_iter()
+        .rev()
+        .map(|(date, (class, manifest))| StoredBackup { date, class, manifest, dump: dumps.remove(&(date, class)) })
+        .collect())
+}
+
+fn no_backup(db: &DatabasePath, what: &str, all: &[StoredBackup]) -> RestoreError {
+    let dates: Vec<String> = all.iter().take(5).map(|b| b.date.to_string()).collect();
+    let available = if dates.is_empty() {
+        "it has no backups".to_owned()
+    } else {
+        format!("newest backups: {}{}", dates.join(", "), if all.len() > 5 { ", …" } else { "" })
+    };
+    RestoreError::NotFound(format!("no backup of {} {what} ({available})", path_text(db)))
+}
+
+/// `project/instance/database`.
+#[must_use]
+pub fn path_text(db: &DatabasePath) -> String {
+    format!("{}/{}/{}", db.project, db.instance, db.database)
+}
+
+/// Finds the backup `selector` names, through the manifests (see the module docs).
+pub async fn find_backup(store: &BackupStore, db: &DatabasePath, selector: Selector) -> Result<Manifest, RestoreError> {
+    let all = stored_backups(store, db).await?;
+    let candidates: Vec<&StoredBackup> = match selector {
+        Selector::Latest => all.iter().collect(),
+        Selector::Date(d) => all.iter().filter(|b| b.date == d).collect(),
+        Selector::At(t) => all.iter().filter(|b| b.date.date() <= t.date_naive()).collect(),
+    };
+    for b in candidates {
+        if b.dump.is_none() {
+            if let Selector::Date(_) = selector {
+                return Err(RestoreError::Integrity {
+                    key: b.manifest.path(),
+                    reason: "the manifest exists but its dump object is missing".into(),
+                });
+            }
+            tracing::warn!(key = %b.manifest.path(), "skipping a backup whose dump object is missing");
+            continue;
+        }
+        let Some(manifest) = store.read::<Manifest>(&b.manifest).await? else { continue };
+        if let Selector::At(t) = selector
+            && manifest.started_at > t
+        {
+            tracing::info!(key = %b.manifest.path(), started_at = %manifest.started_at, "skipping a backup that started after --at");
+            continue;
+        }
+        return Ok(manifest);
+    }
+    let what = match selector {
+        Selector::Latest => "at all".to_owned(),
+        Selector::Date(d) => format!("for {d}"),
+        Selector::At(t) => format!("started at or before {}", t.to_rfc3339()),
+    };
+    Err(no_backup(db, &what, &all))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Listing
+// ------------------------------------------------------------------------------------------------
+
+/// One backup in a listing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BackupSummary {
+    /// The day it belongs to.
+    pub run_date: String,
+    /// Retention class.
+    pub class: String,
+    /// Engine.
+    pub engine: Engine,
+    /// Stored format.
+    pub format: DumpFormat,
+    /// Object key of the dump.
+    pub key: String,
+    /// Size of the stored object in bytes.
+    pub bytes: u64,
+    /// When the dump was stored.
+    pub finished_at: DateTime<Utc>,
+    /// Whether the dump is encrypted (age).
+    pub encrypted: bool,
+    /// The age recipients that can decrypt it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// The last verification of this backup, if it was verified.
+    pub verification: Option<VerificationSummary>,
+}
+
+/// A page of backups, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BackupPage {
+    /// `project/instance/database`.
+    pub database: String,
+    /// Backups, newest first.
+    pub backups: Vec<BackupSummary>,
+    /// Pass as `page_token` for the next (older) page; absent on the last page.
+    pub next_page_token: Option<String>,
+}
+
+/// Largest page of [`list_backups`].
+pub const MAX_PAGE_SIZE: usize = 200;
+
+/// One page of the backups of `db`, newest first. `page_token` is the `next_page_token` of the
+/// previous page (the run date of its last backup: the next page starts before it).
+pub async fn list_backups(
+    store: &BackupStore,
+    db: &DatabasePath,
+    page_token: Option<&str>,
+    page_size: usize,
+) -> Result<BackupPage, RestoreError> {
+    let before = match page_token {
+        Some(token) => {
+            Some(NaiveDate::parse_from_str(token, "%Y-%m-%d").ok().filter(|_| token.len() == 10).ok_or_else(|| {
+                RestoreError::Invalid(format!("page_token {token:?} is not a token this service gave"))
+            })?)
+        }
+        None => None,
+    };
+    let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
+    let all: Vec<StoredBackup> =
+        stored_backups(store, db).await?.into_iter().filter(|b| before.is_none_or(|d| b.date.date() < d)).collect();
+    let verified: std::collections::HashSet<RunDate> = crate::verify::verified_dates(store, db).await?;
+    let mut backups = Vec::new();
+    let mut last = None;
+    for b in all.iter().take(page_size) {
+        last = Some(b.date);
+        let Some(m) = store.read::<Manifest>(&b.manifest).await? else { continue };
+        let verification = if verified.contains(&b.date) {
+            store
+                .read::<VerificationRecord>(&Key::Verification { db: db.clone(), date: b.date })
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.summary())
+        } else {
+            None
+        };
+        backups.push(BackupSummary {
+            run_date: m.run_date,
+            class: m.class,
+            engine: m.engine,
+            format: m.format,
+            key: m.key,
+            bytes: m.bytes,
+            finished_at: m.finished_at,
+            encrypted: m.encryption.is_some(),
+            recipients: m.encryption.map(|e| e.recipients).unwrap_or_default(),
+            verification,
+        });
+    }
+    let next_page_token = if all.len() > page_size { last.map(|d| d.to_string()) } else { None };
+    Ok(BackupPage { database: path_text(db), backups, next_page_token })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Requests
+// ------------------------------------------------------------------------------------------------
+
+/// How to put the backup in place.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Create the target database when it does not exist.
+    pub create: bool,
+    /// Restore beside the target and swap it in (keeps the old one under a dated name).
+    pub replace: bool,
+    /// PostgreSQL `--replace`: refuse new connections and terminate the target's sessions for the swap.
+    pub terminate_connections: bool,
+    /// PostgreSQL: keep the dump's owners and privileges (the roles must exist on the target).
+    pub keep_owners: bool,
+    /// Print progress on stderr when it is a terminal.
+    pub progress: bool,
+}
+
+/// A transform file, read before the restore starts.
+#[derive(Clone, Debug)]
+pub struct Transform {
+    /// Its path, as given.
+    pub path: PathBuf,
+    /// Its SQL.
+    pub sql: String,
+}
+
+/// Reads the transform files (all of them, before anything is restored).
+pub fn read_transforms(paths: &[PathBuf]) -> Result<Vec<Transform>, RestoreError> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map(|sql| Transform { path: p.clone(), sql })
+                .map_err(|e| RestoreError::Invalid(format!("cannot read the transform {}: {e}", p.display())))
+        })
+        .collect()
+}
+
+/// One `data-backup restore`.
+#[derive(Clone, Debug)]
+pub struct RestoreRequest {
+    /// The database whose backup to restore.
+    pub db: DatabasePath,
+    /// Which backup.
+    pub selector: Selector,
+    /// Where to (`postgres://…/DBNAME` or `mysql://…/SCHEMA`).
+    pub target: ServerUrl,
+    /// SQL files run after the restore, in the same transaction (PostgreSQL).
+    pub transforms: Vec<PathBuf>,
+    /// age identity file for encrypted backups.
+    pub identity: Option<PathBuf>,
+    /// The operator knows the target matches a production pattern.
+    pub production_ok: bool,
+    /// How to put it in place.
+    pub options: RestoreOptions,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// The dump restored.
+    pub key: String,
+    /// Its run date.
+    pub run_date: String,
+    /// The target server (without password).
+    pub server: String,
+    /// The target database (schema).
+    pub database: String,
+    /// Where the previous contents went (`--replace`), if there were any.
+    pub previous: Option<String>,
+    /// Stored bytes read and checked.
+    pub bytes: u64,
+    /// Transform files applied.
+    pub transforms: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Where the restore tools live (`export.pg_bin_dir`, `export.mysql_bin_dir`).
+#[derive(Clone, Debug, Default)]
+pub struct ToolDirs {
+    /// Directory of `pg_restore` and `psql`.
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Directory of `mysql`/`mariadb`.
+    pub mysql_bin_dir: Option<PathBuf>,
+}
+
+impl ToolDirs {
+    /// The directories the settings name.
+    #[must_use]
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self { pg_bin_dir: settings.export.pg_bin_dir.clone(), mysql_bin_dir: settings.export.mysql_bin_dir.clone() }
+    }
+}
+
+/// Refuses a target whose database name or host matches a production pattern, unless overridden.
+pub fn production_guard(
+    patterns: &[String],
+    target: &ServerUrl,
+    database: &str,
+    production_ok: bool,
+) -> Result<(), RestoreError> {
+    for pattern in patterns {
+        let Ok(glob) = globset::GlobBuilder::new(pattern).case_insensitive(true).build() else { continue };
+        let m = glob.compile_matcher();
+        for (what, value) in [("database", database), ("host", target.host.as_str())] {
+            if m.is_match(value) {
+                if production_ok {
+                    tracing::warn!(target.host = %target.host, db.name = %database, pattern = %pattern, "restoring into a production target (--i-know-this-is-production)");
+                    return Ok(());
+                }
+                return Err(RestoreError::Refused(format!(
+                    "the target's {what} `{value}` matches the production pattern `{pattern}` \
+                     (restore.production_patterns): pass --i-know-this-is-production to restore into it anyway"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one `data-backup restore`: guard, find, restore.
+pub async fn restore(
+    store: &BackupStore,
+    settings: &Settings,
+    req: &RestoreRequest,
+) -> Result<RestoreReport, RestoreError> {
+    let database = req
+        .target
+        .dbname
+        .clone()
+        .ok_or_else(|| RestoreError::Invalid(format!("the target URL names no database: {}DBNAME", req.target)))?;
+    production_guard(&settings.restore.production_patterns, &req.target, &database, req.production_ok)?;
+    let transforms = read_transforms(&req.transforms)?;
+    let identities =
+        req.identity.as_deref().map(crate::crypto::read_identity_file).transpose().map_err(RestoreError::Invalid)?;
+    let manifest = find_backup(store, &req.db, req.selector).await?;
+    tracing::info!(key = %manifest.key, run_date = %manifest.run_date, target = %req.target, db.name = %database, "restoring");
+    restore_manifest(
+        store,
+        &ToolDirs::from_settings(settings),
+        &manifest,
+        &req.target,
+        &database,
+        identities.as_deref(),
+        &transforms,
+        &req.options,
+    )
+    .await
+}
+
+/// Restores the backup `manifest` describes into `database` on `target` (no guard, no lookup).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site each in restore and verify; a struct would only rename them"
+)]
+pub async fn restore_manifest(
+    store: &BackupStore,
+    tools: &ToolDirs,
+    manifest: &Manifest,
+    target: &ServerUrl,
+    database: &str,
+    identities: Option<&[Identity]>,
+    transforms: &[Transform],
+    options: &RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
+    let started = Instant::now();
+    let expected = match manifest.format {
+        DumpFormat::PgCustomZstd => "postgres",
+        DumpFormat::MysqlSqlZstd => "mysql",
+        DumpFormat::CloudSqlGz => {
+            return Err(RestoreError::Unsupported(format!(
+                "{} is a Cloud SQL export (sql.gz): restoring it is not supported by this version",
+                manifest.key
+            )));
+        }
+    };
+    if target.scheme != expected {
+        return Err(RestoreError::Invalid(format!(
+            "{} is a {expected} backup; the target is a {}:// server",
+            manifest.key, target.scheme
+        )));
+    }
+    let encrypted = manifest.encryption.is_some() || manifest.key.ends_with(".age");
+    if encrypted && identities.is_none() {
+        return Err(RestoreError::Encrypted {
+            key: manifest.key.clone(),
+            recipients: manifest.encryption.as_ref().map(|e| e.recipients.join(", ")).unwrap_or_default(),
+        });
+    }
+    let ids = if encrypted { identities } else { None };
+    let (previous, bytes) = match manifest.format {
+        DumpFormat::PgCustomZstd => {
+            pg::restore(store, tools, manifest, target, database, ids, transforms, options).await?
+        }
+        _ => my::restore(store, tools, manifest, target, database, ids, transforms, options).await?,
+    };
+    Ok(RestoreReport {
+        key: manifest.key.clone(),
+        run_date: manifest.run_date.clone(),
+        server: target.to_string(),
+        database: database.to_owned(),
+        previous,
+        bytes,
+        transforms: transforms.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Streaming the object out of the store, checked
+// ------------------------------------------------------------------------------------------------
+
+/// The decoded dump, and the task that reads and checks the stored object.
+struct Fetch {
+    reader: Pin<Box<dyn AsyncRead + Send>>,
+    checked: JoinHandle<Result<(), RestoreError>>,
+    cancel: CancellationToken,
+    read: Arc<AtomicU64>,
+}
+
+/// Reads the object, hashing and counting, and forwards it to `tx` while anyone listens. It keeps
+/// reading to the end (unless cancelled) so the verdict covers every byte even when the decoder
+/// stopped early; a mismatch is also sent down the stream so the consumer fails with it.
+async fn read_checked(
+    mut stream: ByteStream,
+    manifest: Manifest,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    cancel: CancellationToken,
+    read: Arc<AtomicU64>,
+) -> Result<(), RestoreError> {
+    let mut hasher = Sha256::new();
+    let mut n = 0u64;
+    let mut open = true;
+    let integrity = |reason: String| RestoreError::Integrity { key: manifest.key.clone(), reason };
+    loop {
+        let next = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            next = stream.next() => next,
+        };
+        let chunk = match next {
+            None => break,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                if open {
+                    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+                }
+                return Err(RestoreError::Store(e.into()));
+            }
+        };
+        hasher.update(&chunk);
+        n += chunk.len() as u64;
+        read.store(n, Ordering::Relaxed);
+        if n > manifest.bytes {
+            let reason = format!("the object is longer than the {} bytes its manifest records", manifest.bytes);
+            if open {
+                let _ = tx.send(Err(io::Error::new(io::ErrorKind::InvalidData, reason.clone()))).await;
+            }
+            return Err(integrity(reason));
+        }
+        if open {
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                sent = tx.send(Ok(chunk)) => open = sent.is_ok(),
+            }
+        }
+    }
+    let sha = hex::encode(hasher.finalize());
+    let problem = if n < manifest.bytes {
+        Some(format!("truncated: the object has {n} bytes, its manifest records {}", manifest.bytes))
+    } else if let Some(expected) = manifest.sha256.as_deref()
+        && !expected.eq_ignore_ascii_case(&sha)
+    {
+        Some(format!("SHA-256 mismatch: the object's is {sha}, its manifest records {expected}"))
+    } else {
+        None
+    };
+    if manifest.sha256.is_none() {
+        tracing::warn!(key = %manifest.key, "the manifest records no SHA-256: only the size was checked");
+    }
+    match problem {
+        Some(reason) => {
+            if open {
+                let _ = tx.send(Err(io::Error::new(io::ErrorKind::InvalidData, reason.clone()))).await;
+            }
+            Err(integrity(reason))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Opens the dump for reading: checked, decrypted when `identities` are given, decompressed.
+async fn open_dump(
+    store: &BackupStore,
+    manifest: &Manifest,
+    identities: Option<&[Identity]>,
+) -> Result<Fetch, RestoreError> {
+    let Some(stream) = store.bucket().get_stream(&manifest.key).await.map_err(StoreError::from)? else {
+        return Err(RestoreError::Integrity { key: manifest.key.clone(), reason: "the dump object is missing".into() });
+    };
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(8);
+    let cancel = CancellationToken::new();
+    let read = Arc::new(AtomicU64::new(0));
+    let checked = tokio::spawn(read_checked(stream, manifest.clone(), tx, cancel.clone(), read.clone()));
+    let raw = tokio_util::io::StreamReader::new(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let plain: Pin<Box<dyn AsyncRead + Send>> = match identities {
+        Some(ids) => match crate::crypto::decrypting_reader(raw, ids).await {
+            Ok(r) => Box::pin(r),
+            Err(e) => {
+                cancel.cancel();
+                // A damaged header is the object's fault, not the identity's: say so when the check agrees.
+                if let Ok(Err(integrity)) = checked.await {
+                    return Err(integrity);
+                }
+                return Err(RestoreError::Decrypt(format!("{}: {e}", manifest.key)));
+            }
+        },
+        None => Box::pin(raw),
+    };
+    let reader = Box::pin(ZstdDecoder::new(BufReader::with_capacity(PUMP_BUF, plain)));
+    Ok(Fetch { reader, checked, cancel, read })
+}
+
+/// Prints bytes read, rate and ETA on stderr (only when it is a terminal).
+struct Progress {
+    stop: Arc<AtomicBool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(enabled: bool, read: Arc<AtomicU64>, total: u64, what: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = (enabled && io::stderr().is_terminal()).then(|| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let t0 = Instant::now();
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    let done = stop.load(Ordering::Relaxed);
+                    let n = read.load(Ordering::Relaxed);
+                    let secs = t0.elapsed().as_secs_f64().max(0.001);
+                    let rate = n as f64 / secs;
+                    let eta = if rate > 0.0 && total > n { (total - n) as f64 / rate } else { 0.0 };
+                    let pct = if total > 0 { n as f64 * 100.0 / total as f64 } else { 100.0 };
+                    let eta = eta as u64;
+                    let line = if total > 0 && n >= total {
+                        format!(
+                            "{what}: {} read and checked; the database is finishing (indexes, constraints)",
+                            human_bytes(n)
+                        )
+                    } else {
+                        format!(
+                            "{what}: {} / {} ({pct:.0}%)  {}/s  ETA {}:{:02}",
+                            human_bytes(n),
+                            human_bytes(total),
+                            human_bytes(rate as u64),
+                            eta / 60,
+                            eta % 60
+                        )
+                    };
+                    let mut err = io::stderr().lock();
+                    // \r and "erase to the end of the line": each report replaces the previous one.
+                    let _ = write!(err, "\r{line}\x1b[K");
+                    if done {
+                        let _ = writeln!(err);
+                        return;
+                    }
+                }
+            })
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// `1.5 GiB`.
+#[must_use]
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Pumping into the tools
+// ------------------------------------------------------------------------------------------------
+
+/// Which side of a copy failed.
+#[derive(Debug)]
+enum PumpError {
+    /// Reading the source.
+    Read(io::Error),
+    /// Writing into the tool.
+    Write(io::Error),
+}
+
+async fn pump<R, W>(from: &mut R, to: &mut W, lines: &mut u64) -> Result<u64, PumpError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let mut buf = vec![0u8; PUMP_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf).await.map_err(PumpError::Read)?;
+        if n == 0 {
+            break;
+        }
+        *lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        to.write_all(&buf[..n]).await.map_err(PumpError::Write)?;
+        total += n as u64;
+    }
+    to.flush().await.map_err(PumpError::Write)?;
+    Ok(total)
+}
+
+/// Keeps the end of a child's stderr.
+fn tail_stderr(stderr: Option<tokio::process::ChildStderr>) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let Some(mut stderr) = stderr else { return String::new() };
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if all.len() > 4 * STDERR_KEEP {
+                all.drain(..all.len() - STDERR_KEEP);
+            }
+        }
+        String::from_utf8_lossy(&all[all.len().saturating_sub(STDERR_KEEP)..]).trim().to_owned()
+    })
+}
+
+/// A piece of the loader's input written after the checks passed; `label` names a transform.
+struct Segment {
+    label: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// What runs where: an optional converter (`pg_restore`) feeding the loader (`psql`, `mysql`).
+struct Load {
+    converter: Option<(String, Command)>,
+    loader: (String, Command),
+    prelude: &'static [u8],
+    epilogue: Vec<Segment>,
+}
+
+fn spawn(name: &str, cmd: &mut Command, stdout: bool) -> Result<Child, RestoreError> {
+    cmd.stdin(Stdio::piped())
+        .stdout(if stdout { Stdio::piped() } else { Stdio::null() })
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| RestoreError::Tool {
+            tool: name.to_owned(),
+            status: "could not start".into(),
+            stderr: e.to_string(),
+        })
+}
+
+fn status_text(s: io::Result<ExitStatus>) -> (bool, String) {
+    match s {
+        Ok(s) => (s.success(), s.to_string()),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+/// Adds "(line N of transform FILE)" to a tool's error when its line number falls in a transform.
+fn annotate(stderr: &str, segments: &[(u64, u64, String)]) -> String {
+    let line = stderr.lines().find_map(|l| {
+        let after = l.split_once("<stdin>:").map(|(_, a)| a).or_else(|| l.split_once(" at line ").map(|(_, a)| a))?;
+        after.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok()
+    });
+    match line.and_then(|n| segments.iter().find(|(a, b, _)| (*a..=*b).contains(&n)).map(|s| (n, s))) {
+        Some((n, (start, _, label))) => format!("{stderr} (line {} of transform {label})", n - start + 1),
+        None => stderr.to_owned(),
+    }
+}
+
+/// Streams `fetch` through the tools; writes the epilogue (transforms, `COMMIT`) only after every
+/// check passed. On failure the loader is killed before its input can end normally.
+async fn run_load(fetch: Fetch, key: &str, load: Load) -> Result<u64, RestoreError> {
+    let Fetch { mut reader, checked, cancel, read } = fetch;
+    let (loader_name, mut loader_cmd) = load.loader;
+    let mut converter = match load.converter {
+        Some((name, mut cmd)) => Some((spawn(&name, &mut cmd, true)?, name)),
+        None => None,
+    };
+    let mut loader = spawn(&loader_name, &mut loader_cmd, false)?;
+    let loader_err = tail_stderr(loader.stderr.take());
+    let mut lin = loader.stdin.take().expect("piped");
+    let mut lines = load.prelude.iter().filter(|&&b| b == b'\n').count() as u64;
+
+    let (feed, mid, converter_err) = if let Some((conv, _)) = converter.as_mut() {
+        let conv_err = tail_stderr(conv.stderr.take());
+        let mut cin = conv.stdin.take().expect("piped");
+        let mut cout = conv.stdout.take().expect("piped");
+        let feed = async {
+            let r = pump(&mut reader, &mut cin, &mut 0).await;
+            drop(cin);
+            r
+        };
+        let mid = async {
+            lin.write_all(load.prelude).await.map_err(PumpError::Write)?;
+            pump(&mut cout, &mut lin, &mut lines).await
+        };
+        let (feed, mid) = tokio::join!(feed, mid);
+        drop(cout);
+        (Some(feed), mid, Some(conv_err))
+    } else {
+        let mid = async {
+            lin.write_all(load.prelude).await.map_err(PumpError::Write)?;
+            pump(&mut reader, &mut lin, &mut lines).await
+        };
+        (None, mid.await, None)
+    };
+    drop(reader);
+
+    // A failed read of the decoded stream may be the object's fault: let the check read to the
+    // end and give its verdict. Any other failure stops the download.
+    let source_failed = matches!((&feed, &mid), (Some(Err(PumpError::Read(_))), _) | (None, Err(PumpError::Read(_))));
+    let failed = mid.is_err() || feed.as_ref().is_some_and(Result::is_err);
+    if failed && !source_failed {
+        cancel.cancel();
+    }
+    let converter_status = match converter.as_mut() {
+        Some((c, name)) => Some((status_text(c.wait().await), name.clone())),
+        None => None,
+    };
+    let converter_err = match converter_err {
+        Some(h) => h.await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let verdict = checked.await.unwrap_or_else(|e| Err(RestoreError::Invalid(format!("the object check died: {e}"))));
+
+    let abort = async |mut loader: Child, lin: tokio::process::ChildStdin| {
+        let _ = loader.start_kill();
+        drop(lin);
+        let _ = loader.wait().await;
+    };
+    if let Err(e) = verdict {
+        abort(loader, lin).await;
+        return Err(e);
+    }
+    if source_failed {
+        let e = match (&feed, &mid) {
+            (Some(Err(PumpError::Read(e))), _) | (_, Err(PumpError::Read(e))) => e.to_string(),
+            _ => String::new(),
+        };
+        abort(loader, lin).await;
+        return Err(RestoreError::Integrity {
+            key: key.to_owned(),
+            reason: format!("the object matches its manifest but does not decode: {e}"),
+        });
+    }
+    // The loader stopped reading: it failed first (a failing converter only ends the loader's input).
+    if matches!(mid, Err(PumpError::Write(_))) {
+        drop(lin);
+        let status = status_text(loader.wait().await);
+        let stderr = loader_err.await.unwrap_or_default();
+        return Err(RestoreError::Tool { tool: loader_name, status: status.1, stderr });
+    }
+    if let Some(((false, status), name)) = converter_status {
+        abort(loader, lin).await;
+        return Err(RestoreError::Tool { tool: name, status, stderr: converter_err });
+    }
+    if let Some(Err(PumpError::Write(e))) = &feed {
+        let message = e.to_string();
+        abort(loader, lin).await;
+        return Err(RestoreError::Tool { tool: "pipe".into(), status: message, stderr: converter_err });
+    }
+
+    // Everything checked: the transforms, then the end of the transaction.
+    let mut segments = Vec::new();
+    let mut write_failed = false;
+    for seg in load.epilogue {
+        let start = lines + 1;
+        lines += seg.bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        if let Some(label) = seg.label {
+            segments.push((start, lines, label));
+        }
+        if lin.write_all(&seg.bytes).await.is_err() {
+            write_failed = true;
+            break;
+        }
+    }
+    let _ = lin.flush().await;
+    drop(lin);
+    let status = status_text(loader.wait().await);
+    let stderr = loader_err.await.unwrap_or_default();
+    if !status.0 || write_failed {
+        return Err(RestoreError::Tool { tool: loader_name, status: status.1, stderr: annotate(&stderr, &segments) });
+    }
+    Ok(read.load(Ordering::Relaxed))
+}
+
+/// A child's stderr message for a database error.
+fn db_error(server: &ServerUrl, e: &dyn std::fmt::Display) -> RestoreError {
+    RestoreError::Target { server: server.to_string(), message: e.to_string() }
+}
+
+/// `base` cut (at a character boundary) so that `base + suffix` fits in `max` bytes.
+fn fit(base: &str, suffix: &str, max: usize) -> String {
+    let room = max.saturating_sub(suffix.len());
+    let mut cut = base.len().min(room);
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{suffix}", &base[..cut])
+}
+
+fn side_name(base: &str, max: usize) -> String {
+    fit(base, &format!("_restore_{:08x}", rand::random::<u32>()), max)
+}
+
+fn old_name(base: &str, max: usize) -> String {
+    fit(base, &format!("_old_{}", Utc::now().format("%Y%m%d%H%M%S")), max)
+}
+
+fn password_of(target: &ServerUrl, env: &str) -> Option<SecretString> {
+    target.password.clone().or_else(|| std::env::var(env).ok().filter(|v| !v.is_empty()).map(SecretString::from))
+}
+
+async fn version_major(path: &Path) -> Option<u32> {
+    let out = Command::new(path).arg("--version").output().await.ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .find_map(|w| w.split('.').next().and_then(|m| m.parse::<u32>().ok()).filter(|_| w.contains('.')))
+}
+
+// ------------------------------------------------------------------------------------------------
+// PostgreSQL
+// ------------------------------------------------------------------------------------------------
+
+mod pg {
+    use super::*;
+
+    /// `"name"` with embedded quotes doubled.
+    pub(super) fn ident(name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    /// `pg_restore` (the newest installed, or the configured directory's) and the `psql` beside it.
+    async fn tools(dirs: &ToolDirs) -> Result<(PathBuf, PathBuf), RestoreError> {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(dir) = &dirs.pg_bin_dir {
+            candidates.push(dir.join("pg_restore"));
+        } else {
+            if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+                candidates.extend(entries.flatten().map(|e| e.path().join("bin/pg_restore")));
+            }
+            candidates.push(PathBuf::from("pg_restore"));
+        }
+        let mut best: Option<(u32, PathBuf)> = None;
+        for c in candidates {
+            if let Some(major) = version_major(&c).await
+                && best.as_ref().is_none_or(|(b, _)| major > *b)
+            {
+                best = Some((major, c));
+            }
+        }
+        let (_, pg_restore) = best.ok_or_else(|| RestoreError::Tool {
+            tool: "pg_restore".into(),
+            status: "not found".into(),
+            stderr: "install the PostgreSQL client or set export.pg_bin_dir".into(),
+        })?;
+        let beside = pg_restore.with_file_name("psql");
+        let psql = if beside.is_file() { beside } else { PathBuf::from("psql") };
+        Ok((pg_restore, psql))
+    }
+
+    pub(super) fn config(server: &ServerUrl, db: &str) -> tokio_postgres::Config {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(&server.host)
+            .port(server.port)
+            .user(&server.user)
+            .dbname(db)
+            .application_name("data-backup restore")
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(pw) = password_of(server, "PGPASSWORD") {
+            cfg.password(pw.expose_secret());
+        }
+        cfg
+    }
+
+    pub(super) async fn connect(server: &ServerUrl, db: &str) -> Result<tokio_postgres::Client, RestoreError> {
+        let (client, conn) = config(server, db)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// A connection to the server's maintenance database (`postgres`, else `template1`).
+    pub(super) async fn admin(server: &ServerUrl) -> Result<tokio_postgres::Client, RestoreError> {
+        match connect(server, "postgres").await {
+            Ok(c) => Ok(c),
+            Err(first) => connect(server, "template1").await.map_err(|_| first),
+        }
+    }
+
+    pub(super) async fn exists(
+        admin: &tokio_postgres::Client,
+        server: &ServerUrl,
+        db: &str,
+    ) -> Result<bool, RestoreError> {
+        let rows = admin
+            .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+            .await
+            .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Drops `db` (terminating its sessions); failures are logged, not returned.
+    pub(super) async fn drop_database(admin: &tokio_postgres::Client, db: &str) {
+        let force = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db));
+        if let Err(e) = admin.batch_execute(&force).await
+            && let Err(e2) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(db))).await
+        {
+            tracing::warn!(db.name = %db, error = %e, retry_error = %e2, "could not drop a database this restore created");
+        }
+    }
+
+    async fn user_tables(server: &ServerUrl, db: &str) -> Result<i64, RestoreError> {
+        let client = connect(server, db).await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg_toast%'",
+                &[],
+            )
+            .await
+            .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+        Ok(row.get(0))
+    }
+
+    fn env(cmd: &mut Command, server: &ServerUrl, db: &str) {
+        cmd.env_remove("PGPASSWORD")
+            .env_remove("PGSERVICE")
+            .env_remove("PGOPTIONS")
+            .env("PGHOST", &server.host)
+            .env("PGPORT", server.port.to_string())
+            .env("PGUSER", &server.user)
+            .env("PGDATABASE", db)
+            .env("PGAPPNAME", "data-backup restore")
+            .env("PGCONNECT_TIMEOUT", "10");
+        if let Some(pw) = password_of(server, "PGPASSWORD") {
+            cmd.env("PGPASSWORD", pw.expose_secret());
+        }
+    }
+
+    /// Loads the dump into `db` in one transaction with the transforms.
+    #[expect(clippy::too_many_arguments, reason = "internal")]
+    async fn load(
+        store: &BackupStore,
+        dirs: &ToolDirs,
+        manifest: &Manifest,
+        server: &ServerUrl,
+        db: &str,
+        ids: Option<&[Identity]>,
+        transforms: &[Transform],
+        options: &RestoreOptions,
+    ) -> Result<u64, RestoreError> {
+        let (pg_restore, psql) = tools(dirs).await?;
+        let mut conv = Command::new(&pg_restore);
+        if !options.keep_owners {
+            conv.args(["--no-owner", "--no-acl"]);
+        }
+        conv.args(["-f", "-"]);
+        let mut loader = Command::new(&psql);
+        loader.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]);
+        env(&mut loader, server, db);
+        // The dump empties search_path and sets its own session settings: the transforms run with
+        // the database's defaults, like any SQL file an operator would write.
+        let mut epilogue = vec![Segment { label: None, bytes: b"\nRESET ALL;\n".to_vec() }];
+        for t in transforms {
+            let mut bytes = t.sql.clone().into_bytes();
+            bytes.extend_from_slice(b"\n;\n");
+            epilogue.push(Segment { label: Some(t.path.display().to_string()), bytes });
+        }
+        epilogue.push(Segment { label: None, bytes: b"COMMIT;\n".to_vec() });
+        let fetch = open_dump(store, manifest, ids).await?;
+        let progress = Progress::start(options.progress, fetch.read.clone(), manifest.bytes, format!("restoring {db}"));
+        let r = run_load(
+            fetch,
+            &manifest.key,
+            Load {
+                converter: Some(("pg_restore".into(), conv)),
+                loader: ("psql".into(), loader),
+                prelude: b"BEGIN;\n",
+                epilogue,
+            },
+        )
+        .await;
+        progress.finish().await;
+        r
+    }
+
+    /// See the module docs. Answers (where the previous database went, bytes read).
+    #[expect(clippy::too_many_arguments, reason = "internal")]
+    pub(super) async fn restore(
+        store: &BackupStore,
+        dirs: &ToolDirs,
+        manifest: &Manifest,
+        server: &ServerUrl,
+        db: &str,
+        ids: Option<&[Identity]>,
+        transforms: &[Transform],
+        options: &RestoreOptions,
+    ) -> Result<(Option<String>, u64), RestoreError> {
+        let admin = admin(server).await?;
+        let exists = exists(&admin, server, db).await?;
+        if !exists && !options.create {
+            return Err(RestoreError::Refused(format!(
+                "database `{db}` does not exist on {server}: pass --create to create it"
+            )));
+        }
+        if !options.replace {
+            if exists {
+                let n = user_tables(server, db).await?;
+                if n > 0 {
+                    return Err(RestoreError::Refused(format!(
+                        "database `{db}` on {server} is not empty ({n} user table{}): pass --replace to restore \
+                         beside it and swap it in (the old one is kept under a dated name)",
+                        if n == 1 { "" } else { "s" }
+                    )));
+                }
+            } else {
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {}", ident(db)))
+                    .await
+                    .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+            }
+            let r = load(store, dirs, manifest, server, db, ids, transforms, options).await;
+            if r.is_err() && !exists {
+                drop_database(&admin, db).await;
+            }
+            return r.map(|bytes| (None, bytes));
+        }
+        let side = side_name(db, PG_MAX_IDENT);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", ident(&side)))
+            .await
+            .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+        let bytes = match load(store, dirs, manifest, server, &side, ids, transforms, options).await {
+            Ok(b) => b,
+            Err(e) => {
+                drop_database(&admin, &side).await;
+                return Err(e);
+            }
+        };
+        match swap(&admin, server, db, &side, exists, options.terminate_connections).await {
+            Ok(old) => Ok((old, bytes)),
+            Err(e) => {
+                drop_database(&admin, &side).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Renames `db` to a dated name and `side` to `db`, in one transaction.
+    async fn swap(
+        admin: &tokio_postgres::Client,
+        server: &ServerUrl,
+        db: &str,
+        side: &str,
+        exists: bool,
+        terminate: bool,
+    ) -> Result<Option<String>, RestoreError> {
+        let err = |e: tokio_postgres::Error| crate::discovery::error_chain_of(&e);
+        if !exists {
+            admin
+                .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", ident(side), ident(db)))
+                .await
+                .map_err(|e| db_error(server, &err(e)))?;
+            return Ok(None);
+        }
+        let old = old_name(db, PG_MAX_IDENT);
+        if terminate {
+            admin
+                .batch_execute(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", ident(db)))
+                .await
+                .map_err(|e| db_error(server, &err(e)))?;
+            let _ = admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&db],
+                )
+                .await;
+            for _ in 0..100 {
+                let n: i64 = admin
+                    .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", &[&db])
+                    .await
+                    .map(|r| r.get(0))
+                    .unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let renames = format!(
+            "BEGIN; ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} RENAME TO {}; COMMIT;",
+            ident(db),
+            ident(&old),
+            ident(side),
+            ident(db)
+        );
+        match admin.batch_execute(&renames).await {
+            Ok(()) => {
+                if terminate {
+                    let _ = admin
+                        .batch_execute(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", ident(&old)))
+                        .await;
+                }
+                tracing::info!(db.name = %db, previous = %old, "swapped the restored database in");
+                Ok(Some(old))
+            }
+            Err(e) => {
+                let _ = admin.batch_execute("ROLLBACK").await;
+                if terminate {
+                    let _ =
+                        admin.batch_execute(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", ident(db))).await;
+                }
+                let sessions: i64 = admin
+                    .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", &[&db])
+                    .await
+                    .map(|r| r.get(0))
+                    .unwrap_or(0);
+                let hint = if sessions > 0 {
+                    format!(
+                        " ({sessions} sessions are connected to `{db}`; PostgreSQL cannot rename a database in use: \
+                         stop them, or pass --terminate-connections)"
+                    )
+                } else {
+                    String::new()
+                };
+                Err(RestoreError::Target {
+                    server: server.to_string(),
+                    message: format!("the swap failed, `{db}` is untouched: {}{hint}", err(e)),
+                })
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// MySQL / MariaDB
+// ------------------------------------------------------------------------------------------------
+
+mod my {
+    use super::*;
+
+    /// `` `name` `` with embedded backticks doubled.
+    pub(super) fn ident(name: &str) -> String {
+        format!("`{}`", name.replace('`', "``"))
+    }
+
+    async fn client(dirs: &ToolDirs) -> Result<PathBuf, RestoreError> {
+        for name in ["mariadb", "mysql"] {
+            let path = dirs.mysql_bin_dir.as_ref().map_or_else(|| PathBuf::from(name), |d| d.join(name));
+            if Command::new(&path).arg("--version").output().await.is_ok_and(|o| o.status.success()) {
+                return Ok(path);
+            }
+        }
+        Err(RestoreError::Tool {
+            tool: "mysql".into(),
+            status: "not found".into(),
+            stderr: "install the MariaDB or MySQL client or set export.mysql_bin_dir".into(),
+        })
+    }
+
+    pub(super) async fn connect(server: &ServerUrl) -> Result<mysql_async::Conn, RestoreError> {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(server.host.clone())
+            .tcp_port(server.port)
+            .user(Some(server.user.clone()))
+            .pass(password_of(server, "MYSQL_PWD").map(|p| p.expose_secret().to_owned()));
+        mysql_async::Conn::new(opts).await.map_err(|e| db_error(server, &e))
+    }
+
+    type Res<T> = Result<T, RestoreError>;
+
+    async fn run(conn: &mut mysql_async::Conn, server: &ServerUrl, sql: &str) -> Res<()> {
+        conn.query_drop(sql).await.map_err(|e| db_error(server, &e))
+    }
+
+    /// A stored object recreated from its `SHOW CREATE` text.
+    #[derive(Clone, Debug)]
+    struct Stored {
+        kind: &'static str,
+        name: String,
+        create: String,
+        sql_mode: Option<String>,
+    }
+
+    /// What a schema holds.
+    #[derive(Debug, Default)]
+    struct Objects {
+        tables: Vec<String>,
+        views: Vec<Stored>,
+        triggers: Vec<Stored>,
+        routines: Vec<Stored>,
+        events: Vec<Stored>,
+    }
+
+    impl Objects {
+        fn is_empty(&self) -> bool {
+            self.tables.is_empty()
+                && self.views.is_empty()
+                && self.triggers.is_empty()
+                && self.routines.is_empty()
+                && self.events.is_empty()
+        }
+    }
+
+    fn col(row: &mysql_async::Row, name: &str) -> Option<String> {
+        row.get_opt::<Option<String>, &str>(name).and_then(Result::ok).flatten()
+    }
+
+    async fn objects(conn: &mut mysql_async::Conn, server: &ServerUrl, schema: &str) -> Res<Objects> {
+        let e = |e: mysql_async::Error| db_error(server, &e);
+        let mut o = Objects {
+            tables: conn
+                .exec(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+                     AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE') ORDER BY 1",
+                    (schema,),
+                )
+                .await
+                .map_err(e)?,
+            ..Objects::default()
+        };
+        let q = ident(schema);
+        let views: Vec<String> = conn
+            .exec("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY 1", (schema,))
+            .await
+            .map_err(e)?;
+        for v in views {
+            let row: Option<mysql_async::Row> =
+                conn.query_first(format!("SHOW CREATE VIEW {q}.{}", ident(&v))).await.map_err(e)?;
+            if let Some(create) = row.as_ref().and_then(|r| col(r, "Create View")) {
+                o.views.push(Stored { kind: "VIEW", name: v, create, sql_mode: None });
+            }
+        }
+        let triggers: Vec<String> = conn
+            .exec("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY 1", (schema,))
+            .await
+            .map_err(e)?;
+        for t in triggers {
+            let row: Option<mysql_async::Row> =
+                conn.query_first(format!("SHOW CREATE TRIGGER {q}.{}", ident(&t))).await.map_err(e)?;
+            if let Some(r) = row
+                && let Some(create) = col(&r, "SQL Original Statement")
+            {
+                o.triggers.push(Stored { kind: "TRIGGER", name: t, create, sql_mode: col(&r, "sql_mode") });
+            }
+        }
+        let routines: Vec<(String, String)> = conn
+            .exec(
+                "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? ORDER BY 1",
+                (schema,),
+            )
+            .await
+            .map_err(e)?;
+        for (name, kind) in routines {
+            let (kind, column) = if kind == "FUNCTION" {
+                ("FUNCTION", "Create Function")
+            } else if kind == "PACKAGE" || kind == "PACKAGE BODY" {
+                continue;
+            } else {
+                ("PROCEDURE", "Create Procedure")
+            };
+            let row: Option<mysql_async::Row> =
+                conn.query_first(format!("SHOW CREATE {kind} {q}.{}", ident(&name))).await.map_err(e)?;
+            if let Some(r) = row
+                && let Some(create) = col(&r, column)
+            {
+                o.routines.push(Stored { kind, name, create, sql_mode: col(&r, "sql_mode") });
+            }
+        }
+        let events: Vec<String> = conn
+            .exec("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY 1", (schema,))
+            .await
+            .map_err(e)?;
+        for ev in events {
+            let row: Option<mysql_async::Row> =
+                conn.query_first(format!("SHOW CREATE EVENT {q}.{}", ident(&ev))).await.map_err(e)?;
+            if let Some(r) = row
+                && let Some(create) = col(&r, "Create Event")
+            {
+                o.events.push(Stored { kind: "EVENT", name: ev, create, sql_mode: col(&r, "sql_mode") });
+            }
+        }
+        Ok(o)
+    }
+
+    /// Creates `objects` (their text moved from schema `from` to `to`) in `to`; views are retried
+    /// until no more can be created, since one may select from another.
+    async fn recreate(
+        conn: &mut mysql_async::Conn,
+        server: &ServerUrl,
+        objs: &[Stored],
+        from: &str,
+        to: &str,
+    ) -> Res<()> {
+        run(conn, server, &format!("USE {}", ident(to))).await?;
+        let (qf, qt) = (format!("{}.", ident(from)), format!("{}.", ident(to)));
+        let mut pending: Vec<&Stored> = objs.iter().collect();
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for o in &pending {
+                if let Some(mode) = &o.sql_mode {
+                    conn.exec_drop("SET SESSION sql_mode = ?", (mode,)).await.map_err(|e| db_error(server, &e))?;
+                }
+                let sql = o.create.replace(&qf, &qt);
+                if let Err(e) = conn.query_drop(&sql).await {
+                    last_error = Some(format!("cannot recreate {} {}: {e}", o.kind, o.name));
+                    failed.push(*o);
+                }
+            }
+            if failed.len() == pending.len() {
+                return Err(db_error(server, &last_error.unwrap_or_default()));
+            }
+            pending = failed;
+        }
+        let _ = conn.query_drop("SET SESSION sql_mode = DEFAULT").await;
+        Ok(())
+    }
+
+    async fn schema_exists(conn: &mut mysql_async::Conn, server: &ServerUrl, schema: &str) -> Res<Option<String>> {
+        let row: Option<(String, String)> = conn
+            .exec_first(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                (schema,),
+            )
+            .await
+            .map_err(|e| db_error(server, &e))?;
+        Ok(row.map(|(cs, coll)| format!(" CHARACTER SET {cs} COLLATE {coll}")))
+    }
+
+    /// See the module docs. Answers (where the previous tables went, bytes read).
+    #[expect(clippy::too_many_arguments, reason = "internal")]
+    pub(super) async fn restore(
+        store: &BackupStore,
+        dirs: &ToolDirs,
+        manifest: &Manifest,
+        server: &ServerUrl,
+        db: &str,
+        ids: Option<&[Identity]>,
+        transforms: &[Transform],
+        options: &RestoreOptions,
+    ) -> Result<(Option<String>, u64), RestoreError> {
+        let mut conn = connect(server).await?;
+        let charset = schema_exists(&mut conn, server, db).await?;
+        let exists = charset.is_some();
+        if !exists && !options.create {
+            return Err(RestoreError::Refused(format!(
+                "schema `{db}` does not exist on {server}: pass --create to create it"
+            )));
+        }
+        if exists && !options.replace {
+            let n: Option<u64> = conn
+                .exec_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", (db,))
+                .await
+                .map_err(|e| db_error(server, &e))?;
+            let n = n.unwrap_or(0);
+            if n > 0 {
+                return Err(RestoreError::Refused(format!(
+                    "schema `{db}` on {server} is not empty ({n} tables): pass --replace to restore beside it and \
+                     swap it in (the old tables are kept in a dated schema)"
+                )));
+            }
+        }
+        let side = side_name(db, MYSQL_MAX_IDENT);
+        run(&mut conn, server, &format!("CREATE DATABASE {}{}", ident(&side), charset.clone().unwrap_or_default()))
+            .await?;
+        let loaded = load(store, dirs, manifest, server, &side, ids, transforms, options).await;
+        let bytes = match loaded {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(&side))).await;
+                return Err(e);
+            }
+        };
+        let old = swap(&mut conn, server, db, &side, charset.as_deref()).await?;
+        let _ = conn.disconnect().await;
+        Ok((old, bytes))
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "internal")]
+    async fn load(
+        store: &BackupStore,
+        dirs: &ToolDirs,
+        manifest: &Manifest,
+        server: &ServerUrl,
+        side: &str,
+        ids: Option<&[Identity]>,
+        transforms: &[Transform],
+        options: &RestoreOptions,
+    ) -> Result<u64, RestoreError> {
+        let mysql = client(dirs).await?;
+        let mut cmd = Command::new(&mysql);
+        cmd.args(["--protocol=TCP", "--default-character-set=utf8mb4", "--max-allowed-packet=1073741824"])
+            .arg(format!("--host={}", server.host))
+            .arg(format!("--port={}", server.port))
+            .arg(format!("--user={}", server.user))
+            .arg(side)
+            .env_remove("MYSQL_PWD");
+        if let Some(pw) = password_of(server, "MYSQL_PWD") {
+            cmd.env("MYSQL_PWD", pw.expose_secret());
+        }
+        let mut epilogue = vec![Segment { label: None, bytes: b"\n".to_vec() }];
+        epilogue.extend(transforms.iter().map(|t| {
+            let mut bytes = t.sql.clone().into_bytes();
+            bytes.extend_from_slice(b"\n;\n");
+            Segment { label: Some(t.path.display().to_string()), bytes }
+        }));
+        let fetch = open_dump(store, manifest, ids).await?;
+        let progress =
+            Progress::start(options.progress, fetch.read.clone(), manifest.bytes, format!("restoring {side}"));
+        let r = run_load(
+            fetch,
+            &manifest.key,
+            Load { converter: None, loader: ("mysql".into(), cmd), prelude: b"", epilogue },
+        )
+        .await;
+        progress.finish().await;
+        r
+    }
+
+    /// Moves the side schema's tables (and recreates its other objects) into `db`; the previous
+    /// tables and objects go to a dated schema. See the module docs for what is not atomic.
+    async fn swap(
+        conn: &mut mysql_async::Conn,
+        server: &ServerUrl,
+        db: &str,
+        side: &str,
+        charset: Option<&str>,
+    ) -> Result<Option<String>, RestoreError> {
+        let new = objects(conn, server, side).await?;
+        let previous = match charset {
+            Some(_) => objects(conn, server, db).await?,
+            None => Objects::default(),
+        };
+        let old = (!previous.is_empty()).then(|| old_name(db, MYSQL_MAX_IDENT));
+        let step = |what: &str, e: RestoreError| RestoreError::Target {
+            server: server.to_string(),
+            message: format!(
+                "the swap failed while {what}: the restored tables are in `{side}`{}; nothing was dropped: {e}",
+                old.as_ref().map(|o| format!(", the previous ones in `{db}` or `{o}`")).unwrap_or_default()
+            ),
+        };
+        if charset.is_none() {
+            let cs = schema_exists(conn, server, side).await?.unwrap_or_default();
+            run(conn, server, &format!("CREATE DATABASE {}{cs}", ident(db))).await?;
+        }
+        if let Some(o) = &old {
+            run(conn, server, &format!("CREATE DATABASE {}{}", ident(o), charset.unwrap_or_default())).await?;
+        }
+        // Triggers must leave before their tables may change schema; views cannot change schema.
+        for (schema, objs) in [(side, &new), (db, &previous)] {
+            for t in &objs.triggers {
+                run(conn, server, &format!("DROP TRIGGER {}.{}", ident(schema), ident(&t.name)))
+                    .await
+                    .map_err(|e| step("dropping triggers", e))?;
+            }
+            for v in &objs.views {
+                run(conn, server, &format!("DROP VIEW {}.{}", ident(schema), ident(&v.name)))
+                    .await
+                    .map_err(|e| step("dropping views", e))?;
+            }
+        }
+        for r in &previous.routines {
+            run(conn, server, &format!("DROP {} {}.{}", r.kind, ident(db), ident(&r.name)))
+                .await
+                .map_err(|e| step("dropping routines", e))?;
+        }
+        for ev in &previous.events {
+            run(conn, server, &format!("DROP EVENT {}.{}", ident(db), ident(&ev.name)))
+                .await
+                .map_err(|e| step("dropping events", e))?;
+        }
+        // The one atomic step: every table out of the target and every restored table in.
+        let mut renames: Vec<String> = Vec::new();
+        if let Some(o) = &old {
+            renames.extend(
+                previous.tables.iter().map(|t| format!("{}.{} TO {}.{}", ident(db), ident(t), ident(o), ident(t))),
+            );
+        }
+        renames
+            .extend(new.tables.iter().map(|t| format!("{}.{} TO {}.{}", ident(side), ident(t), ident(db), ident(t))));
+        if !renames.is_empty() {
+            run(conn, server, &format!("RENAME TABLE {}", renames.join(", ")))
+                .await
+                .map_err(|e| step("renaming the tables", e))?;
+        }
+        let others = |o: &Objects| -> Vec<Stored> {
+            o.views.iter().chain(&o.routines).chain(&o.triggers).chain(&o.events).cloned().collect()
+        };
+        recreate(conn, server, &others(&new), side, db)
+            .await
+            .map_err(|e| step("recreating views, routines and triggers", e))?;
+        if let Some(o) = &old {
+            recreate(conn, server, &others(&previous), db, o)
+                .await
+                .map_err(|e| step("recreating the previous views, routines and triggers", e))?;
+        }
+        run(conn, server, &format!("DROP DATABASE {}", ident(side)))
+            .await
+            .map_err(|e| step("dropping the side schema", e))?;
+        tracing::info!(db.name = %db, previous = ?old, "swapped the restored tables in");
+        Ok(old)
+    }
+
+    /// Drops a schema; failures are logged.
+    pub(super) async fn drop_schema(server: &ServerUrl, schema: &str) {
+        match connect(server).await {
+            Ok(mut conn) => {
+                if let Err(e) = conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(schema))).await {
+                    tracing::warn!(db.name = %schema, error = %e, "could not drop a schema");
+                }
+                let _ = conn.disconnect().await;
+            }
+            Err(e) => tracing::warn!(db.name = %schema, error = %e, "could not drop a schema"),
+        }
+    }
+}
+
+/// Drops a scratch database (PostgreSQL) or schema (MySQL); failures are returned as text.
+pub async fn drop_scratch(target: &ServerUrl, database: &str) -> Result<(), String> {
+    if target.scheme == "postgres" {
+        let admin = pg::admin(target).await.map_err(|e| e.to_string())?;
+        pg::drop_database(&admin, database).await;
+        let still = pg::exists(&admin, target, database).await.map_err(|e| e.to_string())?;
+        if still { Err(format!("database `{database}` could not be dropped")) } else { Ok(()) }
+    } else {
+        my::drop_schema(target, database).await;
+        Ok(())
+    }
+}
+
+/// Counts the rows of every user table of `database` (`schema.table` for PostgreSQL, `table` for
+/// MySQL, as the manifest's `row_counts` name them).
+pub async fn count_rows(target: &ServerUrl, database: &str) -> Result<BTreeMap<String, u64>, RestoreError> {
+    let mut counts = BTreeMap::new();
+    if target.scheme == "postgres" {
+        let client = pg::connect(target, database).await?;
+        let err = |e: tokio_postgres::Error| db_error(target, &crate::discovery::error_chain_of(&e));
+        let tables = client
+            .query(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(err)?;
+        for t in tables {
+            let (schema, table): (String, String) = (t.get(0), t.get(1));
+            let sql = format!("SELECT count(*) FROM {}.{}", pg::ident(&schema), pg::ident(&table));
+            let n: i64 = client.query_one(&sql, &[]).await.map_err(err)?.get(0);
+            counts.insert(format!("{schema}.{table}"), u64::try_from(n).unwrap_or(0));
+        }
+    } else {
+        let mut conn = my::connect(target).await?;
+        let tables: Vec<String> = conn
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+                (database,),
+            )
+            .await
+            .map_err(|e| db_error(target, &e))?;
+        for t in tables {
+            let n: Option<u64> = conn
+                .query_first(format!("SELECT COUNT(*) FROM {}.{}", my::ident(database), my::ident(&t)))
+                .await
+                .map_err(|e| db_error(target, &e))?;
+            counts.insert(t, n.unwrap_or(0));
+        }
+        let _ = conn.disconnect().await;
+    }
+    Ok(counts)
+}
+
+/// Runs a check query in `database`; answers the first column of its first row as text (`None`
+/// when it returned no row or NULL).
+pub async fn query_value(target: &ServerUrl, database: &str, sql: &str) -> Result<Option<String>, RestoreError> {
+    if target.scheme == "postgres" {
+        let client = pg::connect(target, database).await?;
+        let messages =
+            client.simple_query(sql).await.map_err(|e| db_error(target, &crate::discovery::error_chain_of(&e)))?;
+        Ok(messages
+            .into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+                _ => None,
+            })
+            .flatten())
+    } else {
+        let mut conn = my::connect(target).await?;
+        conn.query_drop(format!("USE {}", my::ident(database))).await.map_err(|e| db_error(target, &e))?;
+        let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(|e| db_error(target, &e))?;
+        let _ = conn.disconnect().await;
+        Ok(row.and_then(|r| r.get_opt::<Option<String>, usize>(0).and_then(Result::ok).flatten()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> ServerUrl {
+        ServerUrl::try_from(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn names_fit_the_identifier_limits() {
+        let long = "x".repeat(80);
+        assert_eq!(side_name(&long, PG_MAX_IDENT).len(), PG_MAX_IDENT);
+        assert!(side_name("app", PG_MAX_IDENT).starts_with("app_restore_"));
+        assert_eq!(old_name("app", PG_MAX_IDENT).len(), "app_old_".len() + 14);
+        assert_eq!(fit("ééé", "_s", 5), "é_s");
+    }
+
+    #[test]
+    fn production_guard_matches_name_or_host_and_can_be_overridden() {
+        let patterns = vec!["*prod*".to_owned(), "db-main.*".to_owned()];
+        let t = url("postgres://u@db-main.internal/app");
+        assert!(matches!(production_guard(&patterns, &t, "app", false), Err(RestoreError::Refused(_))));
+        assert!(production_guard(&patterns, &t, "app", true).is_ok());
+        let t = url("postgres://u@localhost/x");
+        let err = production_guard(&patterns, &t, "App_PROD", false).unwrap_err().to_string();
+        assert!(err.contains("`App_PROD`") && err.contains("--i-know-this-is-production"), "{err}");
+        assert!(production_guard(&patterns, &t, "staging", false).is_ok());
+    }
+
+    #[test]
+    fn tool_errors_point_into_the_transform_that_failed() {
+        let segs = vec![(101, 110, "anon.sql".to_owned())];
+        let psql = "psql:<stdin>:103: ERROR:  relation \"nope\" does not exist";
+        assert!(annotate(psql, &segs).ends_with("(line 3 of transform anon.sql)"));
+        let mysql = "ERROR 1146 (42S02) at line 101: Table 'x.nope' doesn't exist";
+        assert!(annotate(mysql, &segs).ends_with("(line 1 of transform anon.sql)"));
+        assert_eq!(annotate("psql:<stdin>:5: ERROR: x", &segs), "psql:<stdin>:5: ERROR: x");
+    }
+
+    #[test]
+    fn human_bytes_reads_well() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

@@ -1,0 +1,536 @@
+//! Restore drills: prove a backup restores by restoring it.
+//!
+//! [`Verifier::verify`] restores one backup (default: the newest) into a scratch database on the
+//! configured verification server (`[verify] url` for PostgreSQL, `mysql_url` for MySQL/MariaDB),
+//! compares the row count of every table with the manifest's `row_counts`, runs the configured
+//! check queries, **always** drops the scratch database, writes a [`VerificationRecord`] under
+//! `verifications/<project>/<instance>/<database>/<run date>.json`, and reports a failure through
+//! the notifiers.
+//!
+//! Row counts are compared exactly when the manifest says they were counted in the dump's own
+//! snapshot (`row_counts_exact`, always true for PostgreSQL); otherwise (MySQL/MariaDB, whose counts
+//! come from a snapshot taken just before the dump's) they are recorded as information only.
+//!
+//! The record is **overwritten** by each attempt (a plain `put`, like `latest/`): it is the current
+//! verdict on one backup, derived from the backup and reproducible by verifying again. A later
+//! attempt must be able to replace an earlier verdict (a failure caused by an unreachable
+//! verification server must not stick), and two concurrent attempts each write a complete, valid
+//! verdict, so the last writer winning is correct. The history of attempts lives in the logs and
+//! the notifications; keeping one object per attempt would need a second key shape and a listing
+//! to find the newest, for no decision anyone takes on it.
+//!
+//! The nightly drill ([`Verifier::pick`]) verifies the N least recently verified databases: every
+//! database with a `latest/` copy, never-verified ones first, then by the time of the record of
+//! their newest verified backup.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{DatabaseName, DatabasePath, Engine, InstanceName, ProjectId, RunDate};
+use crate::notify::{FailureReport, Notifier};
+use crate::restore::{
+    RestoreError, RestoreOptions, ToolDirs, count_rows, drop_scratch, path_text, query_value, restore_manifest,
+    stored_backups,
+};
+use crate::settings::{ServerUrl, Settings, SourceKind, VerifyCheck, VerifySettings};
+use crate::store::layout::Key;
+use crate::store::manifest::Manifest;
+use crate::store::{BackupStore, StoreError};
+
+/// Version of the record format.
+pub const RECORD_VERSION: u32 = 1;
+
+/// Outcome of a verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationResult {
+    /// The backup restored, its row counts match and every check passed.
+    Ok,
+    /// Something failed: see `errors`.
+    Failed,
+}
+
+/// One table's rows: what the manifest recorded and what the restore holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TableCount {
+    /// `schema.table` (PostgreSQL) or `table` (MySQL).
+    pub table: String,
+    /// Rows the manifest recorded, if it has the table.
+    pub expected: Option<u64>,
+    /// Rows in the restored database, if it has the table.
+    pub restored: Option<u64>,
+    /// Whether the two agree.
+    pub matches: bool,
+}
+
+/// One check query's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckOutcome {
+    /// The check's name.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// The value it returned, or its error.
+    pub detail: String,
+}
+
+/// The verdict on one backup, stored under `verifications/…/<run date>.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VerificationRecord {
+    /// Record format version.
+    pub version: u32,
+    /// Project.
+    pub project: String,
+    /// Instance.
+    pub instance: String,
+    /// Database.
+    pub database: String,
+    /// Engine.
+    pub engine: Engine,
+    /// The backup's run date.
+    pub run_date: String,
+    /// The dump verified.
+    pub key: String,
+    /// `ok` or `failed`.
+    pub result: VerificationResult,
+    /// When the verification started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Seconds it took.
+    pub duration_secs: f64,
+    /// The verification server (without password).
+    pub server: String,
+    /// The scratch database it restored into (dropped afterwards).
+    pub scratch_database: String,
+    /// Stored bytes read and checked against the manifest's size and SHA-256.
+    pub bytes_checked: u64,
+    /// Whether row counts were compared (false: no counts, or not exact; then they are information only).
+    pub row_counts_compared: bool,
+    /// Per-table row counts.
+    pub tables: Vec<TableCount>,
+    /// Check queries.
+    pub checks: Vec<CheckOutcome>,
+    /// What failed (empty when `result` is `ok`).
+    pub errors: Vec<String>,
+    /// Problems that do not fail the backup (e.g. the scratch database could not be dropped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The part of a record a listing shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerificationSummary {
+    /// `ok` or `failed`.
+    pub result: VerificationResult,
+    /// When it was verified.
+    pub verified_at: DateTime<Utc>,
+    /// The first error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl VerificationRecord {
+    /// What a listing shows of it.
+    #[must_use]
+    pub fn summary(&self) -> VerificationSummary {
+        VerificationSummary { result: self.result, verified_at: self.finished_at, error: self.errors.first().cloned() }
+    }
+}
+
+/// Why a verification could not run (a backup that fails verification is a record, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// No such backup.
+    #[error("{0}")]
+    NotFound(String),
+    /// No verification server is configured for the backup's engine.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl VerifyError {
+    /// True when retrying may help.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_transient())
+    }
+}
+
+/// Runs restore drills; one per process, shared by the CLI and `POST /verify`.
+pub struct Verifier {
+    store: BackupStore,
+    settings: VerifySettings,
+    tools: ToolDirs,
+    notifiers: Vec<Arc<dyn Notifier>>,
+}
+
+fn placeholder_db() -> DatabasePath {
+    DatabasePath {
+        project: ProjectId::parse("p").expect("valid"),
+        instance: InstanceName::parse("i").expect("valid"),
+        database: DatabaseName::parse("d").expect("valid"),
+    }
+}
+
+/// The run dates of `db` that have a verification record.
+pub async fn verified_dates(store: &BackupStore, db: &DatabasePath) -> Result<HashSet<RunDate>, StoreError> {
+    let probe = Key::Verification { db: db.clone(), date: RunDate::from_date(chrono::NaiveDate::MIN) };
+    let prefix = crate::restore::key_prefix(&probe, 4);
+    Ok(store
+        .bucket()
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|o| match Key::parse(&o.key) {
+            Some(Key::Verification { db: of, date }) if &of == db => Some(date),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Every database with a backup, least recently verified first (never verified first of all),
+/// with the time of its last verification.
+pub async fn least_recently_verified(
+    store: &BackupStore,
+) -> Result<Vec<(DatabasePath, Option<DateTime<Utc>>)>, StoreError> {
+    let latest_prefix = crate::restore::key_prefix(&Key::Latest { db: placeholder_db() }, 1);
+    let records_prefix = crate::restore::key_prefix(
+        &Key::Verification { db: placeholder_db(), date: RunDate::from_date(chrono::NaiveDate::MIN) },
+        1,
+    );
+    let mut dbs: BTreeMap<String, DatabasePath> = BTreeMap::new();
+    for o in store.bucket().list(&latest_prefix).await? {
+        if let Some(Key::Latest { db }) = Key::parse(&o.key) {
+            dbs.insert(path_text(&db), db);
+        }
+    }
+    let mut newest: BTreeMap<String, RunDate> = BTreeMap::new();
+    for o in store.bucket().list(&records_prefix).await? {
+        if let Some(Key::Verification { db, date }) = Key::parse(&o.key) {
+            let e = newest.entry(path_text(&db)).or_insert(date);
+            if date > *e {
+                *e = date;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (name, db) in dbs {
+        let last = match newest.get(&name) {
+            Some(&date) => store
+                .read::<VerificationRecord>(&Key::Verification { db: db.clone(), date })
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.finished_at),
+            None => None,
+        };
+        out.push((db, last));
+    }
+    // `None` sorts before `Some`: never-verified databases first, then the oldest verification.
+    out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| path_text(&a.0).cmp(&path_text(&b.0))));
+    Ok(out)
+}
+
+/// Whether a check query's answer means "passed": true, `t`, `yes`, `on`, or a non-zero number.
+fn truthy(value: Option<&str>) -> bool {
+    let Some(v) = value.map(|v| v.trim().to_ascii_lowercase()) else { return false };
+    matches!(v.as_str(), "t" | "true" | "yes" | "on") || v.parse::<f64>().is_ok_and(|n| n != 0.0)
+}
+
+/// Compares restored row counts with the manifest's. Answers (tables, errors, compared).
+fn compare(manifest: &Manifest, restored: &BTreeMap<String, u64>) -> (Vec<TableCount>, Vec<String>, bool) {
+    let Some(expected) = &manifest.row_counts else {
+        let tables = restored
+            .iter()
+            .map(|(t, n)| TableCount { table: t.clone(), expected: None, restored: Some(*n), matches: true })
+            .collect();
+        return (tables, Vec::new(), false);
+    };
+    let exact = manifest.row_counts_exact.unwrap_or(manifest.engine == Engine::Postgres);
+    let names: std::collections::BTreeSet<&String> = expected.keys().chain(restored.keys()).collect();
+    let mut tables = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        let (e, r) = (expected.get(name).copied(), restored.get(name).copied());
+        let matches = e == r;
+        if !matches && exact {
+            errors.push(match (e, r) {
+                (Some(e), Some(r)) => format!("row count of {name}: the manifest records {e}, the restore holds {r}"),
+                (Some(_), None) => format!("table {name} is in the manifest but not in the restore"),
+                _ => format!("table {name} is in the restore but not in the manifest"),
+            });
+        }
+        tables.push(TableCount { table: name.clone(), expected: e, restored: r, matches });
+    }
+    (tables, errors, exact)
+}
+
+impl Verifier {
+    /// A verifier over `store` with the settings' `[verify]` section and tool directories.
+    #[must_use]
+    pub fn new(store: BackupStore, settings: &Settings, notifiers: Vec<Arc<dyn Notifier>>) -> Self {
+        Self { store, settings: settings.verify.clone(), tools: ToolDirs::from_settings(settings), notifiers }
+    }
+
+    fn server_for(&self, engine: Engine) -> Result<ServerUrl, VerifyError> {
+        let (url, key) = match engine {
+            Engine::Postgres => (&self.settings.url, "verify.url"),
+            Engine::Mysql => (&self.settings.mysql_url, "verify.mysql_url"),
+            Engine::Sqlserver => (&None, "verify"),
+        };
+        url.clone().ok_or_else(|| {
+            VerifyError::NotConfigured(format!(
+                "no verification server is configured for {} backups: set `{key}`",
+                engine.as_str()
+            ))
+        })
+    }
+
+    fn applies(check: &VerifyCheck, db: &DatabasePath, engine: Engine) -> bool {
+        let engine_ok = match check.engine {
+            Some(SourceKind::Postgres) => engine == Engine::Postgres,
+            Some(SourceKind::Mysql) => engine == Engine::Mysql,
+            None => true,
+        };
+        let path = path_text(db);
+        engine_ok
+            && (check.databases.is_empty()
+                || check.databases.iter().any(|g| crate::discovery::compile_glob(g).is_ok_and(|m| m.is_match(&path))))
+    }
+
+    /// Verifies the backup of `db` for `date` (default: the newest); see the module docs.
+    pub async fn verify(&self, db: &DatabasePath, date: Option<RunDate>) -> Result<VerificationRecord, VerifyError> {
+        // Every manifest counts here, also one whose dump is missing: that is what a drill is for.
+        let all = stored_backups(&self.store, db).await?;
+        let chosen = match date {
+            Some(d) => all.iter().find(|b| b.date == d),
+            None => all.first(),
+        };
+        let what = date.map_or_else(String::new, |d| format!(" for {d}"));
+        let Some(chosen) = chosen else {
+            return Err(VerifyError::NotFound(format!("no backup of {}{what}", path_text(db))));
+        };
+        let Some(manifest) = self.store.read::<Manifest>(&chosen.manifest).await? else {
+            return Err(VerifyError::NotFound(format!("no backup of {}{what}", path_text(db))));
+        };
+        let server = self.server_for(manifest.engine)?;
+        let record = self.drill(db, &manifest, &server).await;
+        if record.result == VerificationResult::Failed {
+            self.report(&manifest, &record).await;
+        }
+        let key = Key::Verification { db: db.clone(), date: chosen.date };
+        let body = serde_json::to_vec_pretty(&record).expect("plain data serialises");
+        self.store.bucket().put(&key.path(), body.into()).await.map_err(StoreError::from)?;
+        tracing::info!(
+            db.path = %path_text(db), run.date = %record.run_date, result = ?record.result,
+            duration_secs = record.duration_secs, "verification finished"
+        );
+        Ok(record)
+    }
+
+    async fn drill(&self, db: &DatabasePath, manifest: &Manifest, server: &ServerUrl) -> VerificationRecord {
+        let started_at = Utc::now();
+        let t0 = Instant::now();
+        let scratch = format!("data_backup_verify_{:08x}", rand::random::<u32>());
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let (mut tables, mut checks, mut compared, mut bytes) = (Vec::new(), Vec::new(), false, 0);
+        let identities = match &self.settings.identity_file {
+            Some(path) => match crate::crypto::read_identity_file(path) {
+                Ok(ids) => Some(ids),
+                Err(e) => {
+                    errors.push(format!("verify.identity_file: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if errors.is_empty() {
+            let options = RestoreOptions { create: true, ..RestoreOptions::default() };
+            match restore_manifest(
+                &self.store,
+                &self.tools,
+                manifest,
+                server,
+                &scratch,
+                identities.as_deref(),
+                &[],
+                &options,
+            )
+            .await
+            {
+                Ok(report) => {
+                    bytes = report.bytes;
+                    match count_rows(server, &scratch).await {
+                        Ok(restored) => {
+                            let (t, e, c) = compare(manifest, &restored);
+                            (tables, compared) = (t, c);
+                            errors.extend(e);
+                        }
+                        Err(e) => errors.push(format!("cannot count the restored rows: {e}")),
+                    }
+                    for check in self.settings.checks.iter().filter(|c| Self::applies(c, db, manifest.engine)) {
+                        let outcome = match query_value(server, &scratch, &check.sql).await {
+                            Ok(v) => CheckOutcome {
+                                name: check.name.clone(),
+                                passed: truthy(v.as_deref()),
+                                detail: v.unwrap_or_else(|| "no value".into()),
+                            },
+                            Err(e) => CheckOutcome { name: check.name.clone(), passed: false, detail: e.to_string() },
+                        };
+                        if !outcome.passed {
+                            errors.push(format!("check `{}` failed: {}", outcome.name, outcome.detail));
+                        }
+                        checks.push(outcome);
+                    }
+                }
+                Err(RestoreError::Encrypted { .. }) => errors.push(
+                    "the backup is encrypted and `verify.identity_file` is not set: it cannot be verified here".into(),
+                ),
+                Err(e) => errors.push(format!("restore failed: {e}")),
+            }
+        }
+        if let Err(e) = drop_scratch(server, &scratch).await {
+            warnings.push(format!("the scratch database was not dropped: {e}"));
+        }
+        VerificationRecord {
+            version: RECORD_VERSION,
+            project: db.project.to_string(),
+            instance: db.instance.to_string(),
+            database: db.database.to_string(),
+            engine: manifest.engine,
+            run_date: manifest.run_date.clone(),
+            key: manifest.key.clone(),
+            result: if errors.is_empty() { VerificationResult::Ok } else { VerificationResult::Failed },
+            started_at,
+            finished_at: Utc::now(),
+            duration_secs: t0.elapsed().as_secs_f64(),
+            server: server.to_string(),
+            scratch_database: scratch,
+            bytes_checked: bytes,
+            row_counts_compared: compared,
+            tables,
+            checks,
+            errors,
+            warnings,
+        }
+    }
+
+    async fn report(&self, manifest: &Manifest, record: &VerificationRecord) {
+        let message = record.errors.join("; ");
+        let report = FailureReport {
+            source: manifest.source.clone(),
+            project: record.project.clone(),
+            instance: record.instance.clone(),
+            database: record.database.clone(),
+            run_date: record.run_date.clone(),
+            run_id: manifest.run_id.clone(),
+            attempt: 1,
+            error_class: "verification_failed".into(),
+            transient: false,
+            message: message.clone(),
+            reported_at: Utc::now(),
+            text: format!(
+                ":red_circle: data-backup: the restore drill of {}/{}/{} (backup of {}) failed: {message}",
+                record.project, record.instance, record.database, record.run_date
+            ),
+        };
+        for n in &self.notifiers {
+            if let Err(e) = n.notify(&report).await {
+                tracing::warn!(error = %e, "{e}");
+            }
+        }
+    }
+
+    /// The nightly drill: verifies the newest backups of the `n` least recently verified databases
+    /// (databases whose engine has no verification server are skipped).
+    pub async fn pick(&self, n: usize) -> Result<Vec<VerificationRecord>, VerifyError> {
+        let mut records = Vec::new();
+        for (db, last) in least_recently_verified(&self.store).await? {
+            if records.len() >= n {
+                break;
+            }
+            match self.verify(&db, None).await {
+                Ok(r) => records.push(r),
+                Err(e @ (VerifyError::NotConfigured(_) | VerifyError::NotFound(_))) => {
+                    tracing::info!(db.path = %path_text(&db), last_verified = ?last, "skipped by the drill: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::manifest::{DumpFormat, ToolVersions};
+
+    fn manifest(counts: &[(&str, u64)], exact: Option<bool>, engine: Engine) -> Manifest {
+        Manifest {
+            version: 1,
+            source: "s".into(),
+            project: "p".into(),
+            instance: "i".into(),
+            database: "d".into(),
+            engine,
+            run_date: "2026-11-20".into(),
+            run_id: "r".into(),
+            class: "daily".into(),
+            key: "k".into(),
+            format: DumpFormat::PgCustomZstd,
+            compression: "zstd".into(),
+            compression_level: None,
+            bytes: 1,
+            raw_bytes: None,
+            sha256: None,
+            object_version: None,
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            tools: ToolVersions { dump: String::new(), server: String::new(), data_backup: String::new() },
+            encryption: None,
+            row_counts: Some(counts.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect()),
+            row_counts_exact: exact,
+        }
+    }
+
+    #[test]
+    fn exact_counts_must_match_table_by_table() {
+        let m = manifest(&[("public.a", 3), ("public.b", 0)], Some(true), Engine::Postgres);
+        let restored: BTreeMap<String, u64> = [("public.a".to_owned(), 2), ("public.c".to_owned(), 1)].into();
+        let (tables, errors, compared) = compare(&m, &restored);
+        assert!(compared);
+        assert_eq!(tables.len(), 3);
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("manifest records 3, the restore holds 2"));
+    }
+
+    #[test]
+    fn inexact_counts_are_information_only() {
+        let m = manifest(&[("a", 3)], Some(false), Engine::Mysql);
+        let (tables, errors, compared) = compare(&m, &[("a".to_owned(), 4)].into());
+        assert!(!compared && errors.is_empty());
+        assert!(!tables[0].matches);
+    }
+
+    #[test]
+    fn check_answers_are_read_as_booleans() {
+        for yes in ["t", "true", "1", " 42 ", "YES"] {
+            assert!(truthy(Some(yes)), "{yes}");
+        }
+        for no in ["f", "false", "0", "", "nope"] {
+            assert!(!truthy(Some(no)), "{no}");
+        }
+        assert!(!truthy(None));
+    }
+}

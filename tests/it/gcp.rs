@@ -1,0 +1,395 @@
+//! The `gcp` source and the `cloud_tasks` queue against stateful fakes of Resource Manager, Cloud
+//! SQL Admin, Cloud Asset and Cloud Tasks: a three-level folder tree paged one item at a time,
+//! projects in every state, instances of every engine, state and type, a project with the API
+//! disabled and one that refuses, `REGION_UNREACHABLE`, 429 bursts, de-duplication across runs,
+//! and Cloud Tasks delivering every task to the running service's `/export`.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::support::fakes::asset::AssetFake;
+use crate::support::fakes::cloud_tasks::CloudTasksFake;
+use crate::support::fakes::google::{FakeInstance, Org, SqlAccess, shared};
+use crate::support::fakes::resource_manager::ResourceManagerFake;
+use crate::support::fakes::sql_admin::SqlAdminFake;
+use crate::support::{PgDb, TestApp, unique_name};
+
+const QUEUE: &str = "projects/ops/locations/europe-west1/queues/backups";
+
+/// The four fakes over one organisation.
+struct Google {
+    rm: ResourceManagerFake,
+    sql: SqlAdminFake,
+    asset: AssetFake,
+    tasks: CloudTasksFake,
+}
+
+impl Google {
+    async fn start(org: Org) -> Self {
+        let shared = shared(org, 1);
+        Self {
+            rm: ResourceManagerFake::start(shared.clone()).await,
+            sql: SqlAdminFake::start(shared.clone()).await,
+            asset: AssetFake::start(shared.clone()).await,
+            tasks: CloudTasksFake::start().await,
+        }
+    }
+
+    /// `[gcp]` pointing every client at the fakes, with fast limits and retries.
+    fn gcp_toml(&self) -> String {
+        format!(
+            "[gcp]\ncredentials = \"anonymous\"\nresource_manager_endpoint = \"{}\"\nsql_admin_endpoint = \"{}\"\n\
+             asset_endpoint = \"{}\"\ncloud_tasks_endpoint = \"{}\"\nresource_manager_per_minute = 60000\n\
+             sql_admin_per_minute = 60000\nasset_per_minute = 60000\ncloud_tasks_per_minute = 60000\n\
+             max_attempts = 5\nretry_initial_ms = 10\n",
+            self.rm.server.uri(),
+            self.sql.server.uri(),
+            self.asset.server.uri(),
+            self.tasks.server.uri()
+        )
+    }
+
+    /// `[queue]` for the Cloud Tasks fake.
+    fn queue_toml(target: &str, attempts: u32) -> String {
+        format!(
+            "[queue]\nkind = \"cloud_tasks\"\nqueue = \"{QUEUE}\"\ntarget_url = \"{target}\"\n\
+             service_account = \"tasks@ops.iam.gserviceaccount.com\"\naudience = \"https://data-backup.example\"\n\
+             stagger_secs = 120\ncreate_attempts = {attempts}\n"
+        )
+    }
+}
+
+fn source_toml(strategy: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"org\"\nkind = \"gcp\"\nfolders = [\"folders/1\"]\nprojects = [\"p-outside\"]\nstrategy = \"{strategy}\"\n"
+    )
+}
+
+/// organizations/1 ─ folders/1 ─┬─ folders/11 ─ folders/111
+///                   │          └─ folders/12
+///                   └─ p-outside (listed explicitly)
+fn org() -> Org {
+    let mut org = Org::default();
+    org.folder("folders/1", "organizations/1")
+        .folder("folders/11", "folders/1")
+        .folder("folders/111", "folders/11")
+        .folder("folders/12", "folders/1")
+        .project("p-top", "folders/1", "ACTIVE", SqlAccess::Enabled)
+        .project("p-mid", "folders/11", "ACTIVE", SqlAccess::Enabled)
+        .project("p-deep", "folders/111", "ACTIVE", SqlAccess::Enabled)
+        .project("p-denied", "folders/111", "ACTIVE", SqlAccess::Denied)
+        .project("p-deleted", "folders/12", "DELETE_REQUESTED", SqlAccess::Enabled)
+        .project("p-unspecified", "folders/12", "STATE_UNSPECIFIED", SqlAccess::Enabled)
+        .project("p-disabled", "folders/12", "ACTIVE", SqlAccess::Disabled)
+        .project("p-outside", "organizations/1", "ACTIVE", SqlAccess::Enabled)
+        .instance(FakeInstance::runnable(
+            "p-top",
+            "pg-main",
+            "POSTGRES_16",
+            &["postgres", "cloudsqladmin", "template0", "template1", "app", "billing"],
+        ))
+        .instance(FakeInstance::runnable(
+            "p-mid",
+            "mysql-main",
+            "MYSQL_8_0",
+            &["mysql", "sys", "information_schema", "performance_schema", "shop"],
+        ))
+        .instance(FakeInstance {
+            instance_type: "READ_REPLICA_INSTANCE".into(),
+            ..FakeInstance::runnable("p-mid", "pg-replica", "POSTGRES_16", &["app"])
+        })
+        .instance(FakeInstance::runnable(
+            "p-deep",
+            "mssql",
+            "SQLSERVER_2019_STANDARD",
+            &["master", "model", "msdb", "tempdb", "erp"],
+        ))
+        .instance(FakeInstance {
+            state: "SUSPENDED".into(),
+            ..FakeInstance::runnable("p-deep", "pg-suspended", "POSTGRES_15", &["x"])
+        })
+        .instance(FakeInstance {
+            activation_policy: "NEVER".into(),
+            ..FakeInstance::runnable("p-deep", "mysql-stopped", "MYSQL_8_0", &["y"])
+        })
+        .instance(FakeInstance {
+            state: "MAINTENANCE".into(),
+            ..FakeInstance::runnable("p-deep", "pg-maintenance", "POSTGRES_16", &["m"])
+        })
+        .instance(FakeInstance {
+            instance_type: "ON_PREMISES_INSTANCE".into(),
+            ..FakeInstance::runnable("p-deep", "onprem", "MYSQL_5_7", &["z"])
+        })
+        .instance(FakeInstance {
+            asset_attributes: false,
+            ..FakeInstance::runnable("p-deep", "pg-legacy", "POSTGRES_14", &["postgres", "ledger", "scratch_tmp"])
+        })
+        .instance(FakeInstance::runnable("p-denied", "pg-secret", "POSTGRES_16", &["secret"]))
+        .instance(FakeInstance::runnable("p-deleted", "pg-old", "POSTGRES_16", &["gone"]))
+        .instance(FakeInstance::runnable("p-outside", "pg", "POSTGRES_17", &["explicit"]));
+    org
+}
+
+fn task_set(plan: &Value) -> Vec<String> {
+    let mut out: Vec<String> = plan["tasks"]
+        .as_array()
+        .expect("a dry run has tasks")
+        .iter()
+        .map(|t| {
+            format!(
+                "{}/{}/{} {} {}",
+                t["project"].as_str().unwrap(),
+                t["instance"].as_str().unwrap(),
+                t["database"].as_str().unwrap(),
+                t["engine"].as_str().unwrap(),
+                t["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn scopes(summary: &Value, field: &str) -> BTreeSet<String> {
+    summary[field].as_array().unwrap().iter().map(|e| e["scope"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn walk_finds_every_database_of_a_three_level_tree_paged_one_by_one_and_says_what_it_skipped() {
+    let google = Google::start(org()).await;
+    let app = TestApp::spawn(&format!("{}{}", source_toml("walk"), google.gcp_toml())).await;
+
+    let (status, _, plan) = app.post("/schedule?dry_run=true", &json!(null)).await;
+
+    assert_eq!(status, 200, "{plan}");
+    insta::assert_json_snapshot!("gcp_walk_task_set", task_set(&plan));
+    assert_eq!(plan["folders"], 4, "{plan}");
+    assert_eq!(plan["projects"], 6, "ACTIVE projects under the tree plus the explicit one: {plan}");
+    assert_eq!(plan["instances"], 5, "{plan}");
+    let skipped: Vec<String> = plan["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{}: {}", s["scope"].as_str().unwrap(), s["reason"].as_str().unwrap()))
+        .collect();
+    insta::assert_json_snapshot!("gcp_walk_skipped", skipped);
+    assert_eq!(
+        scopes(&plan, "errors"),
+        BTreeSet::from(["source:org:project:p-denied".to_owned(), "source:org:project:p-disabled".to_owned()]),
+        "{plan}"
+    );
+    assert_eq!(plan["complete"], false, "a project that refuses leaves the run incomplete");
+    assert!(app.store_files().is_empty(), "a dry run writes nothing");
+}
+
+#[tokio::test]
+async fn asset_inventory_finds_the_same_tasks_as_the_walk_with_far_fewer_calls() {
+    let walk_google = Google::start(org()).await;
+    let walk_app = TestApp::spawn(&format!("{}{}", source_toml("walk"), walk_google.gcp_toml())).await;
+    let asset_google = Google::start(org()).await;
+    let asset_app = TestApp::spawn(&format!("{}{}", source_toml("asset_inventory"), asset_google.gcp_toml())).await;
+
+    let (_, _, walk) = walk_app.post("/schedule?dry_run=true", &json!(null)).await;
+    let (status, _, asset) = asset_app.post("/schedule?dry_run=true", &json!(null)).await;
+
+    assert_eq!(status, 200, "{asset}");
+    assert_eq!(task_set(&asset), task_set(&walk));
+    assert_eq!(asset_google.rm.api.calls(), 0, "the asset strategy never walks folders");
+    let walk_calls = walk_google.rm.api.calls() + walk_google.sql.api.calls();
+    let asset_calls = asset_google.asset.api.calls() + asset_google.sql.api.calls();
+    assert!(asset_calls < walk_calls, "asset {asset_calls} calls, walk {walk_calls}");
+    let by_path = asset_google.sql.api.by_path.lock().unwrap().clone();
+    assert_eq!(
+        by_path.get("/v1/projects/p-deep/instances/pg-legacy"),
+        Some(&1),
+        "an asset without attributes is read with instances.get: {by_path:?}"
+    );
+    assert!(
+        scopes(&asset, "errors").contains("source:org:instance:p-denied/pg-secret"),
+        "the refused project is named: {asset}"
+    );
+}
+
+#[tokio::test]
+async fn region_unreachable_marks_the_run_and_its_ledger_incomplete() {
+    let mut org = Org::default();
+    org.folder("folders/1", "organizations/1")
+        .project("p-ok", "folders/1", "ACTIVE", SqlAccess::Enabled)
+        .project("p-partial", "folders/1", "ACTIVE", SqlAccess::RegionUnreachable)
+        .instance(FakeInstance::runnable("p-ok", "pg", "POSTGRES_16", &["a"]))
+        .instance(FakeInstance::runnable("p-partial", "pg", "POSTGRES_16", &["b"]));
+    let google = Google::start(org).await;
+    let app = TestApp::spawn(&format!(
+        "[[sources]]\nname = \"org\"\nkind = \"gcp\"\nfolders = [\"1\"]\n{}{}",
+        google.gcp_toml(),
+        Google::queue_toml("https://data-backup.example/export", 3)
+    ))
+    .await;
+
+    let (status, _, summary) = app.post("/schedule", &json!(null)).await;
+
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["enqueued"], 2, "what could be seen is still backed up: {summary}");
+    assert_eq!(summary["complete"], false);
+    let error = &summary["errors"][0];
+    assert_eq!(error["scope"], "source:org:project:p-partial");
+    assert!(error["message"].as_str().unwrap().contains("REGION_UNREACHABLE"), "{error}");
+    let key = format!("runs/{}/{}.json", summary["run_date"].as_str().unwrap(), summary["run_id"].as_str().unwrap());
+    let ledger: Value = serde_json::from_slice(&std::fs::read(app.store_dir.path().join(key)).unwrap()).unwrap();
+    assert_eq!(ledger["complete"], false, "{ledger}");
+    assert_eq!(ledger["errors"][0]["scope"], "source:org:project:p-partial");
+}
+
+#[tokio::test]
+async fn bursts_of_429_are_waited_out_and_nothing_is_lost() {
+    let google = Google::start(org()).await;
+    let app = TestApp::spawn(&format!("{}{}", source_toml("walk"), google.gcp_toml())).await;
+    let (_, _, calm) = app.post("/schedule?dry_run=true", &json!(null)).await;
+    google.rm.api.throttle_next(3);
+    google.sql.api.throttle_next(3);
+
+    let (status, _, stormy) = app.post("/schedule?dry_run=true", &json!(null)).await;
+
+    assert_eq!(status, 200, "{stormy}");
+    assert_eq!(task_set(&stormy), task_set(&calm));
+    assert_eq!(scopes(&stormy, "errors"), scopes(&calm, "errors"));
+    assert_eq!(google.rm.api.throttled.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(google.sql.api.throttled.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn exclusions_apply_to_cloud_sql_databases() {
+    let google = Google::start(org()).await;
+    let app = TestApp::spawn(&format!(
+        "{}{}[exclude]\npatterns = [\"*/*/scratch_*\", \"p-top/pg-main/billing\"]\n",
+        source_toml("walk"),
+        google.gcp_toml()
+    ))
+    .await;
+
+    let (_, _, plan) = app.post("/schedule?dry_run=true", &json!(null)).await;
+
+    assert_eq!(plan["excluded"], 2, "{plan}");
+    let tasks = plan["tasks"].as_array().unwrap();
+    let by_db = |n: &str| tasks.iter().find(|t| t["database"] == n).unwrap().clone();
+    assert_eq!(by_db("scratch_tmp")["excluded_by"], "*/*/scratch_*");
+    assert_eq!(by_db("billing")["excluded_by"], "p-top/pg-main/billing");
+}
+
+#[tokio::test]
+async fn cloud_tasks_gets_one_named_task_per_database_and_a_second_run_creates_nothing_new() {
+    let google = Google::start(org()).await;
+    let app = TestApp::spawn(&format!(
+        "{}{}{}",
+        source_toml("asset_inventory"),
+        google.gcp_toml(),
+        Google::queue_toml("https://data-backup.example/export", 3)
+    ))
+    .await;
+    google.tasks.api.throttle_next(2);
+
+    let (status, _, first) = app.post("/schedule", &json!(null)).await;
+    let (status2, _, second) = app.post("/schedule", &json!(null)).await;
+
+    assert_eq!(status, 200, "{first}");
+    assert_eq!((first["enqueued"].as_u64(), first["already_queued"].as_u64()), (Some(7), Some(0)), "{first}");
+    assert_eq!(status2, 200, "{second}");
+    assert_eq!((second["enqueued"].as_u64(), second["already_queued"].as_u64()), (Some(0), Some(7)), "{second}");
+    let recorded = google.tasks.recorded();
+    assert_eq!(recorded.len(), 7);
+    let run_date = first["run_date"].as_str().unwrap();
+    for t in &recorded {
+        let id = t.name.strip_prefix(&format!("{QUEUE}/tasks/")).expect("named in the queue");
+        assert!(id.starts_with(&run_date.replace('-', "")), "{id}");
+        let http = &t.task["httpRequest"];
+        assert_eq!(http["url"], "https://data-backup.example/export");
+        assert_eq!(http["headers"]["content-type"], "application/json");
+        assert_eq!(
+            http["oidcToken"],
+            json!({"serviceAccountEmail": "tasks@ops.iam.gserviceaccount.com", "audience": "https://data-backup.example"})
+        );
+        assert_eq!(t.body["run_date"], run_date);
+        assert_eq!(t.body["run_id"], first["run_id"]);
+        assert_eq!(t.body["source"], "org");
+    }
+    let mut bodies: Vec<Value> = recorded
+        .iter()
+        .map(|t| {
+            let mut b = t.body.clone();
+            b["run_date"] = json!("[date]");
+            b["run_id"] = json!("[run]");
+            b
+        })
+        .collect();
+    bodies.sort_by_key(ToString::to_string);
+    insta::assert_json_snapshot!("gcp_cloud_tasks_bodies", bodies);
+    // Two databases of one instance are scheduled stagger_secs apart.
+    let times: Vec<chrono::DateTime<chrono::Utc>> = recorded
+        .iter()
+        .filter(|t| t.body["instance"] == "pg-legacy")
+        .map(|t| t.task["scheduleTime"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 2);
+    let gap = (times[1] - times[0]).num_seconds().abs();
+    assert!((119..=121).contains(&gap), "{times:?}");
+}
+
+#[tokio::test]
+async fn tasks_that_cannot_be_created_make_schedule_answer_503_and_the_summary_counts_them() {
+    let google = Google::start(org()).await;
+    let app = TestApp::spawn(&format!(
+        "{}{}{}",
+        source_toml("walk"),
+        google.gcp_toml(),
+        Google::queue_toml("https://data-backup.example/export", 2)
+    ))
+    .await;
+    google.tasks.api.throttle_next(1_000_000);
+
+    let (status, headers, problem) = app.post("/schedule", &json!(null)).await;
+    let summary = app.state.schedule(data_backup::model::RunDate::today(), false).await;
+
+    assert_eq!(status, 503, "{problem}");
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(summary.not_enqueued, 7, "{summary:?}");
+    assert_eq!(summary.enqueued, 0);
+    assert!(summary.errors.iter().any(|e| e.scope.starts_with("enqueue:")));
+}
+
+#[tokio::test]
+async fn cloud_tasks_delivers_every_task_to_export_which_backs_each_database_up_once() {
+    let prefix = unique_name("gcpe2e");
+    let dbs: Vec<PgDb> = (0..2).map(|i| PgDb::create(&format!("{prefix}_{i}"))).collect();
+    for db in &dbs {
+        db.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    }
+    let google = Google::start(Org::default()).await;
+    let app = TestApp::spawn(&format!(
+        "{}{}{}",
+        crate::support::pg_source("pgsrc", &format!("{prefix}*")),
+        google.gcp_toml(),
+        Google::queue_toml("https://data-backup.example/export", 3)
+    ))
+    .await;
+
+    let (status, _, summary) = app.post("/schedule", &json!(null)).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["enqueued"], 2);
+    let delivered = google.tasks.deliver_all(&app.client, Some(&app.address)).await;
+    let again = google.tasks.deliver_all(&app.client, Some(&app.address)).await;
+
+    assert_eq!(delivered.len(), 2);
+    for (task, status, body) in &delivered {
+        assert_eq!(*status, 200, "{task}: {body}");
+        assert_eq!(body["status"], "exported", "{body}");
+    }
+    for (_, status, body) in &again {
+        assert_eq!(*status, 200);
+        assert_eq!(body["status"], "already_exported", "a second delivery exports nothing: {body}");
+    }
+    let files = app.store_files();
+    for db in &dbs {
+        assert!(files.iter().any(|f| f.ends_with(&format!("{}.manifest.json", db.name))), "{files:?}");
+    }
+}

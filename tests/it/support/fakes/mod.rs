@@ -1,0 +1,8 @@
+//! Stateful fakes of Google control-plane APIs (wiremock), shaped by Google's REST reference.
+
+pub mod asset;
+pub mod cloud_tasks;
+pub mod google;
+pub mod jwks;
+pub mod resource_manager;
+pub mod sql_admin;

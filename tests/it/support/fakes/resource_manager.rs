@@ -1,0 +1,81 @@
+//! Resource Manager v3 fake: `GET /v3/folders?parent=` and `GET /v3/projects?parent=`, direct
+//! children only, paged. Projects in every state are returned (as with `showDeleted=true`), so
+//! that discovery's own `ACTIVE` filter is what the tests check.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use super::google::{ApiState, Shared, page, query};
+
+/// The running fake.
+pub struct ResourceManagerFake {
+    /// The server.
+    pub server: MockServer,
+    /// Counters and 429 bursts.
+    pub api: Arc<ApiState>,
+}
+
+struct Folders(Arc<Shared>, Arc<ApiState>);
+struct Projects(Arc<Shared>, Arc<ApiState>);
+
+impl Respond for Folders {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(r) = self.1.enter(request) {
+            return r;
+        }
+        let parent = query(request, "parent");
+        let org = self.0.org.lock().unwrap();
+        let items: Vec<Value> = org
+            .folders
+            .iter()
+            .filter(|f| f.parent == parent)
+            .map(|f| json!({"name": f.name, "parent": f.parent, "displayName": f.name, "state": "ACTIVE"}))
+            .collect();
+        let (items, next) = page(request, "pageSize", self.0.page_size, &items);
+        ResponseTemplate::new(200).set_body_json(json!({"folders": items, "nextPageToken": next}))
+    }
+}
+
+impl Respond for Projects {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(r) = self.1.enter(request) {
+            return r;
+        }
+        let parent = query(request, "parent");
+        let org = self.0.org.lock().unwrap();
+        let items: Vec<Value> = org
+            .projects
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.parent == parent)
+            .map(|(n, p)| {
+                json!({"name": format!("projects/{}", 1000 + n), "parent": p.parent, "projectId": p.id,
+                       "displayName": p.id, "state": p.state})
+            })
+            .collect();
+        let (items, next) = page(request, "pageSize", self.0.page_size, &items);
+        ResponseTemplate::new(200).set_body_json(json!({"projects": items, "nextPageToken": next}))
+    }
+}
+
+impl ResourceManagerFake {
+    /// Starts the fake over `shared`.
+    pub async fn start(shared: Arc<Shared>) -> Self {
+        let server = MockServer::start().await;
+        let api = Arc::new(ApiState::default());
+        Mock::given(method("GET"))
+            .and(path("/v3/folders"))
+            .respond_with(Folders(shared.clone(), api.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v3/projects"))
+            .respond_with(Projects(shared, api.clone()))
+            .mount(&server)
+            .await;
+        Self { server, api }
+    }
+}

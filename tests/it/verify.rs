@@ -1,0 +1,325 @@
+//! Restore drills (`POST /verify`, `Verifier::pick`) and the listing (`GET /backups`) against the
+//! real servers: tampered objects and manifests are caught, records are written, failures reported.
+
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::restore::export;
+use crate::support::{MyDb, PgDb, TestApp, mysql_source, mysql_url, pg_source, pg_url};
+
+/// `[verify]` pointing at the test servers, plus a webhook for failure reports.
+fn verify_settings(hook: &MockServer, extra: &str) -> String {
+    format!(
+        "[verify]\nurl = \"{}\"\nmysql_url = \"{}\"\n{extra}\n[notify]\nwebhook_url = \"{}/hook\"\nwebhook_attempts = 1\n",
+        pg_url(),
+        mysql_url(),
+        hook.uri()
+    )
+}
+
+async fn hook() -> MockServer {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&hook).await;
+    hook
+}
+
+async fn verify(app: &TestApp, source: &str, instance: &str, db: &str) -> (u16, Value) {
+    let (status, _, body) =
+        app.post("/verify", &json!({"project": source, "instance": instance, "database": db})).await;
+    (status, body)
+}
+
+fn pg_exists(name: &str) -> bool {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+        .arg(format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "1"
+}
+
+#[tokio::test]
+async fn verify_restores_counts_checks_records_and_drops_the_scratch_database() {
+    let src = PgDb::create("ver_ok");
+    src.sql(
+        "CREATE TABLE a (n int); INSERT INTO a SELECT generate_series(1, 1234);
+         CREATE SCHEMA s2; CREATE TABLE s2.b (x text); INSERT INTO s2.b VALUES ('x'), ('y');",
+    );
+    let hook = hook().await;
+    let checks = "[[verify.checks]]\nname = \"has rows\"\nsql = \"SELECT count(*) > 1000 FROM a\"\n\
+                  [[verify.checks]]\nname = \"other databases only\"\nsql = \"SELECT false\"\ndatabases = [\"*/*/nothing_*\"]\n";
+    let app = TestApp::spawn(&format!("{}\n{}", pg_source("pgsrc", &src.name), verify_settings(&hook, checks))).await;
+    export(&app, "pgsrc", "pg", &src.name, "2026-11-19").await;
+    export(&app, "pgsrc", "pg", &src.name, "2026-11-20").await;
+
+    let (status, record) = verify(&app, "pgsrc", "pg", &src.name).await;
+
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["result"], "ok", "{record}");
+    assert_eq!(record["run_date"], "2026-11-20", "the newest by default");
+    assert_eq!(record["row_counts_compared"], true);
+    let tables: Vec<(String, u64)> = record["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["table"].as_str().unwrap().to_owned(), t["restored"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(tables, [("public.a".to_owned(), 1234), ("s2.b".to_owned(), 2)]);
+    assert_eq!(record["checks"], json!([{"name": "has rows", "passed": true, "detail": "t"}]));
+    assert!(!pg_exists(record["scratch_database"].as_str().unwrap()), "scratch database dropped");
+    let stored: Value = serde_json::from_slice(
+        &std::fs::read(app.store_dir.path().join(format!("verifications/pgsrc/pg/{}/2026-11-20.json", src.name)))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored, record);
+    assert!(hook.received_requests().await.unwrap().is_empty(), "nothing to report");
+
+    let body = json!({"project": "pgsrc", "instance": "pg", "database": src.name, "run_date": "2026-11-19"});
+    let (status, _, older) = app.post("/verify", &body).await;
+    assert_eq!(status, 200, "{older}");
+    assert_eq!((older["run_date"].as_str(), older["result"].as_str()), (Some("2026-11-19"), Some("ok")));
+    let (missing, _, problem) =
+        app.post("/verify", &json!({"project": "pgsrc", "instance": "pg", "database": "no_such_db"})).await;
+    assert_eq!(missing, 404, "{problem}");
+}
+
+/// Exports one backup, lets `tamper` change the stored files, verifies, and answers the record and
+/// the reports the webhook received.
+async fn verify_tampered(prefix: &str, tamper: impl FnOnce(&std::path::Path, &Value)) -> (Value, Vec<Value>) {
+    let src = PgDb::create(prefix);
+    src.sql("CREATE TABLE t (n int, s text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g");
+    let hook = hook().await;
+    let app = TestApp::spawn(&format!("{}\n{}", pg_source("pgsrc", &src.name), verify_settings(&hook, ""))).await;
+    let manifest = export(&app, "pgsrc", "pg", &src.name, "2026-11-20").await;
+    tamper(app.store_dir.path(), &manifest);
+
+    let (status, record) = verify(&app, "pgsrc", "pg", &src.name).await;
+
+    assert_eq!(status, 200, "{record}");
+    assert!(!pg_exists(record["scratch_database"].as_str().unwrap()), "scratch database dropped: {record}");
+    let reports =
+        hook.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    (record, reports)
+}
+
+#[tokio::test]
+async fn verify_catches_a_truncated_object_and_reports_it() {
+    let (record, reports) = verify_tampered("ver_trunc", |dir, m| {
+        let path = dir.join(m["key"].as_str().unwrap());
+        let data = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &data[..data.len() * 2 / 3]).unwrap();
+    })
+    .await;
+
+    assert_eq!(record["result"], "failed");
+    let errors = record["errors"].to_string();
+    assert!(errors.contains("truncated"), "{errors}");
+    assert_eq!(reports.len(), 1, "reported once");
+    assert_eq!(reports[0]["error_class"], "verification_failed");
+    assert!(reports[0]["text"].as_str().unwrap().contains("truncated"), "{}", reports[0]);
+}
+
+#[tokio::test]
+async fn verify_catches_a_corrupted_byte() {
+    let (record, reports) = verify_tampered("ver_flip", |dir, m| {
+        let path = dir.join(m["key"].as_str().unwrap());
+        let mut data = std::fs::read(&path).unwrap();
+        let middle = data.len() / 2;
+        data[middle] ^= 0x40;
+        std::fs::write(&path, &data).unwrap();
+    })
+    .await;
+
+    assert_eq!(record["result"], "failed");
+    let errors = record["errors"].to_string();
+    assert!(errors.contains("SHA-256 mismatch"), "{errors}");
+    assert_eq!(reports.len(), 1);
+}
+
+#[tokio::test]
+async fn verify_catches_a_row_count_mismatch() {
+    let (record, reports) = verify_tampered("ver_count", |dir, m| {
+        let path = dir.join(m["key"].as_str().unwrap().replace(".dump.zst", ".manifest.json"));
+        let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        manifest["row_counts"]["public.t"] = json!(20001);
+        std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    })
+    .await;
+
+    assert_eq!(record["result"], "failed");
+    assert_eq!(record["errors"], json!(["row count of public.t: the manifest records 20001, the restore holds 20000"]));
+    assert_eq!(record["tables"][0]["matches"], false);
+    assert_eq!(reports.len(), 1);
+}
+
+#[tokio::test]
+async fn row_counts_are_those_of_the_dump_while_writers_keep_inserting() {
+    let src = PgDb::create("ver_busy");
+    src.sql("CREATE TABLE busy (id bigserial PRIMARY KEY, pad text); INSERT INTO busy (pad) SELECT repeat('p', 200) FROM generate_series(1, 300000)");
+    let hook = hook().await;
+    let app = TestApp::spawn(&format!("{}\n{}", pg_source("pgsrc", &src.name), verify_settings(&hook, ""))).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (client, conn) =
+        tokio_postgres::connect(&format!("host=127.0.0.1 user=postgres dbname={}", src.name), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut inserted = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                client.execute("INSERT INTO busy (pad) VALUES ('during the dump')", &[]).await.unwrap();
+                inserted += 1;
+            }
+            inserted
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let manifest = export(&app, "pgsrc", "pg", &src.name, "2026-11-20").await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let inserted = writer.await.unwrap();
+    let (status, record) = verify(&app, "pgsrc", "pg", &src.name).await;
+
+    assert!(inserted > 0);
+    let counted = manifest["row_counts"]["public.busy"].as_u64().unwrap();
+    let now: u64 = src.sql("SELECT count(*) FROM busy").parse().unwrap();
+    assert_eq!(manifest["row_counts_exact"], true);
+    assert!(counted > 300_000 && counted < now, "counted {counted} of {now} rows: the writer ran during the dump");
+    assert_eq!(status, 200);
+    assert_eq!(record["result"], "ok", "{record}");
+    assert_eq!(record["tables"][0]["restored"], counted, "the dump holds exactly the rows its manifest counted");
+}
+
+#[tokio::test]
+async fn verify_of_mariadb_restores_and_counts() {
+    let src = MyDb::create("ver_my");
+    src.sql("CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2), (3); CREATE VIEW v AS SELECT n FROM t;");
+    let hook = hook().await;
+    let app = TestApp::spawn(&format!("{}\n{}", mysql_source("mysrc", &src.name), verify_settings(&hook, ""))).await;
+    export(&app, "mysrc", "maria", &src.name, "2026-11-20").await;
+
+    let (status, record) = verify(&app, "mysrc", "maria", &src.name).await;
+
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["result"], "ok", "{record}");
+    assert_eq!(record["tables"][0]["table"], "t");
+    assert_eq!(record["tables"][0]["restored"], 3);
+    let scratch = record["scratch_database"].as_str().unwrap();
+    let left =
+        src.sql(&format!("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{scratch}%'"));
+    assert_eq!(left, "0", "scratch schema dropped");
+}
+
+#[tokio::test]
+async fn the_listing_pages_newest_first_with_class_size_encryption_and_verification() {
+    let src = PgDb::create("ver_list");
+    src.sql("CREATE TABLE t (n int); INSERT INTO t VALUES (1)");
+    let hook = hook().await;
+    let app = TestApp::spawn(&format!("{}\n{}", pg_source("pgsrc", &src.name), verify_settings(&hook, ""))).await;
+    // 2026-11-16 is a Monday (weekly), 2026-11-01 the first of a month.
+    for day in ["2026-11-01", "2026-11-16", "2026-11-20"] {
+        export(&app, "pgsrc", "pg", &src.name, day).await;
+    }
+    app.post("/verify", &json!({"project": "pgsrc", "instance": "pg", "database": src.name, "run_date": "2026-11-16"}))
+        .await;
+    let get = |query: String| {
+        let client = app.client.clone();
+        let url = format!("{}/backups?{query}", app.address);
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let db = format!("pgsrc/pg/{}", src.name);
+
+    let (status, first) = get(format!("database={db}&page_size=2")).await;
+    let token = first["next_page_token"].as_str().unwrap().to_owned();
+    let (_, second) = get(format!("database={db}&page_size=2&page_token={token}")).await;
+
+    assert_eq!(status, 200, "{first}");
+    let summary = |page: &Value| -> Vec<(String, String, Option<String>)> {
+        page["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                assert!(b["bytes"].as_u64().unwrap() > 0);
+                assert_eq!(b["encrypted"], false);
+                (
+                    b["run_date"].as_str().unwrap().to_owned(),
+                    b["class"].as_str().unwrap().to_owned(),
+                    b["verification"]["result"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        summary(&first),
+        [("2026-11-20".into(), "daily".into(), None), ("2026-11-16".into(), "weekly".into(), Some("ok".into()))]
+    );
+    assert_eq!(summary(&second), [("2026-11-01".into(), "monthly".into(), None)]);
+    assert!(second["next_page_token"].is_null());
+    let (bad, problem) = get(format!("database={db}&page_token=garbage")).await;
+    assert_eq!(bad, 422, "{problem}");
+    assert_eq!(problem["field"], "page_token");
+    let (bad, problem) = get("database=not-a-path".into()).await;
+    assert_eq!(bad, 422, "{problem}");
+
+    // The CLI lists the same, as a table.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("[store]\nurl = \"file://{}\"\n", app.store_dir.path().display())).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_data-backup"))
+        .arg("--config")
+        .arg(&config)
+        .args(["list", "--database", &db])
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[0].starts_with("2026-11-20  daily") && rows[0].ends_with("never"), "{table}");
+    assert!(rows[1].starts_with("2026-11-16  weekly") && rows[1].contains(" ok 2026-"), "{table}");
+}
+
+#[tokio::test]
+async fn the_nightly_pick_verifies_the_least_recently_verified_first() {
+    let prefix = crate::support::unique_name("ver_pick");
+    let a = PgDb { name: format!("{prefix}_a") };
+    let b = PgDb { name: format!("{prefix}_b") };
+    for db in [&a, &b] {
+        let created = std::process::Command::new("psql")
+            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!("CREATE DATABASE {}", db.name))
+            .status()
+            .unwrap();
+        assert!(created.success());
+        db.sql("CREATE TABLE t (n int); INSERT INTO t VALUES (1)");
+    }
+    let hook = hook().await;
+    let app =
+        TestApp::spawn(&format!("{}\n{}", pg_source("pgsrc", &format!("{prefix}_*")), verify_settings(&hook, "")))
+            .await;
+    export(&app, "pgsrc", "pg", &a.name, "2026-11-20").await;
+    export(&app, "pgsrc", "pg", &b.name, "2026-11-20").await;
+    let (_, first) = verify(&app, "pgsrc", "pg", &a.name).await;
+    assert_eq!(first["result"], "ok");
+
+    let picked = app.state.verifier.pick(1).await.unwrap();
+    assert_eq!(picked.len(), 1);
+    assert_eq!(picked[0].database, b.name, "never verified goes first");
+    let picked = app.state.verifier.pick(1).await.unwrap();
+    assert_eq!(picked[0].database, a.name, "then the one verified longest ago");
+    let order = data_backup::verify::least_recently_verified(&app.state.service.store).await.unwrap();
+    assert_eq!(
+        order.iter().map(|(db, _)| db.database.to_string()).collect::<Vec<_>>(),
+        [b.name.clone(), a.name.clone()]
+    );
+}
