@@ -9,8 +9,12 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{AppState, Application, shutdown_signal};
 use crate::export::ExportOutcome;
-use crate::model::{DatabasePath, ExportTask, RunDate, RunId, SourceName};
+use crate::model::{
+    DatabaseName, DatabasePath, DatabaseRef, ExportTask, InstanceName, ProjectId, RunDate, RunId, SourceName,
+};
+use crate::schedule::RunLedger;
 use crate::settings::Settings;
+use crate::store::layout::Key;
 
 /// Backs up every database, every night, and proves the backups are good.
 #[derive(Debug, Parser)]
@@ -213,16 +217,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // The run's one summary notification goes out as soon as the queue is idle.
             state.flush_run_reports().await;
             // Every planned database must now have its backup: count the ones that do not.
+            // The run ledger is the expected set (no second discovery).
             let mut missing = 0;
             if !dry_run {
-                for source in &state.service.sources {
-                    for db in source.discovery.discover().await.unwrap_or_default() {
-                        if state.exclusions.excluded_by(&db).is_none()
-                            && state.service.store.manifest(&db, RunDate::parse(&summary.run_date)?).await?.is_none()
-                        {
-                            eprintln!("not backed up: {db}");
-                            missing += 1;
-                        }
+                let date = RunDate::parse(&summary.run_date)?;
+                let key = Key::RunLedger { date, run_id: RunId::parse(summary.run_id.as_str())? };
+                let ledger: RunLedger = state.service.store.read(&key).await?.context("the run ledger is missing")?;
+                for planned in ledger.databases.iter().filter(|d| d.action == "export") {
+                    let db = DatabaseRef {
+                        source: SourceName::parse(planned.source.as_str())?,
+                        project: ProjectId::parse(planned.project.as_str())?,
+                        instance: InstanceName::parse(planned.instance.as_str())?,
+                        database: DatabaseName::parse(planned.database.as_str())?,
+                        engine: planned.engine,
+                    };
+                    if state.service.store.manifest(&db, date).await?.is_none() {
+                        eprintln!("not backed up: {db}");
+                        missing += 1;
                     }
                 }
             }

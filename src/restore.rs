@@ -908,18 +908,20 @@ async fn run_load(fetch: Fetch, key: &str, load: Load) -> Result<u64, RestoreErr
     let (feed, mid, converter_err) = if let Some((conv, _)) = converter.as_mut() {
         let conv_err = tail_stderr(conv.stderr.take());
         let mut cin = conv.stdin.take().expect("piped");
-        let mut cout = conv.stdout.take().expect("piped");
+        let cout = conv.stdout.take().expect("piped");
         let feed = async {
             let r = pump(&mut reader, &mut cin, &mut 0).await;
             drop(cin);
             r
         };
+        // Each pump owns the pipe it reads: when the loader dies, the converter's stdout closes
+        // with it, so the converter stops and the feed ends instead of both waiting on full pipes.
         let mid = async {
+            let mut cout = cout;
             lin.write_all(load.prelude).await.map_err(PumpError::Write)?;
             pump(&mut cout, &mut lin, &mut lines).await
         };
         let (feed, mid) = tokio::join!(feed, mid);
-        drop(cout);
         (Some(feed), mid, Some(conv_err))
     } else {
         let mid = async {

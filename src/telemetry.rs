@@ -125,6 +125,15 @@ pub fn current_context() -> opentelemetry::Context {
     tracing::Span::current().context()
 }
 
+/// The W3C `traceparent` header value of `cx`, to put on work handed to another service (a Cloud
+/// Tasks HTTP task), so the delivery joins the same trace. `None` when there is no valid trace.
+#[must_use]
+pub fn traceparent(cx: &opentelemetry::Context) -> Option<String> {
+    let mut carrier = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(cx, &mut carrier);
+    carrier.remove("traceparent")
+}
+
 /// Makes `span` a child of `cx` (captured by [`current_context`]).
 pub fn join(span: &tracing::Span, cx: opentelemetry::Context) {
     let _ = span.set_parent(cx);
@@ -133,6 +142,16 @@ pub fn join(span: &tracing::Span, cx: opentelemetry::Context) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceparent_round_trips_through_remote_context() {
+        let mut headers = http::HeaderMap::new();
+        let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        headers.insert("traceparent", http::HeaderValue::from_static(value));
+        let cx = remote_context(&headers).expect("valid");
+        assert_eq!(traceparent(&cx).as_deref(), Some(value));
+        assert_eq!(traceparent(&opentelemetry::Context::new()), None);
+    }
 
     #[test]
     fn traceparent_wins_and_cloud_trace_context_is_the_fallback() {

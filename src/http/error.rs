@@ -67,7 +67,7 @@ impl ApiError {
             Self::Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Temporarily unavailable: retry later")
             }
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "The database does not exist"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::Unprocessable(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "export-failed", "The export failed permanently")
             }

@@ -57,7 +57,7 @@ pub async fn schedule(
         return Err(ApiError::Unavailable {
             detail: format!(
                 "{} of {} tasks could not be enqueued",
-                summary.errors.len(),
+                summary.not_enqueued,
                 summary.discovered - summary.excluded
             ),
             retry_after: std::time::Duration::from_secs(60),

@@ -127,10 +127,15 @@ impl TaskQueue for CloudTasksQueue {
         let name = format!("{}/tasks/{}", self.queue, task.task_id());
         let at = Utc::now() + chrono::Duration::from_std(self.delay_for(&task)).unwrap_or_default();
         let body = bytes::Bytes::from(serde_json::to_vec(&Self::body(&task)).expect("JSON"));
+        // The delivery joins the trace of the /schedule run that enqueued it.
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        if let Some(tp) = crate::telemetry::traceparent(&crate::telemetry::current_context()) {
+            headers.push(("traceparent".to_owned(), tp));
+        }
         let request = HttpRequest::new()
             .set_url(self.target_url.clone())
             .set_http_method(HttpMethod::Post)
-            .set_headers([("content-type", "application/json")])
+            .set_headers(headers)
             .set_body(body)
             .set_oidc_token(
                 OidcToken::new()

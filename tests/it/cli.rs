@@ -77,3 +77,30 @@ fn every_example_configuration_is_valid() {
     }
     assert!(seen >= 2);
 }
+
+#[test]
+fn schedule_from_the_shell_backs_up_every_database_and_exits_zero() {
+    let prefix = crate::support::unique_name("cli_sch");
+    let db = PgDb::create(&format!("{prefix}_a"));
+    db.sql("CREATE TABLE t AS SELECT generate_series(1, 5) g");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let store = dir.path().join("store");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\nurl = \"file://{}\"\n{}[schedule]\ndaily_at = \"\"\n",
+            store.display(),
+            crate::support::pg_source("pgsrc", &format!("{prefix}*"))
+        ),
+    )
+    .unwrap();
+
+    let out = bin().arg("--config").arg(&cfg).arg("schedule").output().unwrap();
+
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["enqueued"], 1);
+    let files = crate::support::files_under(&store);
+    assert!(files.iter().any(|f| f.ends_with(&format!("{}.manifest.json", db.name))), "{files:?}");
+}

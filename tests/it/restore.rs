@@ -212,6 +212,25 @@ async fn a_failing_transform_leaves_the_target_as_it_was() {
 }
 
 #[tokio::test]
+async fn psql_failing_midway_through_the_dump_fails_the_restore_without_hanging() {
+    let src = PgDb::create("rst_mid");
+    src.sql("CREATE TABLE t AS SELECT g, md5(g::text) AS m FROM generate_series(1, 300000) g");
+    let app = TestApp::spawn(&pg_source("pgsrc", &src.name)).await;
+    export(&app, "pgsrc", "pg", &src.name, "2026-11-20").await;
+    // No user table, so the restore starts; but `CREATE TABLE t` fails on the view in its way.
+    let into = PgDb::create("rst_mid_into");
+    into.sql("CREATE VIEW t AS SELECT 1 AS one");
+    let req = request("pgsrc", "pg", &src.name, target(&pg_url(), &into.name));
+
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), restore(&app, "", &req)).await;
+
+    let err = outcome.expect("the restore ends").unwrap_err();
+    assert!(matches!(&err, RestoreError::Tool { tool, .. } if tool == "psql"), "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(into.sql("SELECT one FROM t"), "1", "the target is as it was");
+}
+
+#[tokio::test]
 async fn replace_swaps_the_restore_in_and_keeps_the_old_database() {
     let src = PgDb::create("rst_swap");
     src.sql("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 10)");
