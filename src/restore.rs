@@ -43,8 +43,11 @@
 //! must be dropped before their tables may change schema and views cannot change schema at all,
 //! so triggers, views, routines and events are dropped and recreated from their `SHOW CREATE`
 //! text around the atomic `RENAME TABLE`. For that moment (normally well under a second) the
-//! target's tables exist without their triggers and views: stop writers during a `--replace`. If
-//! the swap fails midway, nothing is dropped and the error says where each part is.
+//! target's tables exist without their triggers and views: stop writers during a `--replace`. The
+//! swap waits at most 30 s for other sessions' metadata locks (an open transaction on a target
+//! table holds one). If it fails before the rename, the target's own triggers, views, routines and
+//! events are put back and the restore is discarded; if it fails after, nothing is dropped and the
+//! error says where each part is.
 //!
 //! **Guards.** A target whose database name or host matches `restore.production_patterns` is
 //! refused without `--i-know-this-is-production`. Passwords come from the target URL (or
@@ -93,6 +96,8 @@ const PUMP_BUF: usize = 256 * 1024;
 const PG_MAX_IDENT: usize = 63;
 /// Longest MySQL identifier (characters; names here are ASCII-safe in practice).
 const MYSQL_MAX_IDENT: usize = 64;
+/// How long a MySQL swap waits for another session's metadata lock before it gives up.
+const SWAP_LOCK_WAIT_SECS: u32 = 30;
 
 /// Why a restore (or a listing) failed.
 #[derive(Debug, thiserror::Error)]
@@ -806,7 +811,8 @@ enum PumpError {
     Write(io::Error),
 }
 
-async fn pump<R, W>(from: &mut R, to: &mut W, lines: &mut u64) -> Result<u64, PumpError>
+/// Copies `from` into `to`; counts newlines into `lines` when given (to place errors in transforms).
+async fn pump<R, W>(from: &mut R, to: &mut W, mut lines: Option<&mut u64>) -> Result<u64, PumpError>
 where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
@@ -818,7 +824,9 @@ where
         if n == 0 {
             break;
         }
-        *lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        if let Some(lines) = lines.as_deref_mut() {
+            *lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        }
         to.write_all(&buf[..n]).await.map_err(PumpError::Write)?;
         total += n as u64;
     }
@@ -904,13 +912,15 @@ async fn run_load(fetch: Fetch, key: &str, load: Load) -> Result<u64, RestoreErr
     let loader_err = tail_stderr(loader.stderr.take());
     let mut lin = loader.stdin.take().expect("piped");
     let mut lines = load.prelude.iter().filter(|&&b| b == b'\n').count() as u64;
+    // Line numbers matter only to point into a transform.
+    let count = load.epilogue.iter().any(|s| s.label.is_some());
 
     let (feed, mid, converter_err) = if let Some((conv, _)) = converter.as_mut() {
         let conv_err = tail_stderr(conv.stderr.take());
         let mut cin = conv.stdin.take().expect("piped");
         let cout = conv.stdout.take().expect("piped");
         let feed = async {
-            let r = pump(&mut reader, &mut cin, &mut 0).await;
+            let r = pump(&mut reader, &mut cin, None).await;
             drop(cin);
             r
         };
@@ -919,24 +929,24 @@ async fn run_load(fetch: Fetch, key: &str, load: Load) -> Result<u64, RestoreErr
         let mid = async {
             let mut cout = cout;
             lin.write_all(load.prelude).await.map_err(PumpError::Write)?;
-            pump(&mut cout, &mut lin, &mut lines).await
+            pump(&mut cout, &mut lin, count.then_some(&mut lines)).await
         };
         let (feed, mid) = tokio::join!(feed, mid);
         (Some(feed), mid, Some(conv_err))
     } else {
         let mid = async {
             lin.write_all(load.prelude).await.map_err(PumpError::Write)?;
-            pump(&mut reader, &mut lin, &mut lines).await
+            pump(&mut reader, &mut lin, count.then_some(&mut lines)).await
         };
         (None, mid.await, None)
     };
     drop(reader);
 
-    // A failed read of the decoded stream may be the object's fault: let the check read to the
-    // end and give its verdict. Any other failure stops the download.
+    // A decoder or converter that fails may be failing on a damaged object: let the check read to
+    // the end so the error names the damage. Only a loader that stopped reading (the target's
+    // side) stops the download at once.
     let source_failed = matches!((&feed, &mid), (Some(Err(PumpError::Read(_))), _) | (None, Err(PumpError::Read(_))));
-    let failed = mid.is_err() || feed.as_ref().is_some_and(Result::is_err);
-    if failed && !source_failed {
+    if matches!(mid, Err(PumpError::Write(_))) {
         cancel.cancel();
     }
     let converter_status = match converter.as_mut() {
@@ -1516,8 +1526,36 @@ mod my {
         Ok(o)
     }
 
-    /// Creates `objects` (their text moved from schema `from` to `to`) in `to`; views are retried
-    /// until no more can be created, since one may select from another.
+    /// Creates `objs` (their text moved from schema `from` to `to`) in `to`; views are retried
+    /// until no more can be created, since one may select from another. Answers what failed.
+    async fn create_objects(conn: &mut mysql_async::Conn, objs: &[Stored], from: &str, to: &str) -> Vec<String> {
+        if let Err(e) = conn.query_drop(format!("USE {}", ident(to))).await {
+            return vec![e.to_string()];
+        }
+        let (qf, qt) = (format!("{}.", ident(from)), format!("{}.", ident(to)));
+        let mut pending: Vec<&Stored> = objs.iter().collect();
+        let mut errors = Vec::new();
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            errors.clear();
+            for o in &pending {
+                if let Some(mode) = &o.sql_mode {
+                    let _ = conn.exec_drop("SET SESSION sql_mode = ?", (mode,)).await;
+                }
+                if let Err(e) = conn.query_drop(o.create.replace(&qf, &qt)).await {
+                    errors.push(format!("{} {}: {e}", o.kind, o.name));
+                    failed.push(*o);
+                }
+            }
+            if failed.len() == pending.len() {
+                break;
+            }
+            pending = failed;
+        }
+        let _ = conn.query_drop("SET SESSION sql_mode = DEFAULT").await;
+        errors
+    }
+
     async fn recreate(
         conn: &mut mysql_async::Conn,
         server: &ServerUrl,
@@ -1525,28 +1563,54 @@ mod my {
         from: &str,
         to: &str,
     ) -> Res<()> {
-        run(conn, server, &format!("USE {}", ident(to))).await?;
-        let (qf, qt) = (format!("{}.", ident(from)), format!("{}.", ident(to)));
-        let mut pending: Vec<&Stored> = objs.iter().collect();
-        while !pending.is_empty() {
-            let mut failed = Vec::new();
-            let mut last_error = None;
-            for o in &pending {
-                if let Some(mode) = &o.sql_mode {
-                    conn.exec_drop("SET SESSION sql_mode = ?", (mode,)).await.map_err(|e| db_error(server, &e))?;
-                }
-                let sql = o.create.replace(&qf, &qt);
-                if let Err(e) = conn.query_drop(&sql).await {
-                    last_error = Some(format!("cannot recreate {} {}: {e}", o.kind, o.name));
-                    failed.push(*o);
-                }
-            }
-            if failed.len() == pending.len() {
-                return Err(db_error(server, &last_error.unwrap_or_default()));
-            }
-            pending = failed;
+        let errors = create_objects(conn, objs, from, to).await;
+        if errors.is_empty() { Ok(()) } else { Err(db_error(server, &errors.join("; "))) }
+    }
+
+    /// Everything up to and including the atomic `RENAME TABLE`: the schemas it needs, then the
+    /// triggers and views (which cannot move with their tables) and the target's routines and
+    /// events dropped, then the rename. `names` is (target, side, old).
+    async fn before_rename(
+        conn: &mut mysql_async::Conn,
+        server: &ServerUrl,
+        (db, side, old): (&str, &str, Option<&str>),
+        charset: Option<&str>,
+        new: &Objects,
+        previous: &Objects,
+    ) -> Res<()> {
+        if charset.is_none() {
+            let cs = schema_exists(conn, server, side).await?.unwrap_or_default();
+            run(conn, server, &format!("CREATE DATABASE {}{cs}", ident(db))).await?;
         }
-        let _ = conn.query_drop("SET SESSION sql_mode = DEFAULT").await;
+        if let Some(o) = old {
+            run(conn, server, &format!("CREATE DATABASE {}{}", ident(o), charset.unwrap_or_default())).await?;
+        }
+        for (schema, objs) in [(side, new), (db, previous)] {
+            for t in &objs.triggers {
+                run(conn, server, &format!("DROP TRIGGER {}.{}", ident(schema), ident(&t.name))).await?;
+            }
+            for v in &objs.views {
+                run(conn, server, &format!("DROP VIEW {}.{}", ident(schema), ident(&v.name))).await?;
+            }
+        }
+        for r in &previous.routines {
+            run(conn, server, &format!("DROP {} {}.{}", r.kind, ident(db), ident(&r.name))).await?;
+        }
+        for ev in &previous.events {
+            run(conn, server, &format!("DROP EVENT {}.{}", ident(db), ident(&ev.name))).await?;
+        }
+        // The one atomic step: every table out of the target and every restored table in.
+        let mut renames: Vec<String> = Vec::new();
+        if let Some(o) = old {
+            renames.extend(
+                previous.tables.iter().map(|t| format!("{}.{} TO {}.{}", ident(db), ident(t), ident(o), ident(t))),
+            );
+        }
+        renames
+            .extend(new.tables.iter().map(|t| format!("{}.{} TO {}.{}", ident(side), ident(t), ident(db), ident(t))));
+        if !renames.is_empty() {
+            run(conn, server, &format!("RENAME TABLE {}", renames.join(", "))).await?;
+        }
         Ok(())
     }
 
@@ -1660,77 +1724,60 @@ mod my {
         side: &str,
         charset: Option<&str>,
     ) -> Result<Option<String>, RestoreError> {
+        // A RENAME or DROP TRIGGER waits for the metadata locks of open transactions on the
+        // target; MySQL's default wait is a year. Give up after a bounded wait instead.
+        run(conn, server, &format!("SET SESSION lock_wait_timeout = {SWAP_LOCK_WAIT_SECS}")).await?;
         let new = objects(conn, server, side).await?;
         let previous = match charset {
             Some(_) => objects(conn, server, db).await?,
             None => Objects::default(),
         };
         let old = (!previous.is_empty()).then(|| old_name(db, MYSQL_MAX_IDENT));
-        let step = |what: &str, e: RestoreError| RestoreError::Target {
-            server: server.to_string(),
-            message: format!(
-                "the swap failed while {what}: the restored tables are in `{side}`{}; nothing was dropped: {e}",
-                old.as_ref().map(|o| format!(", the previous ones in `{db}` or `{o}`")).unwrap_or_default()
-            ),
-        };
-        if charset.is_none() {
-            let cs = schema_exists(conn, server, side).await?.unwrap_or_default();
-            run(conn, server, &format!("CREATE DATABASE {}{cs}", ident(db))).await?;
-        }
-        if let Some(o) = &old {
-            run(conn, server, &format!("CREATE DATABASE {}{}", ident(o), charset.unwrap_or_default())).await?;
-        }
-        // Triggers must leave before their tables may change schema; views cannot change schema.
-        for (schema, objs) in [(side, &new), (db, &previous)] {
-            for t in &objs.triggers {
-                run(conn, server, &format!("DROP TRIGGER {}.{}", ident(schema), ident(&t.name)))
-                    .await
-                    .map_err(|e| step("dropping triggers", e))?;
-            }
-            for v in &objs.views {
-                run(conn, server, &format!("DROP VIEW {}.{}", ident(schema), ident(&v.name)))
-                    .await
-                    .map_err(|e| step("dropping views", e))?;
-            }
-        }
-        for r in &previous.routines {
-            run(conn, server, &format!("DROP {} {}.{}", r.kind, ident(db), ident(&r.name)))
-                .await
-                .map_err(|e| step("dropping routines", e))?;
-        }
-        for ev in &previous.events {
-            run(conn, server, &format!("DROP EVENT {}.{}", ident(db), ident(&ev.name)))
-                .await
-                .map_err(|e| step("dropping events", e))?;
-        }
-        // The one atomic step: every table out of the target and every restored table in.
-        let mut renames: Vec<String> = Vec::new();
-        if let Some(o) = &old {
-            renames.extend(
-                previous.tables.iter().map(|t| format!("{}.{} TO {}.{}", ident(db), ident(t), ident(o), ident(t))),
-            );
-        }
-        renames
-            .extend(new.tables.iter().map(|t| format!("{}.{} TO {}.{}", ident(side), ident(t), ident(db), ident(t))));
-        if !renames.is_empty() {
-            run(conn, server, &format!("RENAME TABLE {}", renames.join(", ")))
-                .await
-                .map_err(|e| step("renaming the tables", e))?;
-        }
         let others = |o: &Objects| -> Vec<Stored> {
             o.views.iter().chain(&o.routines).chain(&o.triggers).chain(&o.events).cloned().collect()
         };
+        let before = before_rename(conn, server, (db, side, old.as_deref()), charset, &new, &previous).await;
+        if let Err(e) = before {
+            // Nothing has moved: put back those of the target's own triggers, views, routines and
+            // events that were already dropped, and discard the restore (and the schemas made for it).
+            let still: std::collections::HashSet<(&str, String)> = match objects(conn, server, db).await {
+                Ok(now) => others(&now).into_iter().map(|o| (o.kind, o.name)).collect(),
+                Err(_) => std::collections::HashSet::new(),
+            };
+            let missing: Vec<Stored> =
+                others(&previous).into_iter().filter(|o| !still.contains(&(o.kind, o.name.clone()))).collect();
+            let lost = create_objects(conn, &missing, db, db).await;
+            for schema in [Some(side), old.as_deref(), charset.is_none().then_some(db)].into_iter().flatten() {
+                let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(schema))).await;
+            }
+            let lost = if lost.iter().all(|l| l.contains("already exists")) {
+                String::new()
+            } else {
+                format!("; could not put back: {}", lost.join("; "))
+            };
+            return Err(RestoreError::Target {
+                server: server.to_string(),
+                message: format!("the swap failed before any table moved, `{db}` is as it was{lost}: {e}"),
+            });
+        }
+        let after = |what: &str, e: RestoreError| RestoreError::Target {
+            server: server.to_string(),
+            message: format!(
+                "the restored tables are in `{db}`{}, but {what} failed (their definitions are still in `{side}`): {e}",
+                old.as_ref().map(|o| format!(" and the previous ones in `{o}`")).unwrap_or_default()
+            ),
+        };
         recreate(conn, server, &others(&new), side, db)
             .await
-            .map_err(|e| step("recreating views, routines and triggers", e))?;
+            .map_err(|e| after("recreating the views, routines and triggers", e))?;
         if let Some(o) = &old {
             recreate(conn, server, &others(&previous), db, o)
                 .await
-                .map_err(|e| step("recreating the previous views, routines and triggers", e))?;
+                .map_err(|e| after("recreating the previous views, routines and triggers", e))?;
         }
         run(conn, server, &format!("DROP DATABASE {}", ident(side)))
             .await
-            .map_err(|e| step("dropping the side schema", e))?;
+            .map_err(|e| after("dropping the side schema", e))?;
         tracing::info!(db.name = %db, previous = ?old, "swapped the restored tables in");
         Ok(old)
     }

@@ -5,6 +5,10 @@
 own high-water mark of that process's resident set. `VmHWM` only grows, so the last sample taken
 before a process exits is its peak, short of whatever it added in the final interval.
 
+Noise: the machine's busy CPU time during the run (from /proc/stat), less the command tree's own
+(`%U + %S`), the extra processes' (the PostgreSQL backend) and the sampler's, is the CPU that other
+work took meanwhile: `foreign_cpu_s`. Callers measure again when it is large.
+
 Why both: `/usr/bin/time`'s `%M` is `ru_maxrss` from `wait4()` on its child, and Linux fills that
 with the larger of the child's own peak and the peaks of the descendants it reaped (`cmaxrss`). For
 `data-backup export`, which runs and reaps `pg_dump`, `%M` is therefore max(data-backup, pg_dump),
@@ -31,6 +35,8 @@ class Measurement:
     returncode: int = 0
     samples: int = 0
     sampler_cpu_s: float = 0.0          # CPU the sampling loop itself used (it shares the machine)
+    tree_cpu_s: float = 0.0             # %U + %S of /usr/bin/time: the command and its reaped children
+    foreign_cpu_s: float = 0.0          # CPU the rest of the machine used meanwhile (other work: noise)
 
 
 def _children(pid: int) -> list[int]:
@@ -80,9 +86,10 @@ def run(argv: list[str], *, stdout=None, stderr=None, interval: float = 0.02, en
     the tree to sample as well (e.g. the PostgreSQL backend serving pg_dump)."""
     extra_pids: dict[int, str] = {}
     self0 = resource.getrusage(resource.RUSAGE_SELF)
+    total0, idle0 = _cpu_times()
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         proc = subprocess.Popen(
-            ["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *argv],
+            ["/usr/bin/time", "-f", "%e %M %U %S", "-o", tf.name, *argv],
             stdout=stdout if stdout is not None else subprocess.DEVNULL,
             stderr=stderr if stderr is not None else subprocess.DEVNULL,
             env=env,
@@ -118,15 +125,21 @@ def run(argv: list[str], *, stdout=None, stderr=None, interval: float = 0.02, en
                 todo.extend(_children(pid))
             samples += 1
             time.sleep(interval)
-        wall_s, maxrss = tf.read().split()[-2:]
+        wall_s, maxrss, user_s, sys_s = tf.read().split()[-4:]
+    total1, idle1 = _cpu_times()
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     sampler_cpu = (self1.ru_utime - self0.ru_utime) + (self1.ru_stime - self0.ru_stime)
+    machine_busy = ((total1 - total0) - (idle1 - idle0)) / _TICK
+    tree_cpu = float(user_s) + float(sys_s)
+    extra_cpu = sum(cpu.get(pid, 0.0) for pid in extra_pids)
     by_name: dict[str, int] = {}
     cpu_by_name: dict[str, float] = {}
     for pid, (name, hwm) in peaks.items():
         by_name[name] = max(by_name.get(name, 0), hwm)
         cpu_by_name[name] = cpu_by_name.get(name, 0.0) + cpu.get(pid, 0.0)
-    return Measurement(float(wall_s), int(maxrss), by_name, cpu_by_name, proc.returncode, samples, sampler_cpu)
+    foreign = max(0.0, machine_busy - tree_cpu - extra_cpu - sampler_cpu)
+    return Measurement(float(wall_s), int(maxrss), by_name, cpu_by_name, proc.returncode, samples, sampler_cpu,
+                       tree_cpu, foreign)
 
 
 def median(xs):

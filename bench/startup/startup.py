@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -89,6 +90,8 @@ def one_run(argv: list[str], port: int, env: dict, cwd: str | None, idle_s: floa
         if time.monotonic() > deadline:
             sys.exit(f"port {port} stays busy")
         time.sleep(0.05)
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
+    total0, idle0 = measure._cpu_times()
     with open(log_path, "ab") as logf:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=logf, stderr=logf, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
@@ -108,13 +111,20 @@ def one_run(argv: list[str], port: int, env: dict, cwd: str | None, idle_s: floa
         pids = tree(proc.pid)
         rss = sum(vm(p, "VmRSS") for p in pids)
         hwm = sum(vm(p, "VmHWM") for p in pids)
+        service_cpu = sum(measure._cpu(p) or 0.0 for p in pids)
+        total1, idle1 = measure._cpu_times()
+        self1 = resource.getrusage(resource.RUSAGE_SELF)
+        own = (self1.ru_utime - self0.ru_utime) + (self1.ru_stime - self0.ru_stime)
+        busy = ((total1 - total0) - (idle1 - idle0)) / measure._TICK
+        foreign = max(0.0, busy - service_cpu - own)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return {"ready_s": ready, "rss_kib": rss, "hwm_kib": hwm, "processes": len(pids), "polls": polls}
+    return {"ready_s": ready, "rss_kib": rss, "hwm_kib": hwm, "processes": len(pids), "polls": polls,
+            "foreign_cpu_s": foreign}
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -207,7 +217,8 @@ zstd_threads = 0
         for name, (argv, port, cwd, senv) in services.items():
             r = one_run(argv, port, senv, cwd, a.idle, work / "service.log")
             runs[name].append(r)
-        if measure.compilers_running():  # a build started meanwhile: this pair does not count
+        # A build started, or other work took more than 0.1 CPU s of the ~1 s run: the pair does not count.
+        if measure.compilers_running() or any(runs[n][-1]["foreign_cpu_s"] > 0.1 for n in services):
             redone += 1
             for name in services:
                 runs[name].pop()
@@ -257,7 +268,7 @@ def render(res: dict, a) -> str:
     ]
     if res["redone"] or res["waited_for_quiet_s"] > 1:
         L += ["", f"(waited {res['waited_for_quiet_s']:.0f} s in total for the machine to be idle before runs; "
-                  f"{res['redone']} pair(s) of runs discarded because a compiler started during them)"]
+                  f"{res['redone']} pair(s) of runs discarded because other work ran during them)"]
     return "\n".join(L) + "\n"
 
 

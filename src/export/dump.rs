@@ -166,8 +166,7 @@ fn pg_ident(name: &str) -> String {
 /// the row counts counted. Dropping it ends the transaction.
 struct PgSnapshot {
     id: String,
-    counts: Option<BTreeMap<String, u64>>,
-    _client: tokio_postgres::Client,
+    client: tokio_postgres::Client,
 }
 
 fn count_error(e: &dyn std::fmt::Display) -> ExportError {
@@ -180,16 +179,27 @@ fn count_error(e: &dyn std::fmt::Display) -> ExportError {
     }
 }
 
-async fn pg_snapshot(source: &SourceSettings, db: &str, count_rows: bool) -> Result<PgSnapshot, ExportError> {
+async fn pg_snapshot(source: &SourceSettings, db: &str) -> Result<PgSnapshot, ExportError> {
     let cfg = pg_config(source, db).map_err(|e| count_error(&e))?;
     let (client, conn) =
         cfg.connect(tokio_postgres::NoTls).await.map_err(|e| count_error(&crate::discovery::error_chain_of(&e)))?;
     tokio::spawn(conn);
-    let db_err = |e: tokio_postgres::Error| count_error(&crate::discovery::error_chain_of(&e));
-    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(db_err)?;
-    let id: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(db_err)?.get(0);
-    let counts = if count_rows {
-        let tables = client
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(pg_err)?;
+    let id: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(pg_err)?.get(0);
+    Ok(PgSnapshot { id, client })
+}
+
+#[expect(clippy::needless_pass_by_value, reason = "used as `map_err(pg_err)`")]
+fn pg_err(e: tokio_postgres::Error) -> ExportError {
+    count_error(&crate::discovery::error_chain_of(&e))
+}
+
+impl PgSnapshot {
+    /// Rows per table, counted in the snapshot (run while `pg_dump` reads the same snapshot, so
+    /// counting costs no wall time beyond the dump's on a server with a core to spare).
+    async fn count_rows(&self) -> Result<BTreeMap<String, u64>, ExportError> {
+        let tables = self
+            .client
             .query(
                 "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -197,19 +207,16 @@ async fn pg_snapshot(source: &SourceSettings, db: &str, count_rows: bool) -> Res
                 &[],
             )
             .await
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         let mut counts = BTreeMap::new();
         for t in tables {
             let (schema, table): (String, String) = (t.get(0), t.get(1));
             let sql = format!("SELECT count(*) FROM {}.{}", pg_ident(&schema), pg_ident(&table));
-            let n: i64 = client.query_one(&sql, &[]).await.map_err(db_err)?.get(0);
+            let n: i64 = self.client.query_one(&sql, &[]).await.map_err(pg_err)?.get(0);
             counts.insert(format!("{schema}.{table}"), u64::try_from(n).unwrap_or(0));
         }
-        Some(counts)
-    } else {
-        None
-    };
-    Ok(PgSnapshot { id, counts, _client: client })
+        Ok(counts)
+    }
 }
 
 /// Row counts of a MySQL schema, in a consistent snapshot taken just before the dump's own.
@@ -341,7 +348,7 @@ impl Exporter for DumpExporter {
                 })?;
                 let tool =
                     find_pg_dump(self.settings.pg_bin_dir.as_deref(), major).await.map_err(|e| self.tool_error(e))?;
-                let snap = pg_snapshot(&self.source, db.database.as_str(), self.row_counts).await?;
+                let snap = pg_snapshot(&self.source, db.database.as_str()).await?;
                 let mut cmd = Command::new(&tool.path);
                 cmd.args(["--format=custom", "--compress=0", "--no-password"])
                     .arg(format!("--snapshot={}", snap.id))
@@ -355,7 +362,6 @@ impl Exporter for DumpExporter {
                 if let Some(pw) = &password {
                     cmd.env("PGPASSWORD", pw.expose_secret());
                 }
-                counts = snap.counts.clone().map(|c| (c, true));
                 snapshot = Some(snap);
                 (DumpFormat::PgCustomZstd, tool, server, cmd)
             }
@@ -452,7 +458,16 @@ impl Exporter for DumpExporter {
 
         let encrypted = !self.recipients.is_empty();
         let key = store.layout().dump(db, task.run_date, format, encrypted);
-        let put = store.put_dump(&key, Box::pin(hashed)).await;
+        let count_in_snapshot = async {
+            match &snapshot {
+                Some(snap) if self.row_counts => snap.count_rows().await.map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (put, snapshot_counts) = tokio::join!(store.put_dump(&key, Box::pin(hashed)), count_in_snapshot);
+        // A failed count aborts the snapshot's transaction, which fails pg_dump's import of it: the
+        // count's error is the cause to report.
+        let snapshot_counts = snapshot_counts?;
         if let Err(e) = put {
             // The upload was aborted. Say why in the dump tool's words when it was the tool.
             let stderr = stderr_task.await.unwrap_or_default();
@@ -472,6 +487,9 @@ impl Exporter for DumpExporter {
         }
         let stored = put.expect("checked above");
         drop(snapshot);
+        if let Some(c) = snapshot_counts {
+            counts = Some((c, true));
+        }
         let _ = stderr_task.await;
         let (sha, bytes) = {
             let g = hasher.lock().expect("hasher lock");

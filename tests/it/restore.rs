@@ -404,3 +404,39 @@ async fn mariadb_restores_through_a_side_schema_with_triggers_views_and_routines
     let err = restore(&app, "", &req).await.unwrap_err();
     assert!(matches!(err, RestoreError::Refused(_)), "{err}");
 }
+
+#[tokio::test]
+async fn a_mariadb_swap_blocked_by_an_open_transaction_gives_up_and_puts_the_target_back() {
+    use mysql_async::prelude::Queryable;
+    let src = MyDb::create("rst_mylock");
+    src.sql(MY_SCHEMA);
+    let app = TestApp::spawn(&mysql_source("mysrc", &src.name)).await;
+    export(&app, "mysrc", "maria", &src.name, "2026-11-20").await;
+    let into = MyDb::create("rst_mylock_into");
+    into.sql(MY_SCHEMA);
+    into.sql("INSERT INTO users VALUES (9, 'mine@x', NULL)");
+    // An open transaction that has read `audit` holds its metadata lock until it ends: the trigger,
+    // view and function of the target are dropped, then the atomic RENAME TABLE waits and gives up.
+    let url = format!("{}{}", mysql_url(), into.name);
+    let mut holder = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap();
+    holder.query_drop("START TRANSACTION").await.unwrap();
+    holder.query_drop("SELECT COUNT(*) FROM audit").await.unwrap();
+    let mut req = request("mysrc", "maria", &src.name, target(&mysql_url(), &into.name));
+    req.options.replace = true;
+
+    let err = restore(&app, "", &req).await.unwrap_err();
+
+    let text = err.to_string();
+    assert!(text.contains("before any table moved") && text.contains("as it was"), "{text}");
+    assert!(!text.contains("could not put back"), "{text}");
+    holder.query_drop("COMMIT").await.unwrap();
+    drop(holder);
+    assert_eq!(into.sql("SELECT COUNT(*) FROM users"), "4");
+    assert_eq!(into.sql("SELECT COUNT(*) FROM with_email"), "3", "the view is back");
+    assert_eq!(into.sql("SELECT twice(2)"), "4", "the function is back");
+    into.sql("INSERT INTO users VALUES (10, 'j@x', NULL)");
+    assert_eq!(into.sql("SELECT what FROM audit ORDER BY n DESC LIMIT 1"), "new 10", "the trigger is back");
+    let leftovers = src
+        .sql(&format!("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{}\\_%'", into.name));
+    assert_eq!(leftovers, "0", "no side or old schema is left behind");
+}

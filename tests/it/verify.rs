@@ -122,20 +122,24 @@ async fn verify_catches_a_truncated_object_and_reports_it() {
 }
 
 #[tokio::test]
-async fn verify_catches_a_corrupted_byte() {
-    let (record, reports) = verify_tampered("ver_flip", |dir, m| {
-        let path = dir.join(m["key"].as_str().unwrap());
-        let mut data = std::fs::read(&path).unwrap();
-        let middle = data.len() / 2;
-        data[middle] ^= 0x40;
-        std::fs::write(&path, &data).unwrap();
-    })
-    .await;
+async fn verify_catches_a_corrupted_byte_wherever_it_is() {
+    // Early, middle and late: whichever stage trips over it first (zstd, pg_restore, psql or none),
+    // the verdict names the damage.
+    for tenths in [1, 5, 9] {
+        let (record, reports) = verify_tampered("ver_flip", |dir, m| {
+            let path = dir.join(m["key"].as_str().unwrap());
+            let mut data = std::fs::read(&path).unwrap();
+            let at = data.len() * tenths / 10;
+            data[at] ^= 0x40;
+            std::fs::write(&path, &data).unwrap();
+        })
+        .await;
 
-    assert_eq!(record["result"], "failed");
-    let errors = record["errors"].to_string();
-    assert!(errors.contains("SHA-256 mismatch"), "{errors}");
-    assert_eq!(reports.len(), 1);
+        assert_eq!(record["result"], "failed");
+        let errors = record["errors"].to_string();
+        assert!(errors.contains("SHA-256 mismatch"), "byte at {tenths}/10: {errors}");
+        assert_eq!(reports.len(), 1);
+    }
 }
 
 #[tokio::test]
