@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bin=${1:-target/debug/data-backup}
+bin=${1:-${CARGO_TARGET_DIR:-target}/debug/data-backup}
 if [ ! -x "$bin" ]; then
   echo "fuzz: $bin is missing: build it first (cargo test --no-run)" >&2
   exit 1

@@ -96,5 +96,5 @@ step test run_tests
 # Fuzz the HTTP contract with schemathesis against the binary the build step made (a full run only:
 # a test-name filter or --no-fuzz skips it).
 if [ "$fuzz" = 1 ] && [ "${#args[@]}" = 0 ]; then
-  step fuzz scripts/fuzz.sh target/debug/data-backup
+  step fuzz scripts/fuzz.sh "${CARGO_TARGET_DIR:-target}/debug/data-backup"
 fi
