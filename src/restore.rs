@@ -79,6 +79,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
+use crate::export::dump::tail_stderr;
 use crate::model::{DatabasePath, Engine, RunDate};
 use crate::retention::RetentionClass;
 use crate::settings::{ServerUrl, Settings};
@@ -88,8 +89,6 @@ use crate::store::manifest::{DumpFormat, Manifest};
 use crate::store::{BackupStore, StoreError};
 use crate::verify::{VerificationRecord, VerificationSummary};
 
-/// Bytes of a tool's stderr kept for the error message (the end of it).
-const STDERR_KEEP: usize = 8192;
 /// Copy buffer between the stages.
 const PUMP_BUF: usize = 256 * 1024;
 /// Longest PostgreSQL identifier (bytes).
@@ -832,25 +831,6 @@ where
     }
     to.flush().await.map_err(PumpError::Write)?;
     Ok(total)
-}
-
-/// Keeps the end of a child's stderr.
-fn tail_stderr(stderr: Option<tokio::process::ChildStderr>) -> JoinHandle<String> {
-    tokio::spawn(async move {
-        let Some(mut stderr) = stderr else { return String::new() };
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-            if all.len() > 4 * STDERR_KEEP {
-                all.drain(..all.len() - STDERR_KEEP);
-            }
-        }
-        String::from_utf8_lossy(&all[all.len().saturating_sub(STDERR_KEEP)..]).trim().to_owned()
-    })
 }
 
 /// A piece of the loader's input written after the checks passed; `label` names a transform.

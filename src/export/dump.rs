@@ -38,7 +38,7 @@ use crate::store::BackupStore;
 use crate::store::manifest::{DumpFormat, Encryption, MANIFEST_VERSION, Manifest, ToolVersions};
 
 /// Bytes of stderr kept for the error message (the end of it).
-const STDERR_KEEP: usize = 4096;
+const STDERR_KEEP: usize = 8192;
 
 /// Exports the databases of one self-hosted server.
 pub struct DumpExporter {
@@ -63,6 +63,25 @@ impl DumpExporter {
     fn tool_error(&self, e: impl std::fmt::Display) -> ExportError {
         ExportError::Tool(format!("{}: {e}", self.source.name))
     }
+}
+
+/// Collects the end of a child's stderr (the last `STDERR_KEEP` bytes), for error messages.
+pub(crate) fn tail_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let Some(mut stderr) = stderr else { return String::new() };
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if all.len() > 4 * STDERR_KEEP {
+                all.drain(..all.len() - STDERR_KEEP);
+            }
+        }
+        String::from_utf8_lossy(&all[all.len().saturating_sub(STDERR_KEEP)..]).trim().to_owned()
+    })
 }
 
 /// A dump tool found on this machine.
@@ -410,21 +429,7 @@ impl Exporter for DumpExporter {
             .spawn()
             .map_err(|e| self.tool_error(format!("cannot start {}: {e}", tool.path.display())))?;
         let stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let stderr_task = tokio::spawn(async move {
-            let mut all = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                all.extend_from_slice(&buf[..n]);
-                if all.len() > 4 * STDERR_KEEP {
-                    all.drain(..all.len() - STDERR_KEEP);
-                }
-            }
-            String::from_utf8_lossy(&all[all.len().saturating_sub(STDERR_KEEP)..]).trim().to_owned()
-        });
+        let stderr_task = tail_stderr(child.stderr.take());
         let status: StatusFuture = async move { child.wait().await.map_err(|e| e.to_string()) }.boxed().shared();
 
         let raw = Arc::new(AtomicU64::new(0));
