@@ -121,14 +121,15 @@ pg_bin_dir = "{Path(self.a.pg_dump).parent}"
         size = dumps[0].stat().st_size
         if size != manifest["bytes"]:
             sys.exit(f"stored size {size} != manifest bytes {manifest['bytes']}")
-        if "data-backup" not in m.hwm_kib:
+        comm = Path(self.a.bin).name[:15]  # the kernel's process name: the file name, cut at 15 bytes
+        if comm not in m.hwm_kib:
             sys.exit("the sampler never saw the data-backup process")
         return {
             "wall_s": m.wall_s,
             "time_M_kib": m.time_maxrss_kib,
-            "own_hwm_kib": m.hwm_kib["data-backup"],
+            "own_hwm_kib": m.hwm_kib[comm],
             "pg_dump_hwm_kib": m.hwm_kib.get("pg_dump", 0),
-            "own_cpu_s": m.cpu_s.get("data-backup", 0.0),
+            "own_cpu_s": m.cpu_s.get(comm, 0.0),
             "pg_dump_cpu_s": m.cpu_s.get("pg_dump", 0.0),
             "backend_cpu_s": m.cpu_s.get("postgres backend", 0.0),
             "sampler_cpu_s": m.sampler_cpu_s,
