@@ -1,0 +1,63 @@
+# The nightly run: POST /schedule with an OIDC token of the invoker. Cloud Scheduler sends
+# X-CloudScheduler-ScheduleTime, from which the service takes the run date (UTC), so a retry after
+# midnight files its backups under the same day; /schedule is idempotent (tasks already queued are
+# counted, not created again) and answers 503 when some tasks could not be created, so retries are safe.
+
+resource "google_cloud_scheduler_job" "schedule" {
+  project          = var.project_id
+  region           = var.region
+  name             = "${var.name}-schedule"
+  description      = "data-backup: discover every Cloud SQL database and enqueue one export each (POST /schedule)"
+  schedule         = var.schedule
+  time_zone        = var.schedule_time_zone
+  attempt_deadline = "${min(var.request_timeout_secs, 1800)}s"
+
+  retry_config {
+    retry_count          = 3
+    min_backoff_duration = "120s"
+    max_backoff_duration = "900s"
+    max_doublings        = 2
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = "${local.service_url}/schedule"
+
+    oidc_token {
+      service_account_email = local.invoker
+      audience              = local.service_url
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_cloud_run_v2_service_iam_member.invoker]
+}
+
+# Hourly GET /status: recomputes freshness and coverage, so the collector exports current
+# data_backup_databases and data_backup_last_success_timestamp_seconds between nights.
+resource "google_cloud_scheduler_job" "status_refresh" {
+  count = var.metrics_collector ? 1 : 0
+
+  project          = var.project_id
+  region           = var.region
+  name             = "${var.name}-status"
+  description      = "data-backup: refresh the freshness metrics (GET /status)"
+  schedule         = var.status_refresh_schedule
+  time_zone        = "Etc/UTC"
+  attempt_deadline = "300s"
+
+  retry_config {
+    retry_count = 1
+  }
+
+  http_target {
+    http_method = "GET"
+    uri         = "${local.service_url}/status?state=stale"
+
+    oidc_token {
+      service_account_email = local.invoker
+      audience              = local.service_url
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_cloud_run_v2_service_iam_member.invoker]
+}
