@@ -205,7 +205,7 @@ resource "google_kms_crypto_key_iam_member" "gcs" {
 
   crypto_key_id = var.kms_key_name
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
-  member        = data.google_storage_project_service_account.gcs[0].member
+  member        = "serviceAccount:${data.google_storage_project_service_account.gcs[0].email_address}"
 }
 
 resource "google_kms_crypto_key_iam_member" "pubsub" {
