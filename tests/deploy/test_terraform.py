@@ -218,6 +218,15 @@ def lifecycle_block() -> str:
     return "\n".join(line[2:] if line.startswith("  ") else line for line in lines) + "\n"
 
 
+def lifecycle_render_env() -> dict[str, str]:
+    """The settings the block was rendered with, from its BEGIN line (`…, rendered with: K=V K=V`)."""
+    text = (MODULE / "bucket.tf").read_text(encoding="utf-8")
+    line = text[text.index(BEGIN):].splitlines()[0]
+    settings = dict(word.split("=", 1) for word in line.split("rendered with:", 1)[1].split())
+    assert "DATA_BACKUP_STORE__URL" in settings and all(k.startswith("DATA_BACKUP_") for k in settings)
+    return settings
+
+
 def test_the_lifecycle_block_holds_only_rendered_rules():
     block = lifecycle_block()
     code = [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
@@ -226,12 +235,18 @@ def test_the_lifecycle_block_holds_only_rendered_rules():
     assert sorted(prefixes) == sorted(["daily", "weekly", "monthly", "quarterly", "yearly"])
 
 
+def test_the_service_gets_the_retention_the_rules_were_rendered_with():
+    rendered = {k: v for k, v in lifecycle_render_env().items() if k.startswith("DATA_BACKUP_RETENTION__")}
+    service = {k: unquote(v) for k, v in module_locals()["env_retention"].items()}
+    assert service == rendered, "local.env_retention (main.tf) and bucket.tf's BEGIN line must name the same settings"
+
+
 def test_the_lifecycle_rules_equal_a_fresh_render():
     binary = data_backup_bin()
     if binary is None:
         pytest.skip("no data-backup binary (build it, or set DATA_BACKUP_BIN) to render the lifecycle rules")
     with tempfile.TemporaryDirectory() as cwd:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATA_BACKUP_STORE__URL": "gs://BUCKET"}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **lifecycle_render_env()}
         out = subprocess.run(
             [str(binary), "lifecycle", "--format", "terraform"],
             cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
@@ -240,7 +255,7 @@ def test_the_lifecycle_rules_equal_a_fresh_render():
     block = lifecycle_block()
     assert out.stdout in block, (
         "terraform/modules/data-backup/bucket.tf's lifecycle rules differ from "
-        "`DATA_BACKUP_STORE__URL=gs://BUCKET data-backup lifecycle --format terraform`: render again and "
+        "`data-backup lifecycle --format terraform` with the settings of its BEGIN line: render again and "
         "paste the output between the BEGIN and END markers (indented by two spaces)\n" + out.stdout
     )
     extra = [line for line in block.replace(out.stdout, "").splitlines() if line.strip() and not line.startswith("#")]

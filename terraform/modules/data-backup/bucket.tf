@@ -45,11 +45,11 @@ resource "google_storage_bucket" "backups" {
     }
   }
 
-  # BEGIN data-backup lifecycle --format terraform
-  # Rendered for the service's default [retention] settings (DATA_BACKUP_STORE__URL=gs://BUCKET, a
-  # placeholder: the rules match key prefixes, not the bucket). Do not edit by hand: after changing
-  # [retention] (extra_env DATA_BACKUP_RETENTION__…), render again with the same settings and paste
-  # the output here. scripts/deploy-checks.sh compares this block with a fresh render.
+  # BEGIN data-backup lifecycle --format terraform, rendered with: DATA_BACKUP_STORE__URL=gs://BUCKET
+  # The service's default [retention]; gs://BUCKET is a placeholder (the rules match key prefixes).
+  # Do not edit by hand: to change retention, add the same DATA_BACKUP_RETENTION__… settings to the
+  # line above and to local.env_retention (main.tf), render again and paste the output here.
+  # scripts/deploy-checks.sh renders with the settings of the line above and compares.
   # Lifecycle rules for gs://BUCKET, rendered by `data-backup lifecycle --format terraform` from the
   # [retention] settings: put these blocks in the bucket's google_storage_bucket resource.
   lifecycle_rule {

@@ -92,8 +92,13 @@ locals {
     # Metrics and traces go to the collector sidecar (OTLP over HTTP).
     OTEL_EXPORTER_OTLP_ENDPOINT = var.metrics_collector ? "http://localhost:4318" : null
   }
+  # The [retention] settings the bucket's lifecycle rules were rendered with (bucket.tf, BEGIN line):
+  # the service's prune and status use the same ones. Empty: the defaults. A check keeps the two equal.
+  env_retention = {}
+
   env = merge(
     { for k, v in local.env_optional : k => v if v != null },
+    local.env_retention,
     local.env_base,
     var.extra_env,
   )
