@@ -78,12 +78,23 @@ impl AppState {
         if let Some(url) = &settings.notify.webhook_url {
             notifiers.push(Arc::new(WebhookNotifier::new(url.clone(), settings.notify.webhook_attempts)));
         }
+        if let Some(topic) = &settings.notify.pubsub_topic {
+            let notifier = crate::notify::PubSubNotifier::new(
+                topic,
+                &settings.gcp,
+                settings.notify.webhook_attempts,
+                settings.notify.pubsub_success,
+            )
+            .map_err(|reason| SettingsError { key: "notify.pubsub_topic".into(), reason })?;
+            notifiers.push(Arc::new(notifier));
+        }
         let service = Arc::new(ExportService {
             store,
             sources: Source::from_settings(settings),
             lease_ttl: Duration::from_secs(settings.export.lease_ttl_secs),
             notifiers,
             metrics: metrics.clone(),
+            report_after_retries: settings.export.report_after_retries,
         });
         let local_queue = Arc::new(LocalQueue::start(service.clone(), settings.queue.clone()));
         let exclusions = Exclusions::new(&settings.exclude.patterns)

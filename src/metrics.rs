@@ -317,6 +317,12 @@ impl Bucket for TracedBucket {
     async fn delete(&self, key: &str) -> Result<(), BucketError> {
         self.inner.delete(key).await
     }
+    fn gs_uri(&self, key: &str) -> Option<String> {
+        self.inner.gs_uri(key)
+    }
+    async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
+        self.inner.crc32c(key).await
+    }
 }
 
 #[cfg(test)]

@@ -572,9 +572,9 @@ pub async fn restore_manifest(
     let expected = match manifest.format {
         DumpFormat::PgCustomZstd => "postgres",
         DumpFormat::MysqlSqlZstd => "mysql",
-        DumpFormat::CloudSqlGz => {
+        DumpFormat::CloudSqlGz | DumpFormat::SqlServerBak => {
             return Err(RestoreError::Unsupported(format!(
-                "{} is a Cloud SQL export (sql.gz): restoring it is not supported by this version",
+                "{} is a Cloud SQL export: restoring it is not supported by this version",
                 manifest.key
             )));
         }

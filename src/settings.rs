@@ -326,11 +326,15 @@ pub struct NotifySettings {
     pub webhook_url: Option<SecretUrl>,
     /// Attempts per report before giving up (the log event stays).
     pub webhook_attempts: u32,
+    /// Pub/Sub topic (`projects/P/topics/T`) that receives failure reports and run summaries.
+    pub pubsub_topic: Option<String>,
+    /// Also publish one `export_succeeded` event per backup made (bytes, duration).
+    pub pubsub_success: bool,
 }
 
 impl Default for NotifySettings {
     fn default() -> Self {
-        Self { webhook_url: None, webhook_attempts: 3 }
+        Self { webhook_url: None, webhook_attempts: 3, pubsub_topic: None, pubsub_success: false }
     }
 }
 
@@ -382,6 +386,18 @@ pub struct ExportSettings {
     pub age_recipients: Vec<String>,
     /// Count rows per table in the dump's snapshot and keep them in the manifest.
     pub row_counts: bool,
+    /// Cloud SQL: how long one `/export` attempt waits for its operation before answering 503 with
+    /// `Retry-After` (the retry attaches to the same operation), in seconds. Must stay below the
+    /// Cloud Tasks dispatch deadline (default 10 minutes, at most 30).
+    pub wait_secs: u64,
+    /// Cloud SQL: first delay between two polls of the operation, in milliseconds (doubled up to 30 s).
+    pub poll_initial_ms: u64,
+    /// Cloud SQL: use serverless export (`offload`: a temporary instance does the work).
+    pub offload: bool,
+    /// Cloud SQL: an instance label that overrides `offload` per instance (`"true"` or `"false"`).
+    pub offload_label: String,
+    /// A transient failure is reported once its task has been retried this many times.
+    pub report_after_retries: u32,
 }
 
 impl Default for ExportSettings {
@@ -394,6 +410,11 @@ impl Default for ExportSettings {
             mysql_bin_dir: None,
             age_recipients: Vec::new(),
             row_counts: true,
+            wait_secs: 300,
+            poll_initial_ms: 1000,
+            offload: false,
+            offload_label: "data-backup-offload".to_owned(),
+            report_after_retries: 3,
         }
     }
 }
@@ -507,6 +528,8 @@ pub struct GcpSettings {
     pub cloud_tasks_endpoint: Option<Url>,
     /// Cloud Asset v1 endpoint (default Google's); tests use a fake.
     pub asset_endpoint: Option<Url>,
+    /// Pub/Sub v1 endpoint (default Google's); tests use a fake.
+    pub pubsub_endpoint: Option<Url>,
     /// Client-side limit of Resource Manager calls per minute (quota: 600 list calls a minute).
     pub resource_manager_per_minute: u32,
     /// Client-side limit of Cloud SQL Admin calls per minute (quota: about 180 a minute per user).
@@ -532,6 +555,7 @@ impl Default for GcpSettings {
             sql_admin_endpoint: None,
             cloud_tasks_endpoint: None,
             asset_endpoint: None,
+            pubsub_endpoint: None,
             resource_manager_per_minute: 500,
             sql_admin_per_minute: 150,
             asset_per_minute: 300,
@@ -1095,9 +1119,42 @@ impl Settings {
         if self.http.max_concurrent_requests == 0 {
             return Err(SettingsError::new("http.max_concurrent_requests", "must be at least 1"));
         }
+        self.validate_export_wait()?;
         self.validate_gcp()?;
         crate::retention::RetentionPolicy::from_settings(self)?;
         self.validate_restore_and_verify()?;
+        Ok(())
+    }
+
+    fn validate_export_wait(&self) -> Result<(), SettingsError> {
+        // Cloud Tasks stops listening after its dispatch deadline (at most 30 minutes): the wait
+        // must end, and the answer reach it, well before.
+        if !(1..=1500).contains(&self.export.wait_secs) {
+            return Err(SettingsError::new(
+                "export.wait_secs",
+                "must be between 1 and 1500 seconds (below Cloud Tasks' 30-minute dispatch deadline)",
+            ));
+        }
+        if self.export.wait_secs + 30 > self.http.long_request_timeout_secs && !self.gcp_sources.is_empty() {
+            return Err(SettingsError::new(
+                "export.wait_secs",
+                format!(
+                    "must be at least 30 s below http.long_request_timeout_secs ({} s), so /export answers \
+                     503 before its request times out",
+                    self.http.long_request_timeout_secs
+                ),
+            ));
+        }
+        if self.export.poll_initial_ms == 0 {
+            return Err(SettingsError::new("export.poll_initial_ms", "must be at least 1"));
+        }
+        if let Some(topic) = &self.notify.pubsub_topic {
+            let parts: Vec<&str> = topic.split('/').collect();
+            let valid = matches!(parts.as_slice(), ["projects", p, "topics", t] if !p.is_empty() && !t.is_empty());
+            if !valid {
+                return Err(SettingsError::new("notify.pubsub_topic", "must be `projects/PROJECT/topics/TOPIC`"));
+            }
+        }
         Ok(())
     }
 

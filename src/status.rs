@@ -923,6 +923,7 @@ fn placeholder_manifest() -> Manifest {
         encryption: None,
         row_counts: None,
         row_counts_exact: None,
+        cloud_sql: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Logging and traces.
 //!
-//! Logs: human-readable on a terminal, JSON (Cloud Logging's shape) when
-//! `DATA_BACKUP_LOG_FORMAT=json` or on Cloud Run (`K_SERVICE` set). Level from `RUST_LOG`
+//! Logs: human-readable on a terminal, JSON in Cloud Logging's structured shape ([`CloudLogging`])
+//! when `DATA_BACKUP_LOG_FORMAT=json` or on Cloud Run (`K_SERVICE` set). Level from `RUST_LOG`
 //! (default `info`).
 //!
 //! Traces: `tracing` spans (`request`, `schedule`, `discovery`, `enqueue`, `export`, `upload`)
@@ -51,7 +51,13 @@ pub fn init() {
     let json =
         std::env::var("DATA_BACKUP_LOG_FORMAT").is_ok_and(|v| v == "json") || std::env::var_os("K_SERVICE").is_some();
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = if json { fmt.json().flatten_event(true).with_current_span(false).boxed() } else { fmt.boxed() };
+    let fmt = if json {
+        fmt.fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(CloudLogging::from_env())
+            .boxed()
+    } else {
+        fmt.boxed()
+    };
     let otel = otlp_tracer_provider().map(|provider| {
         let tracer = provider.tracer("data-backup");
         let _ = TRACER_PROVIDER.set(provider);
@@ -110,8 +116,11 @@ pub fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
         "request",
         http.request.method = %request.method(),
         url.path = %request.uri().path(),
+        trace_id = tracing::field::Empty,
     );
     if let Some(cx) = remote_context(request.headers()) {
+        // For the logs' `logging.googleapis.com/trace`, whether or not traces are exported.
+        span.record("trace_id", cx.span().span_context().trace_id().to_string());
         // Fails only when no OpenTelemetry layer is installed: then there is no trace to join.
         let _ = span.set_parent(cx);
     }
@@ -139,9 +148,178 @@ pub fn join(span: &tracing::Span, cx: opentelemetry::Context) {
     let _ = span.set_parent(cx);
 }
 
+/// Cloud Logging's structured JSON (one object per line): `severity`, `message`, `time`,
+/// `logging.googleapis.com/trace` (`projects/P/traces/T`, from the request's `trace_id` and
+/// `GOOGLE_CLOUD_PROJECT`), `logging.googleapis.com/labels` (the Cloud Tasks delivery, the
+/// database and the run, so log-based metrics can count errors per database), then the fields of
+/// every enclosing span and of the event itself. Needs the layer's field formatter to be
+/// `JsonFields`, so span fields are stored as JSON.
+pub struct CloudLogging {
+    project: Option<String>,
+}
+
+/// Fields copied into `logging.googleapis.com/labels` (as strings) when present.
+const LABEL_FIELDS: [&str; 9] = [
+    "db.path",
+    "db.name",
+    "run.id",
+    "run.date",
+    "error.class",
+    "cloudtasks.task_name",
+    "cloudtasks.queue_name",
+    "cloudtasks.retry_count",
+    "cloudtasks.execution_count",
+];
+
+impl CloudLogging {
+    /// The project of the trace names from `GOOGLE_CLOUD_PROJECT` (or `GCP_PROJECT`).
+    #[must_use]
+    pub fn from_env() -> Self {
+        let project = ["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()));
+        Self { project }
+    }
+
+    /// With an explicit project (tests).
+    #[must_use]
+    pub fn with_project(project: Option<&str>) -> Self {
+        Self { project: project.map(str::to_owned) }
+    }
+}
+
+struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for CloudLogging
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use serde_json::Value;
+        let mut fields = serde_json::Map::new();
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                let stored = extensions.get::<tracing_subscriber::fmt::FormattedFields<N>>();
+                if let Some(Ok(Value::Object(map))) = stored.map(|f| serde_json::from_str::<Value>(f.as_str())) {
+                    fields.extend(map);
+                }
+            }
+        }
+        event.record(&mut JsonVisitor(&mut fields));
+        let meta = event.metadata();
+        let severity = match *meta.level() {
+            tracing::Level::ERROR => "ERROR",
+            tracing::Level::WARN => "WARNING",
+            tracing::Level::INFO => "INFO",
+            _ => "DEBUG",
+        };
+        let mut entry = serde_json::Map::new();
+        entry.insert("severity".into(), severity.into());
+        entry.insert("message".into(), fields.remove("message").unwrap_or_else(|| meta.name().into()));
+        entry.insert("time".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into());
+        entry.insert("target".into(), meta.target().into());
+        if let (Some(project), Some(Value::String(trace))) = (&self.project, fields.get("trace_id")) {
+            entry.insert("logging.googleapis.com/trace".into(), format!("projects/{project}/traces/{trace}").into());
+        }
+        let labels: serde_json::Map<String, Value> = LABEL_FIELDS
+            .iter()
+            .filter_map(|k| {
+                let value = fields.get(*k)?;
+                Some(((*k).to_owned(), value.as_str().map_or_else(|| value.to_string(), str::to_owned).into()))
+            })
+            .collect();
+        if !labels.is_empty() {
+            entry.insert("logging.googleapis.com/labels".into(), Value::Object(labels));
+        }
+        for (k, v) in fields {
+            entry.entry(k).or_insert(v);
+        }
+        writeln!(writer, "{}", Value::Object(entry))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn cloud_logging_lines_carry_severity_trace_labels_and_span_fields() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(CloudLogging::with_project(Some("ops"))),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!("request", trace_id = "4bf92f3577b34da6a3ce929d0e0e4736");
+            let _r = request.enter();
+            let delivery = tracing::info_span!(
+                "delivery",
+                cloudtasks.task_name = "projects/ops/locations/l/queues/q/tasks/t1",
+                cloudtasks.retry_count = 3_u32
+            );
+            let _d = delivery.enter();
+            tracing::error!(db.path = "p/i/app", error.class = "permission_denied", "export of p/i/app failed");
+            tracing::warn!("a warning");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let error = &lines[0];
+        assert_eq!(error["severity"], "ERROR");
+        assert_eq!(error["message"], "export of p/i/app failed");
+        assert_eq!(error["logging.googleapis.com/trace"], "projects/ops/traces/4bf92f3577b34da6a3ce929d0e0e4736");
+        let labels = &error["logging.googleapis.com/labels"];
+        assert_eq!(labels["db.path"], "p/i/app");
+        assert_eq!(labels["error.class"], "permission_denied");
+        assert_eq!(labels["cloudtasks.task_name"], "projects/ops/locations/l/queues/q/tasks/t1");
+        assert_eq!(labels["cloudtasks.retry_count"], "3");
+        assert_eq!(lines[1]["severity"], "WARNING");
+        assert_eq!(lines[1]["cloudtasks.retry_count"], 3, "span fields reach every line: {text}");
+    }
 
     #[test]
     fn traceparent_round_trips_through_remote_context() {

@@ -443,6 +443,7 @@ impl Verifier {
                 ":red_circle: data-backup: the restore drill of {}/{}/{} (backup of {}) failed: {message}",
                 record.project, record.instance, record.database, record.run_date
             ),
+            operation: None,
         };
         for n in &self.notifiers {
             if let Err(e) = n.notify(&report).await {
@@ -501,6 +502,7 @@ mod tests {
             encryption: None,
             row_counts: Some(counts.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect()),
             row_counts_exact: exact,
+            cloud_sql: None,
         }
     }
 

@@ -534,6 +534,7 @@ impl Exporter for DumpExporter {
             encryption: encrypted
                 .then(|| Encryption { scheme: "age".to_owned(), recipients: self.recipient_names.clone() }),
             row_counts_exact: counts.as_ref().map(|(_, exact)| *exact),
+            cloud_sql: None,
             row_counts: counts.map(|(c, _)| c),
         })
     }

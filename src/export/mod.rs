@@ -10,6 +10,7 @@
 //! otherwise take the lease, renew it while the exporter runs, commit the manifest (conditional
 //! create), update `latest/`, give the lease back.
 
+pub mod cloudsql;
 pub mod dump;
 
 use std::sync::Arc;
@@ -59,6 +60,55 @@ pub enum ExportError {
     /// The service is shutting down.
     #[error("the export was abandoned because the service is shutting down")]
     Abandoned,
+    /// The Cloud SQL instance is busy with another operation (409 `operationInProgress`).
+    #[error("{detail}")]
+    Busy {
+        /// What is busy.
+        detail: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The Cloud SQL export operation is still running after the wait; the retry attaches to it.
+    #[error("Cloud SQL export operation {operation} is still running after {waited_secs} s; the retry attaches to it")]
+    Running {
+        /// The operation's name.
+        operation: String,
+        /// How long this attempt waited.
+        waited_secs: u64,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// A Cloud SQL export operation ended with an error.
+    #[error("{message}")]
+    OperationFailed {
+        /// The operation's name.
+        operation: String,
+        /// What the error means for the export.
+        kind: OperationFailure,
+        /// What failed, why, and what to fix.
+        message: String,
+    },
+    /// A Google API kept failing (429, 5xx, timeouts) after its retries.
+    #[error("{0}")]
+    Upstream(String),
+    /// A permission is missing; the message names the account, the role and the resource.
+    #[error("{0}")]
+    Denied(String),
+    /// The request or the configuration cannot work (a Cloud SQL source without a gs:// store, a
+    /// rejected export request, an object in the way that is not a complete export).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a failed Cloud SQL export operation means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationFailure {
+    /// The instance's service account may not write the bucket: permanent until someone grants it.
+    Denied,
+    /// The database no longer exists.
+    Gone,
+    /// Anything else: retried.
+    Failed,
 }
 
 impl ExportError {
@@ -66,7 +116,9 @@ impl ExportError {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Gone(_) | Self::Tool(_) => false,
+            Self::Gone(_) | Self::Tool(_) | Self::Denied(_) | Self::Invalid(_) => false,
+            Self::Busy { .. } | Self::Running { .. } | Self::Upstream(_) => true,
+            Self::OperationFailed { kind, .. } => *kind == OperationFailure::Failed,
             Self::DumpFailed { transient, .. } => *transient,
             Self::Discovery(e) => e.is_transient(),
             Self::Store(e) => e.is_transient(),
@@ -85,6 +137,38 @@ impl ExportError {
             Self::Store(_) => "store",
             Self::LeaseLost => "lease_lost",
             Self::Abandoned => "abandoned",
+            Self::Busy { .. } => "instance_busy",
+            Self::Running { .. } => "still_running",
+            Self::Upstream(_) => "upstream",
+            Self::OperationFailed { kind: OperationFailure::Denied, .. } => "permission_denied",
+            Self::OperationFailed { kind: OperationFailure::Gone, .. } => "gone",
+            Self::OperationFailed { kind: OperationFailure::Failed, .. } => "operation_failed",
+            Self::Denied(_) => "permission_denied",
+            Self::Invalid(_) => "invalid",
+        }
+    }
+
+    /// The Cloud SQL operation the failure is about, when there is one.
+    #[must_use]
+    pub fn operation(&self) -> Option<&str> {
+        match self {
+            Self::Running { operation, .. } | Self::OperationFailed { operation, .. } => Some(operation),
+            _ => None,
+        }
+    }
+
+    /// True when the database (or its instance) no longer exists.
+    #[must_use]
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Self::Gone(_) | Self::OperationFailed { kind: OperationFailure::Gone, .. })
+    }
+
+    /// When a retry should come, if the failure says (busy instance, running operation).
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Busy { retry_after, .. } | Self::Running { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }
@@ -225,17 +309,6 @@ pub struct Source {
     pub any_instance: bool,
 }
 
-/// The exporter of `gcp` sources until Cloud SQL export lands: fails permanently, so the failure
-/// is reported once and the queue stops retrying.
-pub struct CloudSqlNotImplemented;
-
-#[async_trait]
-impl Exporter for CloudSqlNotImplemented {
-    async fn export(&self, _task: &ExportTask, _store: &BackupStore) -> Result<Manifest, ExportError> {
-        Err(ExportError::Tool("Cloud SQL export is not implemented in this version".to_owned()))
-    }
-}
-
 impl Source {
     /// The sources the settings configure.
     pub fn from_settings(settings: &Settings) -> Vec<Self> {
@@ -250,7 +323,11 @@ impl Source {
                 settings.gcp.clone(),
                 apis.clone(),
             )),
-            exporter: Arc::new(CloudSqlNotImplemented),
+            exporter: Arc::new(cloudsql::CloudSqlExporter::new(
+                settings.export.clone(),
+                settings.gcp.clone(),
+                apis.clone(),
+            )),
             any_instance: true,
         });
         let self_hosted: Vec<Self> = settings
@@ -323,6 +400,8 @@ pub struct ExportService {
     pub notifiers: Vec<Arc<dyn Notifier>>,
     /// Export, queue and discovery metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// A transient failure delivered by Cloud Tasks is reported once its retries reach this.
+    pub report_after_retries: u32,
 }
 
 /// A request names no configured source.
@@ -399,6 +478,12 @@ impl ExportService {
         let (result, error_type) = match &outcome {
             Ok(ExportOutcome::Exported(m)) => {
                 self.metrics.backup_made(m);
+                let event = crate::notify::SuccessEvent::new(m);
+                for n in &self.notifiers {
+                    if let Err(e) = n.notify_success(&event).await {
+                        tracing::warn!(error = %e, db.path = %task.db, "{e}");
+                    }
+                }
                 ("exported", None)
             }
             Ok(ExportOutcome::AlreadyExported(_)) => ("already_exported", None),

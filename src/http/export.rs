@@ -8,11 +8,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use crate::app::AppState;
-use crate::export::{ExportError, ExportOutcome, log_failed_attempt};
+use crate::export::{ExportOutcome, log_failed_attempt};
 use crate::model::{DatabaseName, ExportTask, InstanceName, InvalidField, ProjectId, RunDate, RunId, SourceName};
 use crate::store::manifest::Manifest;
 
@@ -124,9 +125,47 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
     let task = task_of(&state, req)?;
-    let attempt = header_u32(&headers, "x-cloudtasks-taskretrycount").map_or(1, |n| n + 1);
-    let from_queue = headers.contains_key("x-cloudtasks-taskname");
-    match state.service.export(&task).await {
+    let delivery = Delivery::from_headers(&headers);
+    // Every event of this request carries the Cloud Tasks delivery it belongs to.
+    let span = tracing::info_span!(
+        "delivery",
+        cloudtasks.task_name = delivery.task_name.as_deref(),
+        cloudtasks.queue_name = delivery.queue_name.as_deref(),
+        cloudtasks.retry_count = delivery.retry_count,
+        cloudtasks.execution_count = delivery.execution_count,
+    );
+    export_task(&state, &task, &delivery).instrument(span).await
+}
+
+/// What Cloud Tasks says of a delivery (`X-CloudTasks-*`; absent for operators' calls).
+struct Delivery {
+    task_name: Option<String>,
+    queue_name: Option<String>,
+    retry_count: Option<u32>,
+    execution_count: Option<u32>,
+}
+
+impl Delivery {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Self {
+            task_name: text("x-cloudtasks-taskname"),
+            queue_name: text("x-cloudtasks-queuename"),
+            retry_count: header_u32(headers, "x-cloudtasks-taskretrycount"),
+            execution_count: header_u32(headers, "x-cloudtasks-taskexecutioncount"),
+        }
+    }
+
+    /// The attempt this is, counting from 1.
+    fn attempt(&self) -> u32 {
+        self.retry_count.map_or(1, |n| n.saturating_add(1))
+    }
+}
+
+async fn export_task(state: &AppState, task: &ExportTask, delivery: &Delivery) -> Result<Response, ApiError> {
+    let attempt = delivery.attempt();
+    let from_queue = delivery.task_name.is_some();
+    match state.service.export(task).await {
         Ok(ExportOutcome::Exported(m)) => Ok(ok(ExportStatus::Exported, *m)),
         Ok(ExportOutcome::AlreadyExported(m)) => Ok(ok(ExportStatus::AlreadyExported, *m)),
         Ok(ExportOutcome::LeaseHeld { retry_after }) => Err(ApiError::Conflict {
@@ -134,14 +173,20 @@ pub async fn export(
             retry_after,
         }),
         Err(e) => {
-            log_failed_attempt(&task, attempt, &e);
+            log_failed_attempt(task, attempt, &e);
             if e.is_transient() {
+                // A task still failing after this many retries is reported (once per task); its
+                // retries go on.
+                let threshold = state.service.report_after_retries;
+                if from_queue && delivery.retry_count.unwrap_or(0) >= threshold {
+                    state.service.report(task, attempt, &e).await;
+                }
                 return Err(ApiError::Unavailable {
                     detail: e.to_string(),
-                    retry_after: jittered(Duration::from_secs(30)),
+                    retry_after: e.retry_after().unwrap_or_else(|| jittered(Duration::from_secs(30))),
                 });
             }
-            state.service.report(&task, attempt, &e).await;
+            state.service.report(task, attempt, &e).await;
             if from_queue {
                 let body = ExportResponse {
                     status: ExportStatus::Failed,
@@ -152,10 +197,7 @@ pub async fn export(
                 };
                 return Ok((StatusCode::OK, Json(body)).into_response());
             }
-            Err(match e {
-                ExportError::Gone(_) => ApiError::NotFound(e.to_string()),
-                _ => ApiError::Unprocessable(e.to_string()),
-            })
+            Err(if e.is_gone() { ApiError::NotFound(e.to_string()) } else { ApiError::Unprocessable(e.to_string()) })
         }
     }
 }

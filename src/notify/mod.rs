@@ -5,8 +5,10 @@
 //! the export that caused it (a delivery failure is logged by the notifier and returned only for
 //! the caller's log).
 
+mod pubsub;
 mod webhook;
 
+pub use self::pubsub::PubSubNotifier;
 pub use self::webhook::WebhookNotifier;
 
 use async_trait::async_trait;
@@ -44,6 +46,9 @@ pub struct FailureReport {
     pub reported_at: DateTime<Utc>,
     /// One line for chat channels (Slack and Teams incoming webhooks display `text`).
     pub text: String,
+    /// The Cloud SQL operation the failure is about, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 impl FailureReport {
@@ -67,6 +72,57 @@ impl FailureReport {
                 ":red_circle: data-backup: backup of {} for {} failed ({why}, attempt {attempt}): {error}",
                 task.db, task.run_date
             ),
+            operation: error.operation().map(str::to_owned),
+        }
+    }
+}
+
+/// The event of one backup made (published only where a channel asks for it: Pub/Sub with
+/// `notify.pubsub_success`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SuccessEvent {
+    /// Always `export_succeeded`.
+    pub kind: String,
+    /// Source of the database.
+    pub source: String,
+    /// Project.
+    pub project: String,
+    /// Instance.
+    pub instance: String,
+    /// Database.
+    pub database: String,
+    /// Day of the backup.
+    pub run_date: String,
+    /// Run that asked for it.
+    pub run_id: String,
+    /// Object key of the dump.
+    pub key: String,
+    /// Stored bytes.
+    pub bytes: u64,
+    /// Seconds from the export's start to its manifest.
+    pub duration_secs: f64,
+    /// The Cloud SQL operation that wrote it, for Cloud SQL exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+}
+
+impl SuccessEvent {
+    /// The event of `manifest`.
+    #[must_use]
+    pub fn new(manifest: &crate::store::manifest::Manifest) -> Self {
+        let duration = (manifest.finished_at - manifest.started_at).to_std().unwrap_or_default();
+        Self {
+            kind: "export_succeeded".to_owned(),
+            source: manifest.source.clone(),
+            project: manifest.project.clone(),
+            instance: manifest.instance.clone(),
+            database: manifest.database.clone(),
+            run_date: manifest.run_date.clone(),
+            run_id: manifest.run_id.clone(),
+            key: manifest.key.clone(),
+            bytes: manifest.bytes,
+            duration_secs: duration.as_secs_f64(),
+            operation: manifest.cloud_sql.as_ref().map(|c| c.operation.clone()),
         }
     }
 }
@@ -84,6 +140,11 @@ pub trait Notifier: Send + Sync {
     /// Delivers the one summary of a finished run (default: not delivered on this channel).
     async fn notify_run(&self, report: &RunSummaryReport) -> Result<(), NotifyError> {
         let _ = report;
+        Ok(())
+    }
+    /// Delivers the event of one backup made (default: not delivered on this channel).
+    async fn notify_success(&self, event: &SuccessEvent) -> Result<(), NotifyError> {
+        let _ = event;
         Ok(())
     }
 }

@@ -137,7 +137,8 @@ async fn run_with_retries(inner: &Inner, task: &ExportTask) {
             }
             Err(e) => {
                 log_failed_attempt(task, attempt, &e);
-                let delay = backoff(&inner.settings, attempt);
+                // A running Cloud SQL operation or a busy instance says when to come back.
+                let delay = e.retry_after().unwrap_or_else(|| backoff(&inner.settings, attempt));
                 if !e.is_transient() || started.elapsed() + delay > max {
                     inner.service.report(task, attempt, &e).await;
                     return;

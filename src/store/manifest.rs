@@ -18,6 +18,8 @@ pub enum DumpFormat {
     MysqlSqlZstd,
     /// A Cloud SQL export: SQL text, gzip-compressed.
     CloudSqlGz,
+    /// A Cloud SQL for SQL Server export: a native `BAK` backup, uncompressed.
+    SqlServerBak,
 }
 
 impl DumpFormat {
@@ -28,13 +30,16 @@ impl DumpFormat {
             Self::PgCustomZstd => "dump.zst",
             Self::MysqlSqlZstd => "sql.zst",
             Self::CloudSqlGz => "sql.gz",
+            Self::SqlServerBak => "bak",
         }
     }
 
     /// The format of an extension.
     #[must_use]
     pub fn from_ext(ext: &str) -> Option<Self> {
-        [Self::PgCustomZstd, Self::MysqlSqlZstd, Self::CloudSqlGz].into_iter().find(|f| f.ext() == ext)
+        [Self::PgCustomZstd, Self::MysqlSqlZstd, Self::CloudSqlGz, Self::SqlServerBak]
+            .into_iter()
+            .find(|f| f.ext() == ext)
     }
 
     /// The compression applied to the stored object.
@@ -43,6 +48,7 @@ impl DumpFormat {
         match self {
             Self::PgCustomZstd | Self::MysqlSqlZstd => "zstd",
             Self::CloudSqlGz => "gzip",
+            Self::SqlServerBak => "none",
         }
     }
 }
@@ -111,6 +117,24 @@ pub struct Manifest {
     /// snapshot taken just before it (MySQL/MariaDB cannot share the dump's snapshot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_counts_exact: Option<bool>,
+    /// For a Cloud SQL export: the operation that wrote it and what Cloud Storage reports of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_sql: Option<CloudSqlExport>,
+}
+
+/// How a Cloud SQL export was made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CloudSqlExport {
+    /// The Cloud SQL Admin operation (`projects/P/operations/ID` form: its name), or `adopted`
+    /// when the object was found complete without its operation.
+    pub operation: String,
+    /// The object's CRC32C as Cloud Storage reports it (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
+    /// The instance's `databaseVersion` (`POSTGRES_16`, …).
+    pub database_version: String,
+    /// Whether the export ran serverless (`offload`).
+    pub offload: bool,
 }
 
 /// How a dump is encrypted.

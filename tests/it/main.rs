@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod bucket;
 mod cli;
+mod cloudsql;
 mod export;
 mod gcp;
 mod openapi;

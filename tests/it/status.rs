@@ -62,6 +62,7 @@ async fn backup(store: &BackupStore, name: &str, day: NaiveDate, hours_ago: i64,
         encryption: None,
         row_counts: None,
         row_counts_exact: None,
+        cloud_sql: None,
     };
     store.commit(&d, date, &manifest).await.unwrap();
 }

@@ -312,6 +312,21 @@ impl Bucket for GcsBucket {
         }))
     }
 
+    fn gs_uri(&self, key: &str) -> Option<String> {
+        Some(self.uri(&self.object_name(key)))
+    }
+
+    async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
+        let name = self.object_name(key);
+        let what = format!("reading the CRC32C of {}", self.uri(&name));
+        let url = self.objects_url(Some(&name), "fields=crc32c")?;
+        let Some(body) = self.json_call(Method::GET, url, &what).await? else {
+            return Ok(None);
+        };
+        let value: serde_json::Value = parse_json(&what, &body)?;
+        Ok(value.get("crc32c").and_then(|v| v.as_str()).map(str::to_owned))
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BucketError> {
         let full_prefix = if self.prefix.is_empty() { prefix.to_owned() } else { format!("{}/{prefix}", self.prefix) };
         let what = format!("listing gs://{}/{full_prefix}", self.bucket);

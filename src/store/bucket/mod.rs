@@ -95,4 +95,16 @@ pub trait Bucket: Send + Sync + Debug {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BucketError>;
     /// Deletes an object; a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), BucketError>;
+    /// For a Cloud Storage bucket, the `gs://` URI of `key` (Cloud SQL writes its exports there
+    /// itself); `None` for every other backend.
+    fn gs_uri(&self, key: &str) -> Option<String> {
+        let _ = key;
+        None
+    }
+    /// The CRC32C of an object as the backend reports it (base64, big-endian, as GCS does), when
+    /// the backend keeps one.
+    async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
+        let _ = key;
+        Ok(None)
+    }
 }

@@ -63,6 +63,8 @@ pub struct FakeInstance {
     pub databases: Vec<String>,
     /// Whether the asset inventory carries its attributes (else discovery reads it with instances.get).
     pub asset_attributes: bool,
+    /// `settings.userLabels`.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl FakeInstance {
@@ -77,7 +79,14 @@ impl FakeInstance {
             activation_policy: "ALWAYS".into(),
             databases: databases.iter().map(|d| (*d).to_owned()).collect(),
             asset_attributes: true,
+            labels: BTreeMap::new(),
         }
+    }
+
+    /// The instance's own service account (`serviceAccountEmailAddress`), the one its exports
+    /// write the bucket as.
+    pub fn service_account(&self) -> String {
+        format!("p{}-{}@gcp-sa-cloud-sql.iam.gserviceaccount.com", self.project.len() * 7919, self.name)
     }
 
     /// The Cloud SQL Admin `DatabaseInstance` JSON.
@@ -90,7 +99,8 @@ impl FakeInstance {
             "instanceType": self.instance_type,
             "databaseVersion": self.version,
             "region": "europe-west1",
-            "settings": {"activationPolicy": self.activation_policy, "tier": "db-custom-1-3840"},
+            "settings": {"activationPolicy": self.activation_policy, "tier": "db-custom-1-3840", "userLabels": self.labels},
+            "serviceAccountEmailAddress": self.service_account(),
         });
         if self.instance_type == "READ_REPLICA_INSTANCE" {
             v["masterInstanceName"] = json!(format!("{}:primary", self.project));

@@ -4,5 +4,6 @@ pub mod asset;
 pub mod cloud_tasks;
 pub mod google;
 pub mod jwks;
+pub mod pubsub;
 pub mod resource_manager;
 pub mod sql_admin;

@@ -1,0 +1,381 @@
+//! Cloud SQL exports against the stateful Cloud SQL Admin fake, whose exports really dump the
+//! local PostgreSQL server into fake-gcs-server: success restored with `psql` and compared with the
+//! source; a deadline then a resume that attaches (one operation across all attempts); a busy
+//! instance; a crash between export and manifest (adopted, not exported again); an object left by
+//! an earlier attempt, complete or truncated; a permission error reported once, with the fix, on
+//! the webhook and on Pub/Sub; the retry threshold of transient failures; two concurrent
+//! deliveries of one task.
+
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use data_backup::store::bucket::{Bucket, GcsBucket};
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::fakes::google::{FakeInstance, Org, SqlAccess, shared};
+use crate::support::fakes::pubsub::PubSubFake;
+use crate::support::fakes::sql_admin::SqlAdminFake;
+use crate::support::{PgDb, TestApp, required_env, unique_name};
+
+const TOPIC: &str = "projects/ops/topics/backup-reports";
+const RUN_DATE: &str = "2026-11-20";
+
+/// The fakes, the bucket and the service of one test.
+struct CloudSql {
+    sql: SqlAdminFake,
+    pubsub: PubSubFake,
+    hook: MockServer,
+    bucket: GcsBucket,
+    bucket_name: String,
+    prefix: String,
+    src: PgDb,
+    app: TestApp,
+}
+
+impl CloudSql {
+    /// A PostgreSQL instance `p-sql:pg` holding one real database, and the service with `[export]`
+    /// `extra` settings.
+    async fn start(export: &str) -> Self {
+        let endpoint = required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");
+        let bucket_name = required_env("DATA_BACKUP_TEST_GCS_BUCKET");
+        let prefix = unique_name("cloudsql");
+        let src = PgDb::create("csql_src");
+        src.sql("CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL)");
+        src.sql("INSERT INTO customers SELECT g, 'user' || g || '@example.com' FROM generate_series(1, 2000) g");
+        let mut org = Org::default();
+        org.project("p-sql", "folders/1", "ACTIVE", SqlAccess::Enabled).instance(FakeInstance::runnable(
+            "p-sql",
+            "pg",
+            "POSTGRES_16",
+            &["postgres", src.name.as_str()],
+        ));
+        let sql = SqlAdminFake::start_with_storage(shared(org, 2), &endpoint).await;
+        let pubsub = PubSubFake::start(&[TOPIC]).await;
+        let hook = MockServer::start().await;
+        Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&hook).await;
+        let app = TestApp::spawn(&format!(
+            "[[sources]]\nname = \"org\"\nkind = \"gcp\"\nprojects = [\"p-sql\"]\n\
+             [store]\nurl = \"gs://{bucket_name}/{prefix}\"\n\
+             [gcp]\ncredentials = \"anonymous\"\nstorage_endpoint = \"{endpoint}\"\nsql_admin_endpoint = \"{}\"\n\
+             pubsub_endpoint = \"{}\"\nsql_admin_per_minute = 60000\nretry_initial_ms = 10\n\
+             [notify]\nwebhook_url = \"{}/hook\"\npubsub_topic = \"{TOPIC}\"\npubsub_success = true\n\
+             [export]\npoll_initial_ms = 50\n{export}\n",
+            sql.server.uri(),
+            pubsub.server.uri(),
+            hook.uri(),
+        ))
+        .await;
+        let bucket = GcsBucket::new(&bucket_name, &prefix, Some(&endpoint), true).await.unwrap();
+        Self { sql, pubsub, hook, bucket, bucket_name, prefix, src, app }
+    }
+
+    fn body(&self) -> Value {
+        json!({"project": "p-sql", "instance": "pg", "database": self.src.name, "run_date": RUN_DATE})
+    }
+
+    /// The object key of the export and its `gs://` URI.
+    fn key(&self) -> String {
+        // 2026-11-20 is a Friday: the daily class.
+        format!("daily/p-sql/pg/{0}/{RUN_DATE}/{0}.sql.gz", self.src.name)
+    }
+
+    fn uri(&self) -> String {
+        format!("gs://{}/{}/{}", self.bucket_name, self.prefix, self.key())
+    }
+
+    /// Delivers the task as Cloud Tasks does, as its `retry`-th retry.
+    async fn deliver(&self, retry: u32) -> (u16, reqwest::header::HeaderMap, Value) {
+        let r = self
+            .app
+            .client
+            .post(format!("{}/export", self.app.address))
+            .header("X-CloudTasks-TaskName", "0123abcd")
+            .header("X-CloudTasks-QueueName", "backups")
+            .header("X-CloudTasks-TaskRetryCount", retry.to_string())
+            .header("X-CloudTasks-TaskExecutionCount", retry.to_string())
+            .json(&self.body())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Delivers until the answer is not 503/409 (at most `tries`); answers the last.
+    async fn deliver_until_done(&self, tries: u32) -> (u16, Value, u32) {
+        for attempt in 0..tries {
+            let (status, _, body) = self.deliver(attempt).await;
+            if status != 503 && status != 409 {
+                return (status, body, attempt + 1);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("still not done after {tries} deliveries");
+    }
+
+    async fn object(&self) -> Option<Vec<u8>> {
+        let stream = self.bucket.get_stream(&self.key()).await.unwrap()?;
+        let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(stream).await.unwrap();
+        Some(chunks.concat())
+    }
+
+    async fn hook_reports(&self) -> Vec<Value> {
+        self.hook
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .filter(|v| v.get("error_class").is_some())
+            .collect()
+    }
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out).unwrap();
+    out
+}
+
+fn psql_restore(db: &PgDb, sql: &[u8]) {
+    crate::support::run_with_stdin(
+        "psql",
+        &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", &db.name],
+        sql,
+    );
+}
+
+#[tokio::test]
+async fn cloud_sql_export_is_checked_and_restores_like_the_source() {
+    let t = CloudSql::start("").await;
+
+    let (status, _, answer) = t.app.post("/export", &t.body()).await;
+    let (again, _, second) = t.app.post("/export", &t.body()).await;
+
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "exported");
+    assert_eq!(answer["key"], t.key());
+    let m = &answer["manifest"];
+    assert_eq!(m["format"], "cloud_sql_gz");
+    assert_eq!(m["compression"], "gzip");
+    assert_eq!(m["tools"]["server"], "POSTGRES_16");
+    let operation = m["cloud_sql"]["operation"].as_str().unwrap().to_owned();
+    assert_eq!(t.sql.exports.ops.lock().unwrap()[0].name, operation);
+    assert!(m["cloud_sql"]["crc32c"].as_str().is_some_and(|c| !c.is_empty()), "{m}");
+    assert!(m["object_version"].as_str().is_some(), "generation recorded: {m}");
+    assert_eq!((again, second["status"].as_str()), (200, Some("already_exported")));
+    assert_eq!(t.sql.exports.started_for(&t.uri()), 1, "exactly one operation");
+
+    let dump = t.object().await.expect("the export is in the bucket");
+    assert_eq!(m["bytes"], dump.len());
+    let copy = PgDb::create("csql_copy");
+    psql_restore(&copy, &gunzip(&dump));
+    assert_eq!(copy.fingerprint(), t.src.fingerprint());
+    // The success event (notify.pubsub_success) names the operation.
+    let events = t.pubsub.of_kind("export_succeeded");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].data["operation"], operation.as_str());
+    assert_eq!(events[0].attributes["database"], format!("p-sql/pg/{}", t.src.name));
+}
+
+#[tokio::test]
+async fn a_deadline_then_a_resume_attaches_to_the_one_running_operation() {
+    let t = CloudSql::start("wait_secs = 1").await;
+    t.sql.exports.set_duration(Duration::from_secs(4));
+
+    let (first, headers, problem) = t.deliver(0).await;
+
+    assert_eq!(first, 503, "{problem}");
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((30..=60).contains(&retry_after), "{retry_after}");
+    assert!(problem["detail"].as_str().unwrap().contains("still running"), "{problem}");
+    let (status, body, deliveries) = t.deliver_until_done(30).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "exported");
+    assert!(deliveries >= 2, "the wait ended before the operation: {deliveries}");
+    assert_eq!(t.sql.exports.started_for(&t.uri()), 1, "every attempt attached to the same operation");
+    assert!(t.hook_reports().await.is_empty(), "a resumed export is no failure");
+}
+
+#[tokio::test]
+async fn a_busy_instance_answers_503_with_a_jittered_retry_after_and_exports_later() {
+    let t = CloudSql::start("wait_secs = 10").await;
+    t.sql.exports.occupy("p-sql", "pg", Duration::from_millis(1500));
+
+    let (busy, headers, problem) = t.deliver(0).await;
+
+    assert_eq!(busy, 503, "{problem}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(problem["detail"].as_str().unwrap().contains("operationInProgress"), "{problem}");
+    assert_eq!(t.sql.exports.busy_answers.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(t.sql.exports.started_for(&t.uri()), 0);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let (status, body, _) = t.deliver_until_done(20).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("exported")), "{body}");
+}
+
+#[tokio::test]
+async fn a_crash_between_export_and_manifest_is_adopted_not_exported_again() {
+    let t = CloudSql::start("").await;
+    let (status, _, first) = t.app.post("/export", &t.body()).await;
+    assert_eq!(status, 200, "{first}");
+    let generation = first["manifest"]["object_version"].clone();
+    // The crash: the manifest and latest/ were never written.
+    let manifest_key = t.key().replace(".sql.gz", ".manifest.json");
+    t.bucket.delete(&manifest_key).await.unwrap();
+
+    let (status, _, adopted) = t.app.post("/export", &t.body()).await;
+
+    assert_eq!(status, 200, "{adopted}");
+    assert_eq!(adopted["status"], "exported");
+    assert_eq!(adopted["manifest"]["object_version"], generation, "the same object");
+    assert_eq!(adopted["manifest"]["cloud_sql"]["operation"], first["manifest"]["cloud_sql"]["operation"]);
+    // Again, with the operation gone from the instance's list: the object is checked whole.
+    t.bucket.delete(&manifest_key).await.unwrap();
+    t.sql.exports.ops.lock().unwrap().clear();
+    let (status, _, adopted) = t.app.post("/export", &t.body()).await;
+    assert_eq!(status, 200, "{adopted}");
+    assert_eq!(adopted["manifest"]["cloud_sql"]["operation"], "adopted");
+    assert_eq!(adopted["manifest"]["object_version"], generation);
+    assert_eq!(t.sql.exports.started(), 0, "no export was started after the first");
+}
+
+#[tokio::test]
+async fn an_object_from_an_earlier_attempt_is_adopted_when_complete_and_refused_when_truncated() {
+    let t = CloudSql::start("").await;
+    let plain = std::process::Command::new("pg_dump")
+        .args(["--no-owner", "--no-acl", "-h", "127.0.0.1", "-U", "postgres", "-d", &t.src.name])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain).unwrap();
+    let complete = gz.finish().unwrap();
+    // Truncated: a valid gzip stream of the dump's first half (no trailer line).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain[..plain.len() / 2]).unwrap();
+    let truncated = gz.finish().unwrap();
+
+    t.bucket.put(&t.key(), Bytes::from(truncated)).await.unwrap();
+    let (refused, _, problem) = t.deliver(0).await;
+    assert_eq!(refused, 200, "answered to the queue so it stops retrying: {problem}");
+    assert_eq!(problem["status"], "failed");
+    let error = problem["error"].as_str().unwrap();
+    assert!(error.contains("truncated") && error.contains("gcloud storage rm"), "{error}");
+    assert_eq!(t.sql.exports.started(), 0, "never exported over");
+
+    t.bucket.delete(&t.key()).await.unwrap();
+    t.bucket.put(&t.key(), Bytes::from(complete)).await.unwrap();
+    let (status, _, adopted) = t.app.post("/export", &t.body()).await;
+    assert_eq!(status, 200, "{adopted}");
+    assert_eq!(adopted["manifest"]["cloud_sql"]["operation"], "adopted");
+    assert_eq!(t.sql.exports.started(), 0);
+}
+
+#[tokio::test]
+async fn an_export_failing_because_its_object_appeared_adopts_the_object() {
+    let t = CloudSql::start("wait_secs = 20").await;
+    t.sql.exports.set_duration(Duration::from_secs(2));
+    let plain = std::process::Command::new("pg_dump")
+        .args(["--no-owner", "-h", "127.0.0.1", "-U", "postgres", "-d", &t.src.name])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain).unwrap();
+    let body = Bytes::from(gz.finish().unwrap());
+
+    let delivery = t.deliver(0);
+    let racer = async {
+        // Once the operation is started (it writes after a fifth of its 2 s), another writer wins.
+        while t.sql.exports.started() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        t.bucket.put(&t.key(), body).await.unwrap();
+    };
+    let ((status, _, answer), ()) = tokio::join!(delivery, racer);
+
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "exported");
+    assert_eq!(answer["manifest"]["cloud_sql"]["operation"], "adopted");
+    let op = t.sql.exports.ops.lock().unwrap()[0].clone();
+    assert!(op.error.as_ref().is_some_and(|(_, m)| m.contains("already exists")), "{op:?}");
+}
+
+#[tokio::test]
+async fn a_bucket_permission_error_is_reported_once_with_the_fix() {
+    let t = CloudSql::start("").await;
+    t.sql.exports.bucket_denied.lock().unwrap().insert("p-sql/pg".to_owned());
+    let account = FakeInstance::runnable("p-sql", "pg", "POSTGRES_16", &[]).service_account();
+
+    let (status, _, answer) = t.deliver(0).await;
+    let (again, _, _) = t.deliver(1).await;
+    let (operator, _, problem) = t.app.post("/export", &t.body()).await;
+
+    assert_eq!(status, 200, "permanent: answered 2xx to the queue: {answer}");
+    assert_eq!((answer["status"].as_str(), answer["retryable"].as_bool()), (Some("failed"), Some(false)));
+    let error = answer["error"].as_str().unwrap();
+    for needle in [account.as_str(), "roles/storage.objectCreator", t.bucket_name.as_str(), "storage.objects.create"] {
+        assert!(error.contains(needle), "{needle} missing from {error}");
+    }
+    assert_eq!(again, 200);
+    assert_eq!(operator, 422, "{problem}");
+    let reports = t.hook_reports().await;
+    assert_eq!(reports.len(), 1, "reported once: {reports:?}");
+    assert_eq!(reports[0]["error_class"], "permission_denied");
+    let published = t.pubsub.of_kind("export_failed");
+    assert_eq!(published.len(), 1, "{published:?}");
+    let message = &published[0];
+    assert_eq!(message.topic, TOPIC);
+    assert_eq!(message.attributes["error_class"], "permission_denied");
+    assert_eq!(message.attributes["database"], format!("p-sql/pg/{}", t.src.name));
+    assert_eq!(message.data["run_date"], RUN_DATE);
+    assert_eq!(message.data["attempt"], 1);
+    assert!(message.data["message"].as_str().unwrap().contains(&account));
+    let first_op = t.sql.exports.ops.lock().unwrap()[0].name.clone();
+    assert_eq!(message.data["operation"], first_op.as_str());
+    assert!(t.object().await.is_none(), "nothing was written");
+}
+
+#[tokio::test]
+async fn transient_failures_are_reported_once_their_retries_reach_the_threshold() {
+    let t = CloudSql::start("report_after_retries = 2").await;
+    t.sql.exports.occupy("p-sql", "pg", Duration::from_secs(60));
+
+    for retry in 0..2 {
+        let (status, _, _) = t.deliver(retry).await;
+        assert_eq!(status, 503);
+    }
+    assert!(t.hook_reports().await.is_empty(), "below the threshold nothing is reported");
+    for retry in 2..5 {
+        let (status, _, _) = t.deliver(retry).await;
+        assert_eq!(status, 503, "retries go on after the report");
+    }
+
+    let reports = t.hook_reports().await;
+    assert_eq!(reports.len(), 1, "once per task: {reports:?}");
+    assert_eq!(reports[0]["error_class"], "instance_busy");
+    assert_eq!(reports[0]["attempt"], 3);
+    assert_eq!(reports[0]["transient"], true);
+    assert_eq!(t.pubsub.of_kind("export_failed").len(), 1);
+}
+
+#[tokio::test]
+async fn two_concurrent_deliveries_of_one_task_start_one_operation() {
+    let t = Arc::new(CloudSql::start("wait_secs = 20").await);
+    t.sql.exports.set_duration(Duration::from_millis(1500));
+
+    let (a, b) = tokio::join!(t.deliver(0), t.deliver(0));
+
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert!(statuses == [200, 409] || statuses == [200, 200], "{statuses:?} {} {}", a.2, b.2);
+    let (status, body, _) = t.deliver_until_done(10).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(t.sql.exports.started_for(&t.uri()), 1, "one operation for both deliveries");
+}
