@@ -8,6 +8,7 @@
 //! leases/<project>/<instance>/<database>/<YYYY-MM-DD>/<seq>.json                  export leases
 //! reports/<YYYY-MM-DD>/<project>/<instance>/<database>.json                      "reported once" markers
 //! verifications/<project>/<instance>/<database>/<YYYY-MM-DD>.json                restore drill verdicts
+//! reports/prune/<YYYY-MM-DD>/<id>.json                                            what an applied prune did
 //! ```
 //! Segments outside `[A-Za-z0-9._-]` are percent-encoded (names never contain `/` or `%`, see
 //! `model`), so every key parses back to the values it was built from.
@@ -38,6 +39,9 @@ pub enum Key {
     Report { db: DatabasePath, date: RunDate },
     /// The verdict of the last restore drill of a database's backup of a day (overwritten by each drill).
     Verification { db: DatabasePath, date: RunDate },
+    /// What one applied prune kept, deleted and skipped; `date` is the day it ran, `id` the run id
+    /// of the `/schedule` it followed, or its own id.
+    PruneReport { date: RunDate, id: RunId },
 }
 
 fn enc(s: &str) -> String {
@@ -90,6 +94,7 @@ impl Key {
             Self::Lease { db, date, seq } => format!("leases/{}/{date}/{seq:010}.json", db_segments(db)),
             Self::Report { db, date } => format!("reports/{date}/{}.json", db_segments(db)),
             Self::Verification { db, date } => format!("verifications/{}/{date}.json", db_segments(db)),
+            Self::PruneReport { date, id } => format!("reports/prune/{date}/{id}.json"),
         }
     }
 
@@ -108,6 +113,9 @@ impl Key {
                 date: parse_date(date)?,
                 seq: file.strip_suffix(".json")?.parse().ok()?,
             }),
+            ["reports", "prune", date, file] => {
+                Some(Self::PruneReport { date: parse_date(date)?, id: RunId::parse(file.strip_suffix(".json")?).ok()? })
+            }
             ["reports", date, p, i, file] => {
                 Some(Self::Report { date: parse_date(date)?, db: parse_db(p, i, file.strip_suffix(".json")?)? })
             }
@@ -234,6 +242,10 @@ mod tests {
             (Key::Lease { db: db("p", "i", "app"), date, seq: 3 }, "leases/p/i/app/2026-11-22/0000000003.json"),
             (Key::Report { db: db("p", "i", "app"), date }, "reports/2026-11-22/p/i/app.json"),
             (Key::Verification { db: db("p", "i", "app"), date }, "verifications/p/i/app/2026-11-22.json"),
+            (
+                Key::PruneReport { date, id: RunId::parse("031500-1a2b3c4d").unwrap() },
+                "reports/prune/2026-11-22/031500-1a2b3c4d.json",
+            ),
         ];
         for (key, path) in table {
             assert_eq!(key.path(), path);

@@ -185,6 +185,11 @@ impl BackupStore {
         Ok(())
     }
 
+    /// Writes a JSON object once (conditional create): an existing object is left as it is.
+    pub async fn create_json<T: Serialize>(&self, key: &Key, value: &T) -> Result<PutOutcome, StoreError> {
+        Ok(self.bucket.put_if_absent(&key.path(), Self::to_json(value)).await?)
+    }
+
     /// Reads a JSON object written by the service.
     pub async fn read<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, StoreError> {
         self.get_json(&key.path()).await
