@@ -143,10 +143,18 @@ impl AppState {
         summary
     }
 
-    /// Discovery metrics of one run: one call per source, an error when it could not be (fully) listed.
+    /// Discovery metrics of one run: for a `gcp` source every request sent to a Google API, by
+    /// API, method and error; for a server one call per run, an error when it could not be (fully)
+    /// listed.
     fn count_discovery(&self, summary: &ScheduleSummary) {
+        for (source, c) in &summary.api_calls {
+            self.metrics.discovery_calls(source, &c.api, &c.method, c.error_type.as_deref(), c.count);
+        }
         for source in &self.service.sources {
-            let api = if source.any_instance { "gcp" } else { source.engine.as_str() };
+            if source.any_instance {
+                continue;
+            }
+            let api = source.engine.as_str();
             let scope = format!("source:{}", source.name);
             let error = summary.errors.iter().find_map(|e| {
                 if e.scope == scope {
@@ -157,7 +165,7 @@ impl AppState {
                     None
                 }
             });
-            self.metrics.discovery_call(source.name.as_str(), api, error);
+            self.metrics.discovery_calls(source.name.as_str(), api, "list_databases", error, 1);
         }
     }
 

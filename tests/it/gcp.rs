@@ -393,3 +393,78 @@ async fn cloud_tasks_delivers_every_task_to_export_which_backs_each_database_up_
         assert!(files.iter().any(|f| f.ends_with(&format!("{}.manifest.json", db.name))), "{files:?}");
     }
 }
+
+/// The samples of `name` in a Prometheus text exposition, as (labels, value).
+fn samples(text: &str, name: &str) -> Vec<(std::collections::HashMap<String, String>, f64)> {
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format");
+    scrape
+        .samples
+        .into_iter()
+        .filter(|s| s.metric == name)
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                other => panic!("{name} is not a counter: {other:?}"),
+            };
+            (s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), value)
+        })
+        .collect()
+}
+
+/// Sum of the samples whose labels include every `(label, value)` of `with`.
+fn sum(samples: &[(std::collections::HashMap<String, String>, f64)], with: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(l, _)| with.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .map(|s| s.1)
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_discovery_calls_and_errors_by_google_api_and_method() {
+    for strategy in ["walk", "asset_inventory"] {
+        let google = Google::start(org()).await;
+        let app = TestApp::spawn(&format!("{}{}", source_toml(strategy), google.gcp_toml())).await;
+        google.sql.api.throttle_next(2);
+
+        let (status, _, summary) = app.post("/schedule?dry_run=true", &json!(null)).await;
+        let text = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+
+        assert_eq!(status, 200, "{summary}");
+        let calls = samples(&text, "data_backup_discovery_calls_total");
+        let errors = samples(&text, "data_backup_discovery_errors_total");
+        // Every request each fake received is counted, under its API.
+        let per_api = [
+            ("resourcemanager", google.rm.api.calls()),
+            ("sqladmin", google.sql.api.calls()),
+            ("cloudasset", google.asset.api.calls()),
+        ];
+        for (api, received) in per_api {
+            let counted = sum(&calls, &[("source", "org"), ("api", api)]);
+            assert_eq!(counted, received as f64, "{strategy}: {api}\n{text}");
+        }
+        assert!(calls.iter().all(|(l, _)| l.get("api").map(String::as_str) != Some("gcp")), "{text}");
+        assert!(calls.iter().all(|(l, _)| l.contains_key("method")), "{text}");
+        let methods: Vec<(&str, &str)> = if strategy == "walk" {
+            vec![
+                ("resourcemanager", "folders.list"),
+                ("resourcemanager", "projects.list"),
+                ("sqladmin", "instances.list"),
+                ("sqladmin", "databases.list"),
+            ]
+        } else {
+            vec![("cloudasset", "searchAllResources"), ("sqladmin", "instances.get"), ("sqladmin", "databases.list")]
+        };
+        for (api, method) in methods {
+            assert!(sum(&calls, &[("api", api), ("method", method)]) >= 1.0, "{strategy}: {api} {method}\n{text}");
+        }
+        // The 429 burst and (walk) the refused and disabled projects are errors of their method.
+        assert_eq!(sum(&errors, &[("api", "sqladmin"), ("error_type", "429")]), 2.0, "{strategy}\n{text}");
+        if strategy == "walk" {
+            let refused = sum(&errors, &[("api", "sqladmin"), ("method", "instances.list"), ("error_type", "403")]);
+            assert!(refused >= 2.0, "p-denied and p-disabled answer 403: {text}");
+        }
+        assert_eq!(sum(&errors, &[("api", "resourcemanager")]), 0.0, "{text}");
+    }
+}
