@@ -289,7 +289,7 @@ impl TracedBucket {
     /// `store` with its bucket wrapped.
     #[must_use]
     pub fn wrap(store: &BackupStore) -> BackupStore {
-        BackupStore::new(Arc::new(Self { inner: store.bucket().clone() }), *store.layout())
+        BackupStore::new(Arc::new(Self { inner: store.bucket().clone() }), store.layout().clone())
     }
 }
 

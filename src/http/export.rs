@@ -13,7 +13,9 @@ use utoipa::ToSchema;
 use super::error::{ApiError, Problem};
 use crate::app::AppState;
 use crate::export::{ExportError, ExportOutcome, log_failed_attempt};
-use crate::model::{DatabaseName, ExportTask, InstanceName, InvalidField, ProjectId, RunDate, RunId, SourceName};
+use crate::model::{
+    DatabaseName, ExportTask, InstanceName, InvalidField, Label, ProjectId, RunDate, RunId, SourceName,
+};
 use crate::store::manifest::Manifest;
 
 /// Body of `POST /export`.
@@ -40,7 +42,10 @@ pub struct ExportRequest {
     /// The run that asked; default `manual`.
     #[serde(default)]
     pub run_id: Option<String>,
-    /// Name of an on-demand backup (reserved: not supported by this version).
+    /// Name of an on-demand backup (`before-incident-42`): stored under
+    /// `labels/<label>/<project>/<instance>/<database>/`, listed with its label, never removed by
+    /// retention. A label names one backup of a database: exporting it again answers
+    /// `already_exported`. Its failures are answered, not reported through the notifiers.
     #[serde(default)]
     pub label: Option<String>,
 }
@@ -76,10 +81,8 @@ pub struct ExportResponse {
     pub error: Option<String>,
 }
 
-fn task_of(state: &AppState, req: ExportRequest) -> Result<ExportTask, ApiError> {
-    if req.label.is_some() {
-        return Err(InvalidField::new("label", "named backups are not supported by this version").into());
-    }
+fn task_of(state: &AppState, req: ExportRequest) -> Result<(ExportTask, Option<Label>), ApiError> {
+    let label = req.label.map(Label::parse).transpose()?;
     let source = req.source.map(SourceName::parse).transpose()?;
     let project = ProjectId::parse(req.project)?;
     let instance = InstanceName::parse(req.instance)?;
@@ -92,7 +95,7 @@ fn task_of(state: &AppState, req: ExportRequest) -> Result<ExportTask, ApiError>
             e.to_string(),
         )
     })?;
-    Ok(ExportTask { db: source.database_in(&project, &instance, database, req.engine), run_date, run_id })
+    Ok((ExportTask { db: source.database_in(&project, &instance, database, req.engine), run_date, run_id }, label))
 }
 
 fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
@@ -123,10 +126,14 @@ pub async fn export(
     body: Result<Json<ExportRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    let task = task_of(&state, req)?;
+    let (task, label) = task_of(&state, req)?;
     let attempt = header_u32(&headers, "x-cloudtasks-taskretrycount").map_or(1, |n| n + 1);
     let from_queue = headers.contains_key("x-cloudtasks-taskname");
-    match state.service.export(&task).await {
+    let store = match &label {
+        Some(label) => state.service.store.with_label(label.clone()),
+        None => state.service.store.clone(),
+    };
+    match state.service.export_into(&store, &task).await {
         Ok(ExportOutcome::Exported(m)) => Ok(ok(ExportStatus::Exported, *m)),
         Ok(ExportOutcome::AlreadyExported(m)) => Ok(ok(ExportStatus::AlreadyExported, *m)),
         Ok(ExportOutcome::LeaseHeld { retry_after }) => Err(ApiError::Conflict {
@@ -141,7 +148,10 @@ pub async fn export(
                     retry_after: jittered(Duration::from_secs(30)),
                 });
             }
-            state.service.report(&task, attempt, &e).await;
+            // A named backup's caller gets the answer; its failure marker would stand for the day's.
+            if label.is_none() {
+                state.service.report(&task, attempt, &e).await;
+            }
             if from_queue {
                 let body = ExportResponse {
                     status: ExportStatus::Failed,

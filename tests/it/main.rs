@@ -10,6 +10,7 @@ mod bucket;
 mod cli;
 mod export;
 mod gcp;
+mod labels;
 mod openapi;
 mod restore;
 mod retention;
