@@ -138,9 +138,29 @@ impl AppState {
             self.status.invalidate().await;
             if self.local_mode {
                 self.report_when_resolved(&summary, run_date);
+            } else {
+                let (store, notifiers) = (&self.service.store, &self.service.notifiers);
+                if let Err(e) = crate::status::report_overdue_runs(store, notifiers, Utc::now()).await {
+                    tracing::warn!(error = %e, "summaries of overdue runs not sent: {e}");
+                }
             }
         }
         summary
+    }
+
+    /// `cloud_tasks` mode: after an export of `task` resolved its database (backed up, or failed
+    /// and reported), sends the summary of its run once every database of the run is resolved
+    /// (see `status::report_run_if_resolved`). The embedded queue and manual exports: nothing.
+    pub async fn after_export(&self, task: &crate::model::ExportTask) {
+        if self.local_mode || task.run_id == crate::model::RunId::manual() {
+            return;
+        }
+        let (store, notifiers) = (&self.service.store, &self.service.notifiers);
+        match crate::status::report_run_if_resolved(store, notifiers, &task.run_id, task.run_date).await {
+            Ok(Some(_)) => self.status.invalidate().await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(run.id = %task.run_id, error = %e, "run summary not checked: {e}"),
+        }
     }
 
     /// Discovery metrics of one run: for a `gcp` source every request sent to a Google API, by

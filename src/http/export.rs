@@ -133,7 +133,28 @@ pub async fn export(
         Some(label) => state.service.store.with_label(label.clone()),
         None => state.service.store.clone(),
     };
-    match state.service.export_into(&store, &task).await {
+    let outcome = state.service.export_into(&store, &task).await;
+    let resolved = match &outcome {
+        Ok(ExportOutcome::Exported(_) | ExportOutcome::AlreadyExported(_)) => true,
+        Ok(ExportOutcome::LeaseHeld { .. }) => false,
+        Err(e) => !e.is_transient(),
+    };
+    let response = respond(&state, &task, label.as_ref(), attempt, from_queue, outcome).await;
+    if resolved && label.is_none() {
+        state.after_export(&task).await;
+    }
+    response
+}
+
+async fn respond(
+    state: &AppState,
+    task: &ExportTask,
+    label: Option<&Label>,
+    attempt: u32,
+    from_queue: bool,
+    outcome: Result<ExportOutcome, ExportError>,
+) -> Result<Response, ApiError> {
+    match outcome {
         Ok(ExportOutcome::Exported(m)) => Ok(ok(ExportStatus::Exported, *m)),
         Ok(ExportOutcome::AlreadyExported(m)) => Ok(ok(ExportStatus::AlreadyExported, *m)),
         Ok(ExportOutcome::LeaseHeld { retry_after }) => Err(ApiError::Conflict {
@@ -141,7 +162,7 @@ pub async fn export(
             retry_after,
         }),
         Err(e) => {
-            log_failed_attempt(&task, attempt, &e);
+            log_failed_attempt(task, attempt, &e);
             if e.is_transient() {
                 return Err(ApiError::Unavailable {
                     detail: e.to_string(),
@@ -150,7 +171,7 @@ pub async fn export(
             }
             // A named backup's caller gets the answer; its failure marker would stand for the day's.
             if label.is_none() {
-                state.service.report(&task, attempt, &e).await;
+                state.service.report(task, attempt, &e).await;
             }
             if from_queue {
                 let body = ExportResponse {

@@ -9,6 +9,7 @@
 //! reports/<YYYY-MM-DD>/<project>/<instance>/<database>.json                      "reported once" markers
 //! verifications/<project>/<instance>/<database>/<YYYY-MM-DD>.json                restore drill verdicts
 //! reports/prune/<YYYY-MM-DD>/<id>.json                                            what an applied prune did
+//! reports/runs/<YYYY-MM-DD>/<run_id>.json                                         "run summary sent" markers
 //! labels/<label>/<project>/<instance>/<database>/<database>.<ext>                 a named backup's dump
 //! labels/<label>/<project>/<instance>/<database>/<database>.manifest.json         makes it a backup
 //! leases/labels/<label>/<project>/<instance>/<database>/<seq>.json               its export leases
@@ -48,6 +49,8 @@ pub enum Key {
     /// What one applied prune kept, deleted and skipped; `date` is the day it ran, `id` the run id
     /// of the `/schedule` it followed, or its own id.
     PruneReport { date: RunDate, id: RunId },
+    /// Marker that the summary of run `run_id` of `date` was sent (`cloud_tasks` mode sends it once).
+    RunSummary { date: RunDate, run_id: RunId },
     /// The dump of a named backup; `.age` appended when encrypted.
     LabelDump { label: Label, db: DatabasePath, format: DumpFormat, encrypted: bool },
     /// The manifest of a named backup.
@@ -107,6 +110,7 @@ impl Key {
             Self::Report { db, date } => format!("reports/{date}/{}.json", db_segments(db)),
             Self::Verification { db, date } => format!("verifications/{}/{date}.json", db_segments(db)),
             Self::PruneReport { date, id } => format!("reports/prune/{date}/{id}.json"),
+            Self::RunSummary { date, run_id } => format!("reports/runs/{date}/{run_id}.json"),
             Self::LabelDump { label, db, format, encrypted } => format!(
                 "labels/{}/{}/{}.{}{}",
                 enc(label.as_str()),
@@ -159,6 +163,10 @@ impl Key {
                 label: Label::parse(dec(label)?).ok()?,
                 db: parse_db(p, i, d)?,
                 seq: file.strip_suffix(".json")?.parse().ok()?,
+            }),
+            ["reports", "runs", date, file] => Some(Self::RunSummary {
+                date: parse_date(date)?,
+                run_id: RunId::parse(file.strip_suffix(".json")?).ok()?,
             }),
             ["reports", "prune", date, file] => {
                 Some(Self::PruneReport { date: parse_date(date)?, id: RunId::parse(file.strip_suffix(".json")?).ok()? })
@@ -318,6 +326,10 @@ mod tests {
             (Key::Lease { db: db("p", "i", "app"), date, seq: 3 }, "leases/p/i/app/2026-11-22/0000000003.json"),
             (Key::Report { db: db("p", "i", "app"), date }, "reports/2026-11-22/p/i/app.json"),
             (Key::Verification { db: db("p", "i", "app"), date }, "verifications/p/i/app/2026-11-22.json"),
+            (
+                Key::RunSummary { date, run_id: RunId::parse("031500-1a2b3c4d").unwrap() },
+                "reports/runs/2026-11-22/031500-1a2b3c4d.json",
+            ),
             (
                 Key::PruneReport { date, id: RunId::parse("031500-1a2b3c4d").unwrap() },
                 "reports/prune/2026-11-22/031500-1a2b3c4d.json",
