@@ -149,15 +149,43 @@ impl AppState {
             self.status.invalidate().await;
             if self.local_mode {
                 self.report_when_resolved(&summary, run_date);
+            } else {
+                let (store, notifiers) = (&self.service.store, &self.service.notifiers);
+                if let Err(e) = crate::status::report_overdue_runs(store, notifiers, Utc::now()).await {
+                    tracing::warn!(error = %e, "summaries of overdue runs not sent: {e}");
+                }
             }
         }
         summary
     }
 
-    /// Discovery metrics of one run: one call per source, an error when it could not be (fully) listed.
+    /// `cloud_tasks` mode: after an export of `task` resolved its database (backed up, or failed
+    /// and reported), sends the summary of its run once every database of the run is resolved
+    /// (see `status::report_run_if_resolved`). The embedded queue and manual exports: nothing.
+    pub async fn after_export(&self, task: &crate::model::ExportTask) {
+        if self.local_mode || task.run_id == crate::model::RunId::manual() {
+            return;
+        }
+        let (store, notifiers) = (&self.service.store, &self.service.notifiers);
+        match crate::status::report_run_if_resolved(store, notifiers, &task.run_id, task.run_date).await {
+            Ok(Some(_)) => self.status.invalidate().await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(run.id = %task.run_id, error = %e, "run summary not checked: {e}"),
+        }
+    }
+
+    /// Discovery metrics of one run: for a `gcp` source every request sent to a Google API, by
+    /// API, method and error; for a server one call per run, an error when it could not be (fully)
+    /// listed.
     fn count_discovery(&self, summary: &ScheduleSummary) {
+        for (source, c) in &summary.api_calls {
+            self.metrics.discovery_calls(source, &c.api, &c.method, c.error_type.as_deref(), c.count);
+        }
         for source in &self.service.sources {
-            let api = if source.any_instance { "gcp" } else { source.engine.as_str() };
+            if source.any_instance {
+                continue;
+            }
+            let api = source.engine.as_str();
             let scope = format!("source:{}", source.name);
             let error = summary.errors.iter().find_map(|e| {
                 if e.scope == scope {
@@ -168,7 +196,7 @@ impl AppState {
                     None
                 }
             });
-            self.metrics.discovery_call(source.name.as_str(), api, error);
+            self.metrics.discovery_calls(source.name.as_str(), api, "list_databases", error, 1);
         }
     }
 

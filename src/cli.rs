@@ -55,6 +55,10 @@ pub enum Command {
         /// Source, when several are configured.
         #[arg(long)]
         source: Option<String>,
+        /// Store it as the named backup LABEL (`labels/LABEL/…`), which retention never removes;
+        /// exporting the same label again does nothing.
+        #[arg(long)]
+        label: Option<String>,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -241,13 +245,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state.local_queue.shutdown(state.grace).await;
             Ok(if summary.errors.is_empty() && missing == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Export { database, date, source } => {
+        Command::Export { database, date, source, label } => {
+            let label = label.map(crate::model::Label::parse).transpose()?;
             let state = AppState::build(&settings).await?;
             let source = source.map(SourceName::parse).transpose()?;
             let src = state.service.source_for(source.as_ref(), &database.project, &database.instance)?;
             let run_date = date.as_deref().map(RunDate::parse).transpose()?.unwrap_or_else(RunDate::today);
             let task = ExportTask { db: src.database(database.database), run_date, run_id: RunId::manual() };
-            let outcome = state.service.export(&task).await;
+            let store = match label {
+                Some(label) => state.service.store.with_label(label),
+                None => state.service.store.clone(),
+            };
+            let outcome = state.service.export_into(&store, &task).await;
             state.local_queue.shutdown(state.grace).await;
             match outcome? {
                 ExportOutcome::Exported(m) => print_json(&m)?,
@@ -266,7 +275,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `data-backup restore`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("which").args(["date", "at", "latest"])))]
+#[command(group(clap::ArgGroup::new("which").args(["date", "at", "latest", "label"])))]
 pub struct RestoreArgs {
     /// PROJECT/INSTANCE/DATABASE whose backup to restore.
     #[arg(long)]
@@ -280,6 +289,9 @@ pub struct RestoreArgs {
     /// The newest backup (the default).
     #[arg(long)]
     pub latest: bool,
+    /// The named backup LABEL (`export --label`, `POST /export` with `label`).
+    #[arg(long)]
+    pub label: Option<String>,
     /// Target: postgres://USER@HOST[:PORT]/DBNAME or mysql://USER@HOST[:PORT]/SCHEMA. Prefer
     /// PGPASSWORD / MYSQL_PWD to a password in the URL (arguments are visible to other users).
     #[arg(long)]
@@ -335,6 +347,9 @@ pub struct ListArgs {
 async fn run_restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     use crate::restore::{RestoreOptions, RestoreRequest, Selector};
     let selector = match (&args.date, &args.at) {
+        _ if args.label.is_some() => {
+            Selector::Label(crate::model::Label::parse(args.label.clone().unwrap_or_default())?)
+        }
         (Some(d), _) => Selector::Date(RunDate::parse(d)?),
         (_, Some(t)) => Selector::At(
             chrono::DateTime::parse_from_rfc3339(t)
@@ -413,18 +428,20 @@ async fn run_list(settings: &Settings, args: ListArgs) -> anyhow::Result<ExitCod
         print_json(&backups)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<10}  {:<9}  {:>10}  {:<9}  VERIFIED", "DATE", "CLASS", "SIZE", "ENCRYPTED");
+    let width = backups.iter().filter_map(|b| b.label.as_ref()).map(|l| l.chars().count()).max().unwrap_or(0).max(5);
+    println!("{:<10}  {:<9}  {:>10}  {:<9}  {:<width$}  VERIFIED", "DATE", "CLASS", "SIZE", "ENCRYPTED", "LABEL");
     for b in &backups {
         let verified = match &b.verification {
             Some(v) => format!("{:?} {}", v.result, v.verified_at.format("%Y-%m-%d %H:%M")).to_lowercase(),
             None => "never".to_owned(),
         };
         println!(
-            "{:<10}  {:<9}  {:>10}  {:<9}  {verified}",
+            "{:<10}  {:<9}  {:>10}  {:<9}  {:<width$}  {verified}",
             b.run_date,
             b.class,
             crate::restore::human_bytes(b.bytes),
-            if b.encrypted { "age" } else { "no" }
+            if b.encrypted { "age" } else { "no" },
+            b.label.as_deref().unwrap_or("-")
         );
     }
     if backups.is_empty() {

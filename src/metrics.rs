@@ -215,15 +215,22 @@ impl Metrics {
         );
     }
 
-    /// Records one discovery call of `source` to `api` (`postgres`, `mysql`, `gcp`, or a Google
-    /// API method such as `sqladmin.instances.list`); `error` is its error class when it failed.
-    pub fn discovery_call(&self, source: &str, api: &str, error: Option<&str>) {
-        let attrs = [KeyValue::new("source", source.to_owned()), KeyValue::new("api", api.to_owned())];
-        self.discovery_calls.add(1, &attrs);
+    /// Records `count` discovery calls of `source` to `method` of `api`: a Google API
+    /// (`resourcemanager`, `sqladmin`, `cloudasset`) and one of its methods (`instances.list`, …),
+    /// or a server (`postgres`, `mysql`) and `list_databases`. `error` is the error type of failed
+    /// calls (an HTTP status code or `transport` for Google APIs; `unavailable` or `partial` for a
+    /// server), counted in the errors too.
+    pub fn discovery_calls(&self, source: &str, api: &str, method: &str, error: Option<&str>, count: u64) {
+        let attrs = [
+            KeyValue::new("source", source.to_owned()),
+            KeyValue::new("api", api.to_owned()),
+            KeyValue::new("method", method.to_owned()),
+        ];
+        self.discovery_calls.add(count, &attrs);
         if let Some(class) = error {
             let mut attrs = attrs.to_vec();
             attrs.push(KeyValue::new("error.type", class.to_owned()));
-            self.discovery_errors.add(1, &attrs);
+            self.discovery_errors.add(count, &attrs);
         }
     }
 
@@ -282,7 +289,7 @@ impl TracedBucket {
     /// `store` with its bucket wrapped.
     #[must_use]
     pub fn wrap(store: &BackupStore) -> BackupStore {
-        BackupStore::new(Arc::new(Self { inner: store.bucket().clone() }), *store.layout())
+        BackupStore::new(Arc::new(Self { inner: store.bucket().clone() }), store.layout().clone())
     }
 }
 
@@ -334,7 +341,9 @@ mod tests {
         let m = Metrics::new();
         m.export_attempt(Engine::Postgres, "exported", None, Duration::from_millis(1500));
         m.export_attempt(Engine::Mysql, "failed", Some("dump_failed"), Duration::from_secs(2));
-        m.discovery_call("local", "postgres", Some("unavailable"));
+        m.discovery_calls("local", "postgres", "list_databases", Some("unavailable"), 1);
+        m.discovery_calls("org", "sqladmin", "instances.list", None, 3);
+        m.discovery_calls("org", "sqladmin", "instances.list", Some("403"), 1);
         m.queue_retry();
         m.set_queue_depth(3);
         let text = m.encode();
@@ -342,8 +351,10 @@ mod tests {
             "data_backup_exports_total{db_system_name=\"postgresql\",result=\"exported\"} 1",
             "data_backup_exports_total{db_system_name=\"mysql\",error_type=\"dump_failed\",result=\"failed\"} 1",
             "data_backup_export_duration_seconds_bucket{db_system_name=\"postgresql\",result=\"exported\",le=\"5\"} 1",
-            "data_backup_discovery_calls_total{api=\"postgres\",source=\"local\"} 1",
-            "data_backup_discovery_errors_total{api=\"postgres\",error_type=\"unavailable\",source=\"local\"} 1",
+            "data_backup_discovery_calls_total{api=\"postgres\",method=\"list_databases\",source=\"local\"} 1",
+            "data_backup_discovery_errors_total{api=\"postgres\",error_type=\"unavailable\",method=\"list_databases\",source=\"local\"} 1",
+            "data_backup_discovery_calls_total{api=\"sqladmin\",method=\"instances.list\",source=\"org\"} 4",
+            "data_backup_discovery_errors_total{api=\"sqladmin\",error_type=\"403\",method=\"instances.list\",source=\"org\"} 1",
             "data_backup_queue_retries_total 1",
             "data_backup_queue_depth 3",
         ] {

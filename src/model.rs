@@ -110,6 +110,13 @@ name_type!(
     "database"
 );
 
+name_type!(
+    /// Name of an on-demand backup (`before-incident-42`), stored under `labels/<label>/…` and
+    /// never removed by retention.
+    Label,
+    "label"
+);
+
 /// Database engine, which decides the exporter and the dump format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

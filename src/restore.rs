@@ -80,7 +80,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::export::dump::tail_stderr;
-use crate::model::{DatabasePath, Engine, RunDate};
+use crate::model::{DatabasePath, Engine, Label, RunDate};
 use crate::retention::RetentionClass;
 use crate::settings::{ServerUrl, Settings};
 use crate::store::bucket::{ByteStream, ObjectInfo};
@@ -192,8 +192,10 @@ impl RestoreError {
 // ------------------------------------------------------------------------------------------------
 
 /// Which backup of a database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selector {
+    /// The named backup with this label (`labels/<label>/…`).
+    Label(Label),
     /// The newest.
     Latest,
     /// The one of this run date.
@@ -252,6 +254,26 @@ pub async fn stored_backups(store: &BackupStore, db: &DatabasePath) -> Result<Ve
         .collect())
 }
 
+/// The named backups of `db` (a manifest under `labels/<label>/…` makes one), by label. Labels are
+/// few: this lists `labels/` whole.
+pub async fn labelled_backups(store: &BackupStore, db: &DatabasePath) -> Result<Vec<(Label, Key)>, StoreError> {
+    let probe = Key::LabelManifest { label: Label::parse("_").expect("valid label"), db: db.clone() };
+    let mut out: Vec<(Label, Key)> = store
+        .bucket()
+        .list(&key_prefix(&probe, 1))
+        .await?
+        .into_iter()
+        .filter_map(|o| match Key::parse(&o.key)? {
+            Key::LabelManifest { label, db: of } if &of == db => {
+                Some((label.clone(), Key::LabelManifest { label, db: of }))
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 fn no_backup(db: &DatabasePath, what: &str, all: &[StoredBackup]) -> RestoreError {
     let dates: Vec<String> = all.iter().take(5).map(|b| b.date.to_string()).collect();
     let available = if dates.is_empty() {
@@ -270,8 +292,29 @@ pub fn path_text(db: &DatabasePath) -> String {
 
 /// Finds the backup `selector` names, through the manifests (see the module docs).
 pub async fn find_backup(store: &BackupStore, db: &DatabasePath, selector: Selector) -> Result<Manifest, RestoreError> {
+    if let Selector::Label(label) = &selector {
+        let key = Key::LabelManifest { label: label.clone(), db: db.clone() };
+        let Some(manifest) = store.read::<Manifest>(&key).await? else {
+            let labels: Vec<String> =
+                labelled_backups(store, db).await?.into_iter().map(|(l, _)| l.to_string()).collect();
+            let available =
+                if labels.is_empty() { "it has none".to_owned() } else { format!("it has: {}", labels.join(", ")) };
+            return Err(RestoreError::NotFound(format!(
+                "no backup of {} labelled `{label}` ({available})",
+                path_text(db)
+            )));
+        };
+        if store.bucket().head(&manifest.key).await.map_err(StoreError::from)?.is_none() {
+            return Err(RestoreError::Integrity {
+                key: key.path(),
+                reason: "the manifest exists but its dump object is missing".into(),
+            });
+        }
+        return Ok(manifest);
+    }
     let all = stored_backups(store, db).await?;
     let candidates: Vec<&StoredBackup> = match selector {
+        Selector::Label(_) => Vec::new(),
         Selector::Latest => all.iter().collect(),
         Selector::Date(d) => all.iter().filter(|b| b.date == d).collect(),
         Selector::At(t) => all.iter().filter(|b| b.date.date() <= t.date_naive()).collect(),
@@ -297,7 +340,7 @@ pub async fn find_backup(store: &BackupStore, db: &DatabasePath, selector: Selec
         return Ok(manifest);
     }
     let what = match selector {
-        Selector::Latest => "at all".to_owned(),
+        Selector::Label(_) | Selector::Latest => "at all".to_owned(),
         Selector::Date(d) => format!("for {d}"),
         Selector::At(t) => format!("started at or before {}", t.to_rfc3339()),
     };
@@ -313,8 +356,11 @@ pub async fn find_backup(store: &BackupStore, db: &DatabasePath, selector: Selec
 pub struct BackupSummary {
     /// The day it belongs to.
     pub run_date: String,
-    /// Retention class.
+    /// Retention class (`label` for a named backup, which retention never removes).
     pub class: String,
+    /// The name of an on-demand backup (`labels/<label>/…`); absent for the dated ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// Engine.
     pub engine: Engine,
     /// Stored format.
@@ -348,8 +394,10 @@ pub struct BackupPage {
 /// Largest page of [`list_backups`].
 pub const MAX_PAGE_SIZE: usize = 200;
 
-/// One page of the backups of `db`, newest first. `page_token` is the `next_page_token` of the
-/// previous page (the run date of its last backup: the next page starts before it).
+/// One page of the backups of `db`, newest first (by run date; on one day the dated backup, then
+/// the named ones by label). `page_token` is the `next_page_token` of the previous page (the run
+/// date of its last backup: the next page starts before it, so a page holds every backup of the
+/// days it shows and may exceed `page_size` by the named backups of its last day).
 pub async fn list_backups(
     store: &BackupStore,
     db: &DatabasePath,
@@ -365,17 +413,36 @@ pub async fn list_backups(
         None => None,
     };
     let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
-    let all: Vec<StoredBackup> =
-        stored_backups(store, db).await?.into_iter().filter(|b| before.is_none_or(|d| b.date.date() < d)).collect();
+    // (run date, label, manifest key): dated backups from the listing, named ones from their manifests.
+    let mut entries: Vec<(RunDate, Option<Label>, Key, Option<Manifest>)> =
+        stored_backups(store, db).await?.into_iter().map(|b| (b.date, None, b.manifest, None)).collect();
+    for (label, key) in labelled_backups(store, db).await? {
+        let Some(m) = store.read::<Manifest>(&key).await? else { continue };
+        let Ok(date) = RunDate::try_from(m.run_date.clone()) else { continue };
+        entries.push((date, Some(label), key, Some(m)));
+    }
+    entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    entries.retain(|e| before.is_none_or(|d| e.0.date() < d));
+    let mut shown = entries.len().min(page_size);
+    while shown < entries.len() && entries[shown].0 == entries[shown - 1].0 {
+        shown += 1;
+    }
     let verified: std::collections::HashSet<RunDate> = crate::verify::verified_dates(store, db).await?;
     let mut backups = Vec::new();
     let mut last = None;
-    for b in all.iter().take(page_size) {
-        last = Some(b.date);
-        let Some(m) = store.read::<Manifest>(&b.manifest).await? else { continue };
-        let verification = if verified.contains(&b.date) {
+    for (date, label, key, manifest) in entries.iter().take(shown) {
+        last = Some(*date);
+        let m = match manifest {
+            Some(m) => m.clone(),
+            None => match store.read::<Manifest>(key).await? {
+                Some(m) => m,
+                None => continue,
+            },
+        };
+        // Restore drills verify the dated backups; a named one shows none.
+        let verification = if label.is_none() && verified.contains(date) {
             store
-                .read::<VerificationRecord>(&Key::Verification { db: db.clone(), date: b.date })
+                .read::<VerificationRecord>(&Key::Verification { db: db.clone(), date: *date })
                 .await
                 .ok()
                 .flatten()
@@ -385,7 +452,8 @@ pub async fn list_backups(
         };
         backups.push(BackupSummary {
             run_date: m.run_date,
-            class: m.class,
+            class: if label.is_some() { "label".to_owned() } else { m.class },
+            label: label.as_ref().map(ToString::to_string),
             engine: m.engine,
             format: m.format,
             key: m.key,
@@ -396,7 +464,7 @@ pub async fn list_backups(
             verification,
         });
     }
-    let next_page_token = if all.len() > page_size { last.map(|d| d.to_string()) } else { None };
+    let next_page_token = if entries.len() > shown { last.map(|d| d.to_string()) } else { None };
     Ok(BackupPage { database: path_text(db), backups, next_page_token })
 }
 
@@ -538,7 +606,7 @@ pub async fn restore(
     let transforms = read_transforms(&req.transforms)?;
     let identities =
         req.identity.as_deref().map(crate::crypto::read_identity_file).transpose().map_err(RestoreError::Invalid)?;
-    let manifest = find_backup(store, &req.db, req.selector).await?;
+    let manifest = find_backup(store, &req.db, req.selector.clone()).await?;
     tracing::info!(key = %manifest.key, run_date = %manifest.run_date, target = %req.target, db.name = %database, "restoring");
     restore_manifest(
         store,

@@ -10,28 +10,31 @@
 //! - A backup of class `c` with run date `d` is **expired** on `as_of` when `as_of - d > keep_days(c)`
 //!   (per-source overrides apply to the backups whose project segment is the source's name).
 //!   Lifecycle rules delete at object age `keep_days`; both keep a backup at least `keep_days` days.
-//! - The prune ([`plan`] then [`prune`]) lists only the class prefixes, so `labels/`, `latest/`,
-//!   `runs/`, `leases/` and `reports/` are never touched. It deletes an expired backup's manifest
-//!   before its dump (no manifest ever points at a missing dump), deletes expired orphan dumps, never
-//!   deletes the newest backup of a database (see [`protected_dates`]), leaves any (database, day)
-//!   with a lease alone (an export may be writing it), and skips and reports an object the store
-//!   refuses to delete (a retention lock or hold answers with a permanent refusal).
+//! - The prune ([`plan`] then [`prune`]) lists only the class prefixes (and `verifications/`), so
+//!   `labels/`, `latest/`, `runs/`, `leases/` and `reports/` are never touched. It deletes an expired
+//!   backup's manifest before its dump (no manifest ever points at a missing dump) and its
+//!   verification record after the dump, deletes expired orphan dumps, never deletes the newest
+//!   backup of a database nor its newest backup with a successful restore drill (see
+//!   [`protected_dates`]), leaves any (database, day) with a lease alone (an export may be writing
+//!   it), skips and reports an object the store refuses to delete (a retention lock or hold answers
+//!   with a permanent refusal), and records what an applied prune did under `reports/prune/`
+//!   ([`PruneRecord`]).
 //! - Lifecycle rules cannot know which backup is the newest: a database that stops being backed up
 //!   loses its last backup to them after `keep_days`. Stores that must keep it use the prune instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
-use chrono::{Datelike, NaiveDate, Utc, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::model::{DatabaseName, DatabasePath, InstanceName, InvalidField, ProjectId, RunDate};
+use crate::model::{DatabaseName, DatabasePath, InstanceName, InvalidField, ProjectId, RunDate, RunId};
 use crate::settings::{ClassRetentionSettings, RetentionSettings, Settings, SettingsError, SourceRetentionSettings};
-use crate::store::BackupStore;
 use crate::store::bucket::{BucketError, ObjectInfo};
 use crate::store::layout::Key;
+use crate::store::{BackupStore, StoreError};
 
 /// A retention class, the first segment of a backup key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
@@ -413,6 +416,9 @@ pub struct PrunePlan {
     pub skipped: Vec<PlanEntry>,
     /// Bytes of `deleted`.
     pub bytes_freed: u64,
+    /// Key of the record an applied prune wrote (`reports/prune/<day>/<id>.json`); absent in a dry run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
 }
 
 impl PrunePlan {
@@ -450,18 +456,46 @@ impl Group<'_> {
 }
 
 /// The run dates of one database's backups (manifest and dump) that prune never deletes, however
-/// old: its newest backup, and its newest backup on or before `as_of` (the newest as the audited
-/// day saw it). This is the one place to refine when verification records exist (keep the newest
-/// *verified* backup too).
+/// old: its newest backup, its newest backup on or before `as_of` (the newest as the audited day
+/// saw it), and its newest backup whose restore drill succeeded (`newest_verified`, see [`Drills`]).
 #[must_use]
-pub fn protected_dates(backup_dates: &BTreeSet<NaiveDate>, as_of: NaiveDate) -> BTreeSet<NaiveDate> {
-    backup_dates.last().into_iter().chain(backup_dates.range(..=as_of).next_back()).copied().collect()
+pub fn protected_dates(
+    backup_dates: &BTreeSet<NaiveDate>,
+    newest_verified: Option<NaiveDate>,
+    as_of: NaiveDate,
+) -> BTreeSet<NaiveDate> {
+    backup_dates
+        .last()
+        .into_iter()
+        .chain(backup_dates.range(..=as_of).next_back())
+        .chain(newest_verified.iter().filter(|d| backup_dates.contains(d)))
+        .copied()
+        .collect()
+}
+
+/// What the prune knows of restore drills: the listing of `verifications/` (a record goes with its
+/// backup: it is deleted after the dump), and the records of each database's newest backup whose
+/// drill succeeded (that backup is never deleted, see [`protected_dates`]).
+#[derive(Clone, Debug, Default)]
+pub struct Drills {
+    /// Every verification record (a listing of `verifications/`).
+    pub records: Vec<ObjectInfo>,
+    /// `Key::Verification` of the newest backup of each database with a successful drill.
+    pub newest_ok: Vec<Key>,
 }
 
 /// The plan for `objects` (a listing of the class prefixes) on `as_of`. `leases` is a listing of
 /// `leases/`: a (database, day) with a lease is left alone, since an export may be writing it.
+/// `drills` protects each database's newest verified backup and deletes a deleted backup's
+/// verification record after its dump.
 #[must_use]
-pub fn plan(objects: &[ObjectInfo], leases: &[ObjectInfo], policy: &RetentionPolicy, as_of: NaiveDate) -> PrunePlan {
+pub fn plan(
+    objects: &[ObjectInfo],
+    leases: &[ObjectInfo],
+    drills: &Drills,
+    policy: &RetentionPolicy,
+    as_of: NaiveDate,
+) -> PrunePlan {
     let busy: BTreeSet<(DbId, NaiveDate)> = leases
         .iter()
         .filter_map(|o| match Key::parse(&o.key) {
@@ -476,6 +510,7 @@ pub fn plan(objects: &[ObjectInfo], leases: &[ObjectInfo], policy: &RetentionPol
         deleted: Vec::new(),
         skipped: Vec::new(),
         bytes_freed: 0,
+        record: None,
     };
     let mut groups: BTreeMap<(DbId, NaiveDate, RetentionClass), Group<'_>> = BTreeMap::new();
     for object in objects {
@@ -502,8 +537,28 @@ pub fn plan(objects: &[ObjectInfo], leases: &[ObjectInfo], policy: &RetentionPol
             backup_dates.entry(db).or_default().insert(*date);
         }
     }
-    let protected: BTreeMap<&DbId, BTreeSet<NaiveDate>> =
-        backup_dates.iter().map(|(db, dates)| (*db, protected_dates(dates, as_of))).collect();
+    let verified: BTreeMap<DbId, NaiveDate> = drills
+        .newest_ok
+        .iter()
+        .filter_map(|k| match k {
+            Key::Verification { db, date } => Some((db_id(db.clone()), date.date())),
+            _ => None,
+        })
+        .collect();
+    let protected: BTreeMap<&DbId, BTreeSet<NaiveDate>> = backup_dates
+        .iter()
+        .map(|(db, dates)| (*db, protected_dates(dates, verified.get(*db).copied(), as_of)))
+        .collect();
+    let records: BTreeMap<(DbId, NaiveDate), &ObjectInfo> = drills
+        .records
+        .iter()
+        .filter_map(|o| match Key::parse(&o.key) {
+            Some(Key::Verification { db, date }) => Some(((db_id(db), date.date()), o)),
+            _ => None,
+        })
+        .collect();
+    // A (database, day) some of whose objects stay keeps its verification record.
+    let mut staying: BTreeSet<(DbId, NaiveDate)> = BTreeSet::new();
 
     for ((db, date, class), group) in &groups {
         let keep = policy.rule(*class, db.0.as_str()).keep_days;
@@ -531,8 +586,11 @@ pub fn plan(objects: &[ObjectInfo], leases: &[ObjectInfo], policy: &RetentionPol
             };
             result.kept.push(entry);
         } else if group.is_backup() && protected.get(db).is_some_and(|dates| dates.contains(date)) {
+            let newest = backup_dates.get(db).and_then(|d| d.range(..=as_of).next_back()) == Some(date)
+                || backup_dates.get(db).and_then(|d| d.last()) == Some(date);
+            let which = if newest { "newest" } else { "newest verified" };
             entry.reason =
-                format!("the newest backup of its database is never pruned ({} old, kept for {keep})", days(age));
+                format!("the {which} backup of its database is never pruned ({} old, kept for {keep})", days(age));
             result.kept.push(entry);
         } else if busy.contains(&(db.clone(), *date)) {
             entry.reason =
@@ -540,10 +598,30 @@ pub fn plan(objects: &[ObjectInfo], leases: &[ObjectInfo], policy: &RetentionPol
             result.skipped.push(entry);
         } else {
             entry.reason = format!("expired: {} old, kept for {keep}{what}", days(age));
-            result.bytes_freed += entry.bytes;
             result.deleted.push(entry);
+            continue;
+        }
+        staying.insert((db.clone(), *date));
+    }
+    // A deleted backup's verification record goes last, after its dump (once per database and day).
+    let mut placed: BTreeSet<(DbId, NaiveDate)> = BTreeSet::new();
+    for entry in &mut result.deleted {
+        let Some(Key::Manifest { db, date, .. } | Key::Dump { db, date, .. }) =
+            entry.keys.first().and_then(|k| Key::parse(k))
+        else {
+            continue;
+        };
+        let day = (db_id(db), date.date());
+        if staying.contains(&day) || placed.contains(&day) {
+            continue;
+        }
+        if let Some(record) = records.get(&day) {
+            entry.keys.push(record.key.clone());
+            entry.bytes += record.size;
+            placed.insert(day);
         }
     }
+    result.bytes_freed = result.deleted.iter().map(|e| e.bytes).sum();
     result
 }
 
@@ -577,33 +655,122 @@ pub fn parse_as_of(value: &str) -> Result<NaiveDate, InvalidField> {
         .ok_or_else(|| InvalidField::new("as_of", format!("{value:?} is not a date of the form YYYY-MM-DD")))
 }
 
+/// What an applied prune leaves in the store, under `reports/prune/<day it ran>/<id>.json`: its
+/// plan as carried out (kept, deleted, skipped with reasons, bytes freed), when it ran, and why it
+/// stopped early if it did. Written once (conditional create); never read back by the service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PruneRecord {
+    /// The record's id: the run id of the `/schedule` run it followed, else its own.
+    pub id: String,
+    /// The `/schedule` run it followed (`retention.prune_after_schedule`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// When the prune started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Why it stopped before the end of its plan (a transient store failure), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What it did.
+    #[serde(flatten)]
+    pub plan: PrunePlan,
+}
+
 /// Lists the store, plans as of `as_of` and, when `apply`, deletes what the plan says (manifest
-/// first, then dump). An object the store refuses to delete (`BucketError::Permanent`: a retention
-/// lock or hold, a missing permission) is skipped and reported, and the rest of its backup is left
-/// as it is; a transient failure stops the prune (what was deleted so far is consistent, and a
-/// later prune carries on).
+/// first, then dump, then its verification record) and records what it did (see [`PruneRecord`]).
+/// An object the store refuses to delete (`BucketError::Permanent`: a retention lock or hold, a
+/// missing permission) is skipped and reported, and the rest of its backup is left as it is; a
+/// transient failure stops the prune (what was deleted so far is consistent, recorded, and a later
+/// prune carries on).
 pub async fn prune(
     store: &BackupStore,
     policy: &RetentionPolicy,
     as_of: NaiveDate,
     apply: bool,
 ) -> Result<PrunePlan, RetentionError> {
+    prune_as(store, policy, as_of, apply, None).await
+}
+
+/// The verification records (a listing of `verifications/`) and, per database, the record of its
+/// newest backup whose drill succeeded (one read per record, newest backup first, until one is `ok`).
+async fn drills(store: &BackupStore, objects: &[ObjectInfo]) -> Result<Drills, BucketError> {
+    #[derive(Deserialize)]
+    struct Verdict {
+        result: crate::verify::VerificationResult,
+    }
+    let probe = Key::Verification {
+        db: placeholder_db(ProjectId::parse("_").expect("valid name")),
+        date: RunDate::from_date(NaiveDate::MIN),
+    };
+    let records = store.bucket().list(&key_prefix(&probe, 1)).await?;
+    let mut manifests: BTreeSet<(DbId, NaiveDate)> = BTreeSet::new();
+    let mut dumps: BTreeSet<(DbId, NaiveDate)> = BTreeSet::new();
+    for o in objects {
+        match Key::parse(&o.key) {
+            Some(Key::Manifest { db, date, .. }) => {
+                manifests.insert((db_id(db), date.date()));
+            }
+            Some(Key::Dump { db, date, .. }) => {
+                dumps.insert((db_id(db), date.date()));
+            }
+            _ => {}
+        }
+    }
+    let mut by_db: BTreeMap<DbId, (DatabasePath, BTreeSet<RunDate>)> = BTreeMap::new();
+    for o in &records {
+        if let Some(Key::Verification { db, date }) = Key::parse(&o.key) {
+            let day = (db_id(db.clone()), date.date());
+            if manifests.contains(&day) && dumps.contains(&day) {
+                by_db.entry(day.0).or_insert_with(|| (db, BTreeSet::new())).1.insert(date);
+            }
+        }
+    }
+    let mut newest_ok = Vec::new();
+    for (db, dates) in by_db.into_values() {
+        for date in dates.into_iter().rev() {
+            let key = Key::Verification { db: db.clone(), date };
+            match store.read::<Verdict>(&key).await {
+                Ok(Some(v)) if v.result == crate::verify::VerificationResult::Ok => {
+                    newest_ok.push(key);
+                    break;
+                }
+                Ok(_) | Err(StoreError::Corrupt { .. }) => {}
+                Err(StoreError::Bucket(e)) => return Err(e),
+            }
+        }
+    }
+    Ok(Drills { records, newest_ok })
+}
+
+/// [`prune`], recording an applied prune under `run_id` (the `/schedule` run it follows) when given.
+async fn prune_as(
+    store: &BackupStore,
+    policy: &RetentionPolicy,
+    as_of: NaiveDate,
+    apply: bool,
+    run_id: Option<&RunId>,
+) -> Result<PrunePlan, RetentionError> {
     if apply && as_of > Utc::now().date_naive() {
         return Err(RetentionError::AsOfInFuture(as_of));
     }
+    let started_at = Utc::now();
     let bucket = store.bucket();
     let mut objects = Vec::new();
     for class in RetentionClass::ALL {
         objects.extend(bucket.list(&class_prefix(class, None)).await?);
     }
     let leases = bucket.list(&leases_prefix()).await?;
-    let mut result = plan(&objects, &leases, policy, as_of);
+    let drills = drills(store, &objects).await?;
+    let mut result = plan(&objects, &leases, &drills, policy, as_of);
+    let mut stopped = None;
     if apply {
-        let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
+        let sizes: HashMap<&str, u64> =
+            objects.iter().chain(&drills.records).map(|o| (o.key.as_str(), o.size)).collect();
         let planned = std::mem::take(&mut result.deleted);
         result.bytes_freed = 0;
         result.applied = true;
-        for entry in planned {
+        'entries: for entry in planned {
             let mut done = 0;
             let mut refusal = None;
             for key in &entry.keys {
@@ -620,7 +787,8 @@ pub async fn prune(
                     }
                     Err(e) => {
                         tracing::error!(prune.key = %key, error = %e, "prune stopped: {e}");
-                        return Err(e.into());
+                        stopped = Some(e);
+                        break;
                     }
                 }
             }
@@ -634,27 +802,52 @@ pub async fn prune(
             if let Some(reason) = refusal {
                 result.skipped.push(PlanEntry { keys: left.to_vec(), bytes: bytes_of(left), reason, ..entry });
             }
+            if stopped.is_some() {
+                break 'entries;
+            }
+        }
+        let id = run_id.cloned().unwrap_or_else(RunId::generate);
+        let key = Key::PruneReport { date: RunDate::from_date(started_at.date_naive()), id: id.clone() };
+        let record = PruneRecord {
+            id: id.to_string(),
+            run_id: run_id.map(ToString::to_string),
+            started_at,
+            finished_at: Utc::now(),
+            error: stopped.as_ref().map(ToString::to_string),
+            plan: result.clone(),
+        };
+        match store.create_json(&key, &record).await {
+            Ok(_) => result.record = Some(key.path()),
+            Err(e) => {
+                tracing::error!(prune.record = %key.path(), error = %e, "the prune's record was not written: {e}")
+            }
         }
     }
     tracing::info!(
         prune.as_of = %result.as_of, prune.applied = result.applied, prune.kept = result.kept.len(),
         prune.deleted = result.deleted.len(), prune.skipped = result.skipped.len(),
-        prune.bytes_freed = result.bytes_freed, "prune done"
+        prune.bytes_freed = result.bytes_freed, prune.record = result.record.as_deref().unwrap_or(""), "prune done"
     );
-    Ok(result)
+    match stopped {
+        Some(e) => Err(e.into()),
+        None => Ok(result),
+    }
 }
 
 /// The nightly prune run by `/schedule` when `retention.prune_after_schedule` is set: applied, as
-/// of the run date. Exports of the run may still be running: they write the run date's backups,
-/// which are never expired (keep_days is at least 1), and hold a lease while they do. Failures are
-/// logged, never fatal to the schedule.
+/// of the run date, and recorded under the run's id (`reports/prune/<day>/<run id>.json`, next to
+/// the run ledger `runs/<run date>/<run id>.json`). Exports of the run may still be running: they
+/// write the run date's backups, which are never expired (keep_days is at least 1), and hold a
+/// lease while they do. Failures are logged, never fatal to the schedule.
 pub async fn prune_after_schedule(store: &BackupStore, policy: &RetentionPolicy, run_date: RunDate, run_id: &str) {
-    match prune(store, policy, run_date.date(), true).await {
+    let id = RunId::parse(run_id).ok();
+    match prune_as(store, policy, run_date.date(), true, id.as_ref()).await {
         Ok(plan) => tracing::info!(
             run.id = run_id,
             prune.deleted = plan.deleted.len(),
             prune.skipped = plan.skipped.len(),
             prune.bytes_freed = plan.bytes_freed,
+            prune.record = plan.record.as_deref().unwrap_or(""),
             "pruned after the schedule run"
         ),
         Err(e) => tracing::error!(run.id = run_id, error = %e, "the prune after the schedule run failed: {e}"),
@@ -1148,6 +1341,7 @@ mod tests {
             legacy_daily in prop::option::of(keep_days()),
             as_of_offset in -30i64..1000,
             labels in 0usize..3,
+            verified_pick in prop::collection::vec(prop::option::of(0usize..40), 5),
         ) {
             let base = d("2026-06-15");
             let as_of = base - chrono::Duration::days(as_of_offset);
@@ -1159,15 +1353,45 @@ mod tests {
                 policy = policy.with_source_rule("legacy", RetentionClass::Daily, ClassRule::keep(keep));
             }
             let objects = history_objects(base, &history, labels);
-            let result = plan(&objects, &[], &policy, as_of);
+            // Some databases have a verified backup (any of their backups, maybe an old one).
+            let mut drills = Drills::default();
+            for (n, days) in history.iter().enumerate() {
+                let Some(day) = verified_pick[n].and_then(|i| days.get(i)) else { continue };
+                let project = if n % 2 == 0 { "main" } else { "legacy" };
+                let date = RunDate::from_date(base - chrono::Duration::days(day.offset));
+                let key = Key::Verification { db: db(project, &format!("db{n}")), date };
+                drills.records.push(ObjectInfo { key: key.path(), size: 7, version: None });
+                drills.newest_ok.push(key);
+            }
+            let result = plan(&objects, &[], &drills, &policy, as_of);
             let deleted: BTreeSet<&str> = result.actions().collect();
 
-            // Every object lands in exactly one list.
+            // Every object lands in exactly one list (a verification record only with its deleted backup).
+            let records: BTreeSet<&str> = drills.records.iter().map(|o| o.key.as_str()).collect();
             let mut seen: Vec<&str> = result.kept.iter().chain(&result.deleted).chain(&result.skipped)
-                .flat_map(|e| e.keys.iter().map(String::as_str)).collect();
+                .flat_map(|e| e.keys.iter().map(String::as_str)).filter(|k| !records.contains(k)).collect();
             seen.sort_unstable();
             let all: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
             prop_assert_eq!(seen, all);
+            // The newest verified backup survives, and with it its record; a record goes only
+            // after the dump of its deleted backup.
+            for key in &drills.newest_ok {
+                let Key::Verification { db, date } = key else { unreachable!() };
+                let manifest = Key::Manifest { class: class_of(date.date(), Weekday::Mon), db: db.clone(), date: *date }.path();
+                let dump = Key::Dump { class: class_of(date.date(), Weekday::Mon), db: db.clone(), date: *date,
+                    format: crate::store::manifest::DumpFormat::PgCustomZstd, encrypted: false }.path();
+                let keys: BTreeSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+                if keys.contains(manifest.as_str()) && keys.contains(dump.as_str()) {
+                    prop_assert!(!deleted.contains(manifest.as_str()) && !deleted.contains(dump.as_str()),
+                        "the newest verified backup {} was deleted", manifest);
+                    prop_assert!(!deleted.contains(key.path().as_str()));
+                }
+            }
+            for entry in &result.deleted {
+                if let Some(i) = entry.keys.iter().position(|k| records.contains(k.as_str())) {
+                    prop_assert_eq!(i, entry.keys.len() - 1, "a record goes last: {:?}", entry.keys);
+                }
+            }
 
             // The newest backup (manifest and dump) of each database survives, expired or not.
             let keys: BTreeSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
@@ -1194,7 +1418,7 @@ mod tests {
             }
 
             // Nothing younger than its keep-for is deleted; nothing but backup keys is touched.
-            for key in &deleted {
+            for key in deleted.iter().filter(|k| !records.contains(*k)) {
                 let (class, db, date) = match Key::parse(key) {
                     Some(Key::Manifest { class, db, date } | Key::Dump { class, db, date, .. }) => (class, db, date),
                     other => { prop_assert!(false, "deleted a key that is no backup's: {key} ({other:?})"); unreachable!() }
@@ -1240,10 +1464,10 @@ mod tests {
         let objects = [ObjectInfo { key: dump.path(), size: 5, version: None }];
         let leases = [ObjectInfo { key: lease.path(), size: 5, version: None }];
         let as_of = d("2026-03-01");
-        let result = plan(&objects, &leases, &RetentionPolicy::default(), as_of);
+        let result = plan(&objects, &leases, &Drills::default(), &RetentionPolicy::default(), as_of);
         assert_eq!(result.skipped.len(), 1, "{result:?}");
         assert!(result.skipped[0].reason.contains("lease"));
-        let result = plan(&objects, &[], &RetentionPolicy::default(), as_of);
+        let result = plan(&objects, &[], &Drills::default(), &RetentionPolicy::default(), as_of);
         assert_eq!(result.actions().collect::<Vec<_>>(), [dump.path()]);
         assert!(result.deleted[0].reason.contains("without a manifest"), "{result:?}");
     }

@@ -100,6 +100,9 @@ pub struct ScheduleSummary {
     /// The plan (dry run only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<PlannedTask>>,
+    /// Requests discovery sent to Google APIs, by source (for the metrics; not part of the answer).
+    #[serde(skip)]
+    pub api_calls: Vec<(String, crate::discovery::ApiCalls)>,
 }
 
 /// The run ledger: the expected set that status and alerts compare with the manifests.
@@ -158,9 +161,11 @@ pub async fn schedule(
     let mut plan = Vec::new();
     let mut tasks = Vec::new();
     let (mut folders, mut projects, mut instances, mut skipped, mut complete) = (0, 0, 0, Vec::new(), true);
+    let mut api_calls = Vec::new();
     for (source, result) in found {
         match result {
             Ok(report) => {
+                api_calls.extend(report.api_calls.into_iter().map(|c| (source.name.to_string(), c)));
                 folders += report.folders;
                 projects += report.projects;
                 instances += report.instances;
@@ -212,6 +217,7 @@ pub async fn schedule(
         skipped,
         complete,
         tasks: None,
+        api_calls,
     };
     if dry_run {
         summary.tasks = Some(plan);

@@ -16,7 +16,9 @@
 //! restore drill within `verify_within_days`; 0 turns it off) · `ok`.
 //!
 //! [`StatusService`] caches a computed status for `cache_secs` and per-run reports (for good once
-//! their day is two days past), and sends the one summary notification per run ([`report_run`]).
+//! their day is two days past), and sends the one summary notification per run: [`report_run`] when
+//! the embedded queue is idle; in `cloud_tasks` mode [`report_run_if_resolved`] after each export
+//! and [`report_overdue_runs`] at each `/schedule`, once per run (a marker under `reports/runs/`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -939,7 +941,14 @@ pub async fn report_run(
     day: RunDate,
 ) -> Result<Option<RunSummaryReport>, StoreError> {
     let Some(ledger) = find_ledger(store, run_id, Some(day), day.date()).await? else { return Ok(None) };
-    let report = run_report(store, &ledger, None, true).await?;
+    let summary = summary_of(store, &ledger).await?;
+    send_summary(notifiers, &summary).await;
+    Ok(Some(summary))
+}
+
+/// The summary of the run `ledger` describes, as it stands.
+async fn summary_of(store: &BackupStore, ledger: &RunLedger) -> Result<RunSummaryReport, StoreError> {
+    let report = run_report(store, ledger, None, true).await?;
     let not_backed_up: Vec<String> = report
         .databases
         .iter()
@@ -950,13 +959,100 @@ pub async fn report_run(
             None => format!("{}/{}/{} ({})", d.project, d.instance, d.database, d.outcome),
         })
         .collect();
-    let summary = RunSummaryReport::new(&report, not_backed_up);
+    Ok(RunSummaryReport::new(&report, not_backed_up))
+}
+
+async fn send_summary(notifiers: &[Arc<dyn Notifier>], summary: &RunSummaryReport) {
     for n in notifiers {
-        if let Err(e) = n.notify_run(&summary).await {
-            tracing::warn!(error = %e, run.id = %run_id, "{e}");
+        if let Err(e) = n.notify_run(summary).await {
+            tracing::warn!(error = %e, run.id = %summary.run_id, "{e}");
         }
     }
-    Ok(Some(summary))
+}
+
+/// Sends the summary of the run `ledger` describes unless it was sent already: the marker
+/// `reports/runs/<day>/<run id>.json` (holding the summary) is created first with a conditional
+/// create, so however many exports or instances get here, one sends it.
+async fn report_ledger_once(
+    store: &BackupStore,
+    notifiers: &[Arc<dyn Notifier>],
+    ledger: &RunLedger,
+) -> Result<Option<RunSummaryReport>, StoreError> {
+    let (Some(day), Ok(run_id)) = (date_of(&ledger.run_date), RunId::parse(ledger.run_id.clone())) else {
+        return Ok(None);
+    };
+    let summary = summary_of(store, ledger).await?;
+    match store.create_json(&Key::RunSummary { date: day, run_id }, &summary).await? {
+        crate::store::bucket::PutOutcome::Created => {
+            send_summary(notifiers, &summary).await;
+            Ok(Some(summary))
+        }
+        crate::store::bucket::PutOutcome::AlreadyExists => Ok(None),
+    }
+}
+
+/// `cloud_tasks` mode (no process sees a run's tasks end): called after each export of run
+/// `run_id` of `day` that resolved its database (backed up, or failed and reported). When every
+/// database the run's ledger expected has a backup for `day` or a reported failure, sends the run's
+/// summary, once. Cost: one read of the marker; when absent, the ledger, one listing of the day's
+/// failure markers and one manifest read per expected database, stopping at the first unresolved.
+pub async fn report_run_if_resolved(
+    store: &BackupStore,
+    notifiers: &[Arc<dyn Notifier>],
+    run_id: &RunId,
+    day: RunDate,
+) -> Result<Option<RunSummaryReport>, StoreError> {
+    if store.bucket().head(&Key::RunSummary { date: day, run_id: run_id.clone() }.path()).await?.is_some() {
+        return Ok(None);
+    }
+    let Some(ledger) = find_ledger(store, run_id, Some(day), day.date()).await? else { return Ok(None) };
+    let failed: std::collections::HashSet<DbKey> = store
+        .bucket()
+        .list(&prefix(&Key::Report { db: placeholder_db(), date: day }, 2))
+        .await?
+        .into_iter()
+        .filter_map(|o| match Key::parse(&o.key) {
+            Some(Key::Report { db, .. }) => Some(key_of(&db)),
+            _ => None,
+        })
+        .collect();
+    for t in ledger.databases.iter().filter(|t| t.action == "export") {
+        if failed.contains(&(t.project.clone(), t.instance.clone(), t.database.clone())) {
+            continue;
+        }
+        let Some(db) = db_ref(&t.source, &t.project, &t.instance, &t.database, t.engine) else { continue };
+        if store.manifest(&db, day).await?.is_none() {
+            return Ok(None);
+        }
+    }
+    report_ledger_once(store, notifiers, &ledger).await
+}
+
+/// How long a run may take before its summary goes out with what it has (the day's deadline).
+pub const RUN_DEADLINE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// `cloud_tasks` mode, at each `/schedule`: sends, once, the summary of every run of the last
+/// three days (`today` included) that started more than [`RUN_DEADLINE`] before `now` and whose
+/// summary was not sent (some of its tasks never resolved).
+pub async fn report_overdue_runs(
+    store: &BackupStore,
+    notifiers: &[Arc<dyn Notifier>],
+    now: DateTime<Utc>,
+) -> Result<Vec<RunSummaryReport>, StoreError> {
+    let mut sent = Vec::new();
+    for back in 0..3 {
+        let day = RunDate::from_date(now.date_naive() - chrono::Duration::days(back));
+        for ledger in ledgers_of(store, day).await? {
+            let Ok(run_id) = RunId::parse(ledger.run_id.clone()) else { continue };
+            if now - ledger.started_at < RUN_DEADLINE
+                || store.bucket().head(&Key::RunSummary { date: day, run_id }.path()).await?.is_some()
+            {
+                continue;
+            }
+            sent.extend(report_ledger_once(store, notifiers, &ledger).await?);
+        }
+    }
+    Ok(sent)
 }
 
 // ---------------------------------------------------------------------------------------------

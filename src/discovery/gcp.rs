@@ -43,7 +43,7 @@ use google_cloud_sql_v1::client::{SqlDatabasesService, SqlInstancesService};
 use rand::Rng;
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 
-use super::{Discovery, DiscoveryError, DiscoveryReport, Skipped};
+use super::{ApiCalls, Discovery, DiscoveryError, DiscoveryReport, Skipped};
 use crate::model::{DatabaseName, DatabaseRef, Engine, InstanceName, ProjectId, SourceName};
 use crate::settings::{GcpCredentials, GcpSettings, GcpSourceSettings, GcpStrategy};
 
@@ -200,8 +200,29 @@ impl Api {
         }
     }
 
+    /// The API's short name (`resourcemanager`, `sqladmin`, `cloudasset`, `cloudtasks`).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// Calls `f` under the limits, retrying 429/5xx and transport errors.
     pub async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, CallError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, GaxError>>,
+    {
+        self.call_observed(what, &|_, _| {}, f).await
+    }
+
+    /// [`Api::call`], telling `observe` of every request sent: its method (`what`) and, when it
+    /// failed, its error type (the HTTP status code, or `transport` when there was no answer).
+    pub async fn call_observed<T, F, Fut>(
+        &self,
+        what: &str,
+        observe: &(dyn Fn(&str, Option<&str>) + Send + Sync),
+        f: F,
+    ) -> Result<T, CallError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, GaxError>>,
@@ -216,9 +237,14 @@ impl Api {
                 f().await
             };
             let e = match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    observe(what, None);
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
+            let error_type = e.http_status_code().map_or_else(|| "transport".to_owned(), |c| c.to_string());
+            observe(what, Some(&error_type));
             if e.http_status_code() == Some(429) {
                 self.counters.throttled.fetch_add(1, Ordering::Relaxed);
             }
@@ -416,7 +442,13 @@ pub struct GcpDiscovery {
     gcp: GcpSettings,
     apis: Arc<GcpApis>,
     clients: OnceCell<Clients>,
+    /// Requests sent since the last report, by (API, method, error type); drained into each
+    /// report's `api_calls`.
+    tally: std::sync::Mutex<BTreeMap<CallKey, u64>>,
 }
+
+/// (API, method, error type) of a request, for the tally.
+type CallKey = (&'static str, String, Option<String>);
 
 /// Accumulates one run's findings.
 #[derive(Default)]
@@ -443,7 +475,7 @@ impl GcpDiscovery {
     /// A discovery over `source`; clients are built on first use, sharing `apis`' limits.
     #[must_use]
     pub fn new(source: GcpSourceSettings, gcp: GcpSettings, apis: Arc<GcpApis>) -> Self {
-        Self { source, gcp, apis, clients: OnceCell::new() }
+        Self { source, gcp, apis, clients: OnceCell::new(), tally: std::sync::Mutex::default() }
     }
 
     /// The per-API limits and counters.
@@ -459,14 +491,28 @@ impl GcpDiscovery {
             .map_err(|message| DiscoveryError::Refused { source_name: self.source.name.to_string(), message })
     }
 
+    /// `api.call`, with every request it sends tallied for the report's `api_calls`.
+    async fn call<T, F, Fut>(&self, api: &Api, what: &str, f: F) -> Result<T, CallError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, GaxError>>,
+    {
+        let name = api.name();
+        let observe = |method: &str, error: Option<&str>| {
+            let key = (name, method.to_owned(), error.map(str::to_owned));
+            *self.tally.lock().expect("lock").entry(key).or_default() += 1;
+        };
+        api.call_observed(what, &observe, f).await
+    }
+
     /// Direct child folders and ACTIVE projects of `parent`, every page.
     async fn children(&self, c: &Clients, parent: &str) -> Result<(Vec<String>, Vec<String>, Vec<Skipped>), CallError> {
         let rm = &self.apis.resource_manager;
         let mut folders = Vec::new();
         let mut token = String::new();
         loop {
-            let page = rm
-                .call("folders.list", || {
+            let page = self
+                .call(rm, "folders.list", || {
                     c.folders.list_folders().set_parent(parent).set_page_token(token.clone()).send()
                 })
                 .await?;
@@ -480,8 +526,8 @@ impl GcpDiscovery {
         let mut skipped = Vec::new();
         let mut token = String::new();
         loop {
-            let page = rm
-                .call("projects.list", || {
+            let page = self
+                .call(rm, "projects.list", || {
                     c.projects.list_projects().set_parent(parent).set_page_token(token.clone()).send()
                 })
                 .await?;
@@ -540,9 +586,9 @@ impl GcpDiscovery {
         let mut token = String::new();
         loop {
             let page = self
-                .apis
-                .sql_admin
-                .call("instances.list", || c.instances.list().set_project(project).set_page_token(token.clone()).send())
+                .call(&self.apis.sql_admin, "instances.list", || {
+                    c.instances.list().set_project(project).set_page_token(token.clone()).send()
+                })
                 .await?;
             out.extend(page.items.iter().map(|i| InstanceInfo::from_sql(i, project)));
             for w in &page.warnings {
@@ -564,9 +610,7 @@ impl GcpDiscovery {
         let mut token = String::new();
         loop {
             let page = self
-                .apis
-                .asset
-                .call("searchAllResources", || {
+                .call(&self.apis.asset, "searchAllResources", || {
                     c.asset
                         .search_all_resources()
                         .set_scope(scope)
@@ -589,9 +633,9 @@ impl GcpDiscovery {
     /// `instances.get`, for an asset without `databaseVersion`.
     async fn get_instance(&self, c: &Clients, project: &str, instance: &str) -> Result<InstanceInfo, CallError> {
         let i = self
-            .apis
-            .sql_admin
-            .call("instances.get", || c.instances.get().set_project(project).set_instance(instance).send())
+            .call(&self.apis.sql_admin, "instances.get", || {
+                c.instances.get().set_project(project).set_instance(instance).send()
+            })
             .await?;
         Ok(InstanceInfo::from_sql(&i, project))
     }
@@ -604,9 +648,9 @@ impl GcpDiscovery {
         engine: Engine,
     ) -> Result<(Vec<DatabaseRef>, Vec<Skipped>), CallError> {
         let page = self
-            .apis
-            .sql_admin
-            .call("databases.list", || c.databases.list().set_project(&i.project).set_instance(&i.name).send())
+            .call(&self.apis.sql_admin, "databases.list", || {
+                c.databases.list().set_project(&i.project).set_instance(&i.name).send()
+            })
             .await?;
         let mut dbs = Vec::new();
         let mut skipped = Vec::new();
@@ -771,6 +815,10 @@ impl Discovery for GcpDiscovery {
             GcpStrategy::AssetInventory => self.asset_inventory(c, &mut run).await,
         }
         let mut report = run.report;
+        report.api_calls = std::mem::take(&mut *self.tally.lock().expect("lock"))
+            .into_iter()
+            .map(|((api, method, error_type), count)| ApiCalls { api: api.to_owned(), method, error_type, count })
+            .collect();
         report.databases.sort_by_cached_key(DatabaseRef::path);
         report.databases.dedup();
         report.skipped.sort_by(|a, b| a.scope.cmp(&b.scope));

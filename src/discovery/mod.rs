@@ -73,6 +73,21 @@ pub struct DiscoveryReport {
     /// False when some part of the source could not be seen (an API warned that its answer may be
     /// incomplete, or a folder or project could not be listed): its databases may be missing.
     pub complete: bool,
+    /// Requests sent to Google APIs (`gcp` sources; empty for a server), for the metrics.
+    pub api_calls: Vec<ApiCalls>,
+}
+
+/// Requests a discovery sent to one method of one API with one outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiCalls {
+    /// `resourcemanager`, `sqladmin` or `cloudasset`.
+    pub api: String,
+    /// The method (`folders.list`, `instances.list`, `searchAllResources`, …).
+    pub method: String,
+    /// The HTTP status code of a failed request, or `transport`; `None` when it succeeded.
+    pub error_type: Option<String>,
+    /// How many.
+    pub count: u64,
 }
 
 /// One configured source of databases.

@@ -464,15 +464,21 @@ impl ExportService {
     }
 
     /// Runs one export attempt of `task` (in an `export` span; counted and timed in the metrics).
+    pub async fn export(&self, task: &ExportTask) -> Result<ExportOutcome, ExportError> {
+        self.export_into(&self.store, task).await
+    }
+
+    /// [`ExportService::export`] into `store`: this service's store, or a labelled view of it
+    /// ([`BackupStore::with_label`]) for a named backup.
     #[tracing::instrument(
         name = "export",
         skip_all,
         fields(db.path = %task.db, db.system.name = crate::metrics::db_system_name(task.db.engine), run.id = %task.run_id, run.date = %task.run_date)
     )]
-    pub async fn export(&self, task: &ExportTask) -> Result<ExportOutcome, ExportError> {
+    pub async fn export_into(&self, store: &BackupStore, task: &ExportTask) -> Result<ExportOutcome, ExportError> {
         let started = std::time::Instant::now();
         let outcome = match self.sources.iter().find(|s| s.name == task.db.source) {
-            Some(source) => run_export(source.exporter.as_ref(), &self.store, task, self.lease_ttl).await,
+            Some(source) => run_export(source.exporter.as_ref(), store, task, self.lease_ttl).await,
             None => Err(ExportError::Tool(format!("no source named `{}` is configured", task.db.source))),
         };
         let (result, error_type) = match &outcome {

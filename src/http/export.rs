@@ -13,8 +13,10 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use crate::app::AppState;
-use crate::export::{ExportOutcome, log_failed_attempt};
-use crate::model::{DatabaseName, ExportTask, InstanceName, InvalidField, ProjectId, RunDate, RunId, SourceName};
+use crate::export::{ExportError, ExportOutcome, log_failed_attempt};
+use crate::model::{
+    DatabaseName, ExportTask, InstanceName, InvalidField, Label, ProjectId, RunDate, RunId, SourceName,
+};
 use crate::store::manifest::Manifest;
 
 /// Body of `POST /export`.
@@ -41,7 +43,10 @@ pub struct ExportRequest {
     /// The run that asked; default `manual`.
     #[serde(default)]
     pub run_id: Option<String>,
-    /// Name of an on-demand backup (reserved: not supported by this version).
+    /// Name of an on-demand backup (`before-incident-42`): stored under
+    /// `labels/<label>/<project>/<instance>/<database>/`, listed with its label, never removed by
+    /// retention. A label names one backup of a database: exporting it again answers
+    /// `already_exported`. Its failures are answered, not reported through the notifiers.
     #[serde(default)]
     pub label: Option<String>,
 }
@@ -77,10 +82,8 @@ pub struct ExportResponse {
     pub error: Option<String>,
 }
 
-fn task_of(state: &AppState, req: ExportRequest) -> Result<ExportTask, ApiError> {
-    if req.label.is_some() {
-        return Err(InvalidField::new("label", "named backups are not supported by this version").into());
-    }
+fn task_of(state: &AppState, req: ExportRequest) -> Result<(ExportTask, Option<Label>), ApiError> {
+    let label = req.label.map(Label::parse).transpose()?;
     let source = req.source.map(SourceName::parse).transpose()?;
     let project = ProjectId::parse(req.project)?;
     let instance = InstanceName::parse(req.instance)?;
@@ -93,7 +96,7 @@ fn task_of(state: &AppState, req: ExportRequest) -> Result<ExportTask, ApiError>
             e.to_string(),
         )
     })?;
-    Ok(ExportTask { db: source.database_in(&project, &instance, database, req.engine), run_date, run_id })
+    Ok((ExportTask { db: source.database_in(&project, &instance, database, req.engine), run_date, run_id }, label))
 }
 
 fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
@@ -124,7 +127,7 @@ pub async fn export(
     body: Result<Json<ExportRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    let task = task_of(&state, req)?;
+    let (task, label) = task_of(&state, req)?;
     let delivery = Delivery::from_headers(&headers);
     // Every event of this request carries the Cloud Tasks delivery it belongs to.
     let span = tracing::info_span!(
@@ -134,7 +137,7 @@ pub async fn export(
         cloudtasks.retry_count = delivery.retry_count,
         cloudtasks.execution_count = delivery.execution_count,
     );
-    export_task(&state, &task, &delivery).instrument(span).await
+    export_task(&state, &task, label, &delivery).instrument(span).await
 }
 
 /// What Cloud Tasks says of a delivery (`X-CloudTasks-*`; absent for operators' calls).
@@ -162,10 +165,39 @@ impl Delivery {
     }
 }
 
-async fn export_task(state: &AppState, task: &ExportTask, delivery: &Delivery) -> Result<Response, ApiError> {
+async fn export_task(
+    state: &AppState,
+    task: &ExportTask,
+    label: Option<Label>,
+    delivery: &Delivery,
+) -> Result<Response, ApiError> {
+    let store = match &label {
+        Some(label) => state.service.store.with_label(label.clone()),
+        None => state.service.store.clone(),
+    };
+    let outcome = state.service.export_into(&store, task).await;
+    let resolved = match &outcome {
+        Ok(ExportOutcome::Exported(_) | ExportOutcome::AlreadyExported(_)) => true,
+        Ok(ExportOutcome::LeaseHeld { .. }) => false,
+        Err(e) => !e.is_transient(),
+    };
+    let response = respond(state, task, label.as_ref(), delivery, outcome).await;
+    if resolved && label.is_none() {
+        state.after_export(task).await;
+    }
+    response
+}
+
+async fn respond(
+    state: &AppState,
+    task: &ExportTask,
+    label: Option<&Label>,
+    delivery: &Delivery,
+    outcome: Result<ExportOutcome, ExportError>,
+) -> Result<Response, ApiError> {
     let attempt = delivery.attempt();
     let from_queue = delivery.task_name.is_some();
-    match state.service.export(task).await {
+    match outcome {
         Ok(ExportOutcome::Exported(m)) => Ok(ok(ExportStatus::Exported, *m)),
         Ok(ExportOutcome::AlreadyExported(m)) => Ok(ok(ExportStatus::AlreadyExported, *m)),
         Ok(ExportOutcome::LeaseHeld { retry_after }) => Err(ApiError::Conflict {
@@ -178,7 +210,7 @@ async fn export_task(state: &AppState, task: &ExportTask, delivery: &Delivery) -
                 // A task still failing after this many retries is reported (once per task); its
                 // retries go on.
                 let threshold = state.service.report_after_retries;
-                if from_queue && delivery.retry_count.unwrap_or(0) >= threshold {
+                if from_queue && label.is_none() && delivery.retry_count.unwrap_or(0) >= threshold {
                     state.service.report(task, attempt, &e).await;
                 }
                 return Err(ApiError::Unavailable {
@@ -186,7 +218,10 @@ async fn export_task(state: &AppState, task: &ExportTask, delivery: &Delivery) -
                     retry_after: e.retry_after().unwrap_or_else(|| jittered(Duration::from_secs(30))),
                 });
             }
-            state.service.report(task, attempt, &e).await;
+            // A named backup's caller gets the answer; its failure marker would stand for the day's.
+            if label.is_none() {
+                state.service.report(task, attempt, &e).await;
+            }
             if from_queue {
                 let body = ExportResponse {
                     status: ExportStatus::Failed,

@@ -8,14 +8,22 @@
 //! leases/<project>/<instance>/<database>/<YYYY-MM-DD>/<seq>.json                  export leases
 //! reports/<YYYY-MM-DD>/<project>/<instance>/<database>.json                      "reported once" markers
 //! verifications/<project>/<instance>/<database>/<YYYY-MM-DD>.json                restore drill verdicts
+//! reports/prune/<YYYY-MM-DD>/<id>.json                                            what an applied prune did
+//! reports/runs/<YYYY-MM-DD>/<run_id>.json                                         "run summary sent" markers
+//! labels/<label>/<project>/<instance>/<database>/<database>.<ext>                 a named backup's dump
+//! labels/<label>/<project>/<instance>/<database>/<database>.manifest.json         makes it a backup
+//! leases/labels/<label>/<project>/<instance>/<database>/<seq>.json               its export leases
 //! ```
+//! A named (labelled) backup has no date in its key: a label names one backup of a database, so
+//! exporting the same label again finds its manifest and does nothing. Nothing that expires
+//! backups (prune, lifecycle rules) looks under `labels/`.
 //! Segments outside `[A-Za-z0-9._-]` are percent-encoded (names never contain `/` or `%`, see
 //! `model`), so every key parses back to the values it was built from.
 
 use chrono::{NaiveDate, Weekday};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::model::{DatabaseName, DatabasePath, DatabaseRef, InstanceName, ProjectId, RunDate, RunId};
+use crate::model::{DatabaseName, DatabasePath, DatabaseRef, InstanceName, Label, ProjectId, RunDate, RunId};
 use crate::retention::{RetentionClass, class_of};
 use crate::store::manifest::DumpFormat;
 
@@ -38,6 +46,17 @@ pub enum Key {
     Report { db: DatabasePath, date: RunDate },
     /// The verdict of the last restore drill of a database's backup of a day (overwritten by each drill).
     Verification { db: DatabasePath, date: RunDate },
+    /// What one applied prune kept, deleted and skipped; `date` is the day it ran, `id` the run id
+    /// of the `/schedule` it followed, or its own id.
+    PruneReport { date: RunDate, id: RunId },
+    /// Marker that the summary of run `run_id` of `date` was sent (`cloud_tasks` mode sends it once).
+    RunSummary { date: RunDate, run_id: RunId },
+    /// The dump of a named backup; `.age` appended when encrypted.
+    LabelDump { label: Label, db: DatabasePath, format: DumpFormat, encrypted: bool },
+    /// The manifest of a named backup.
+    LabelManifest { label: Label, db: DatabasePath },
+    /// One lease (generation `seq`) on the export of a named backup.
+    LabelLease { label: Label, db: DatabasePath, seq: u32 },
 }
 
 fn enc(s: &str) -> String {
@@ -90,6 +109,27 @@ impl Key {
             Self::Lease { db, date, seq } => format!("leases/{}/{date}/{seq:010}.json", db_segments(db)),
             Self::Report { db, date } => format!("reports/{date}/{}.json", db_segments(db)),
             Self::Verification { db, date } => format!("verifications/{}/{date}.json", db_segments(db)),
+            Self::PruneReport { date, id } => format!("reports/prune/{date}/{id}.json"),
+            Self::RunSummary { date, run_id } => format!("reports/runs/{date}/{run_id}.json"),
+            Self::LabelDump { label, db, format, encrypted } => format!(
+                "labels/{}/{}/{}.{}{}",
+                enc(label.as_str()),
+                db_segments(db),
+                enc(db.database.as_str()),
+                format.ext(),
+                if *encrypted { ".age" } else { "" }
+            ),
+            Self::LabelManifest { label, db } => {
+                format!(
+                    "labels/{}/{}/{}.manifest.json",
+                    enc(label.as_str()),
+                    db_segments(db),
+                    enc(db.database.as_str())
+                )
+            }
+            Self::LabelLease { label, db, seq } => {
+                format!("leases/labels/{}/{}/{seq:010}.json", enc(label.as_str()), db_segments(db))
+            }
         }
     }
 
@@ -108,6 +148,29 @@ impl Key {
                 date: parse_date(date)?,
                 seq: file.strip_suffix(".json")?.parse().ok()?,
             }),
+            ["labels", label, p, i, d, file] => {
+                let label = Label::parse(dec(label)?).ok()?;
+                let db = parse_db(p, i, d)?;
+                let rest = file.strip_prefix(d)?.strip_prefix('.')?;
+                if rest == "manifest.json" {
+                    Some(Self::LabelManifest { label, db })
+                } else {
+                    let (ext, encrypted) = rest.strip_suffix(".age").map_or((rest, false), |e| (e, true));
+                    Some(Self::LabelDump { label, db, format: DumpFormat::from_ext(ext)?, encrypted })
+                }
+            }
+            ["leases", "labels", label, p, i, d, file] => Some(Self::LabelLease {
+                label: Label::parse(dec(label)?).ok()?,
+                db: parse_db(p, i, d)?,
+                seq: file.strip_suffix(".json")?.parse().ok()?,
+            }),
+            ["reports", "runs", date, file] => Some(Self::RunSummary {
+                date: parse_date(date)?,
+                run_id: RunId::parse(file.strip_suffix(".json")?).ok()?,
+            }),
+            ["reports", "prune", date, file] => {
+                Some(Self::PruneReport { date: parse_date(date)?, id: RunId::parse(file.strip_suffix(".json")?).ok()? })
+            }
             ["reports", date, p, i, file] => {
                 Some(Self::Report { date: parse_date(date)?, db: parse_db(p, i, file.strip_suffix(".json")?)? })
             }
@@ -131,15 +194,17 @@ impl Key {
     }
 }
 
-/// Builds keys from domain values; knows the retention calendar.
-#[derive(Clone, Copy, Debug)]
+/// Builds keys from domain values; knows the retention calendar. A labelled layout
+/// ([`Layout::labelled`]) puts the dump and manifest of an export under `labels/<label>/…`.
+#[derive(Clone, Debug)]
 pub struct Layout {
     weekly_on: Weekday,
+    label: Option<Label>,
 }
 
 impl Default for Layout {
     fn default() -> Self {
-        Self { weekly_on: Weekday::Mon }
+        Self { weekly_on: Weekday::Mon, label: None }
     }
 }
 
@@ -147,7 +212,19 @@ impl Layout {
     /// A layout whose weekly class falls on `weekly_on`.
     #[must_use]
     pub fn new(weekly_on: Weekday) -> Self {
-        Self { weekly_on }
+        Self { weekly_on, label: None }
+    }
+
+    /// The same layout, building the keys of the named backup `label`.
+    #[must_use]
+    pub fn labelled(&self, label: Label) -> Self {
+        Self { weekly_on: self.weekly_on, label: Some(label) }
+    }
+
+    /// The label of a labelled layout.
+    #[must_use]
+    pub fn label(&self) -> Option<&Label> {
+        self.label.as_ref()
     }
 
     /// The retention class of a run date.
@@ -159,13 +236,28 @@ impl Layout {
     /// The dump of `db` for `date`.
     #[must_use]
     pub fn dump(&self, db: &DatabaseRef, date: RunDate, format: DumpFormat, encrypted: bool) -> Key {
-        Key::Dump { class: self.class(date), db: path_of(db), date, format, encrypted }
+        match &self.label {
+            Some(label) => Key::LabelDump { label: label.clone(), db: path_of(db), format, encrypted },
+            None => Key::Dump { class: self.class(date), db: path_of(db), date, format, encrypted },
+        }
     }
 
-    /// The manifest of `db` for `date`.
+    /// The manifest of `db` for `date` (of a labelled layout: of the named backup, whatever the date).
     #[must_use]
     pub fn manifest(&self, db: &DatabaseRef, date: RunDate) -> Key {
-        Key::Manifest { class: self.class(date), db: path_of(db), date }
+        match &self.label {
+            Some(label) => Key::LabelManifest { label: label.clone(), db: path_of(db) },
+            None => Key::Manifest { class: self.class(date), db: path_of(db), date },
+        }
+    }
+
+    /// Lease `seq` on the export of `db` for `date` (of a labelled layout: of the named backup).
+    #[must_use]
+    pub fn lease(&self, db: &DatabasePath, date: RunDate, seq: u32) -> Key {
+        match &self.label {
+            Some(label) => Key::LabelLease { label: label.clone(), db: db.clone(), seq },
+            None => Key::Lease { db: db.clone(), date, seq },
+        }
     }
 }
 
@@ -234,6 +326,31 @@ mod tests {
             (Key::Lease { db: db("p", "i", "app"), date, seq: 3 }, "leases/p/i/app/2026-11-22/0000000003.json"),
             (Key::Report { db: db("p", "i", "app"), date }, "reports/2026-11-22/p/i/app.json"),
             (Key::Verification { db: db("p", "i", "app"), date }, "verifications/p/i/app/2026-11-22.json"),
+            (
+                Key::RunSummary { date, run_id: RunId::parse("031500-1a2b3c4d").unwrap() },
+                "reports/runs/2026-11-22/031500-1a2b3c4d.json",
+            ),
+            (
+                Key::PruneReport { date, id: RunId::parse("031500-1a2b3c4d").unwrap() },
+                "reports/prune/2026-11-22/031500-1a2b3c4d.json",
+            ),
+            (
+                Key::LabelDump {
+                    label: Label::parse("before-incident-42").unwrap(),
+                    db: db("p", "i", "app"),
+                    format: DumpFormat::PgCustomZstd,
+                    encrypted: true,
+                },
+                "labels/before-incident-42/p/i/app/app.dump.zst.age",
+            ),
+            (
+                Key::LabelManifest { label: Label::parse("v 1.0").unwrap(), db: db("p", "i", "app") },
+                "labels/v%201.0/p/i/app/app.manifest.json",
+            ),
+            (
+                Key::LabelLease { label: Label::parse("x").unwrap(), db: db("p", "i", "app"), seq: 2 },
+                "leases/labels/x/p/i/app/0000000002.json",
+            ),
         ];
         for (key, path) in table {
             assert_eq!(key.path(), path);

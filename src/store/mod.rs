@@ -116,6 +116,13 @@ impl BackupStore {
         Ok(Self::new(bucket, Layout::new(settings.retention.weekly_on.0)))
     }
 
+    /// The same store, writing and finding the named backup `label` (`labels/<label>/…`) instead
+    /// of the dated ones: its manifest, dump and leases; a labelled backup leaves `latest/` alone.
+    #[must_use]
+    pub fn with_label(&self, label: crate::model::Label) -> Self {
+        Self { bucket: self.bucket.clone(), layout: self.layout.labelled(label) }
+    }
+
     /// The bucket underneath.
     #[must_use]
     pub fn bucket(&self) -> &Arc<dyn Bucket> {
@@ -153,7 +160,7 @@ impl BackupStore {
     pub async fn commit(&self, db: &DatabaseRef, date: RunDate, manifest: &Manifest) -> Result<PutOutcome, StoreError> {
         let key = self.layout.manifest(db, date).path();
         let outcome = self.bucket.put_if_absent(&key, Self::to_json(manifest)).await?;
-        if outcome == PutOutcome::Created {
+        if outcome == PutOutcome::Created && self.layout.label().is_none() {
             self.update_latest(db, manifest).await?;
         }
         Ok(outcome)
@@ -185,6 +192,11 @@ impl BackupStore {
         Ok(())
     }
 
+    /// Writes a JSON object once (conditional create): an existing object is left as it is.
+    pub async fn create_json<T: Serialize>(&self, key: &Key, value: &T) -> Result<PutOutcome, StoreError> {
+        Ok(self.bucket.put_if_absent(&key.path(), Self::to_json(value)).await?)
+    }
+
     /// Reads a JSON object written by the service.
     pub async fn read<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, StoreError> {
         self.get_json(&key.path()).await
@@ -202,15 +214,18 @@ impl BackupStore {
     }
 
     async fn lease_seqs(&self, db: &DatabaseRef, date: RunDate) -> Result<Vec<u32>, StoreError> {
-        let dir = Key::Lease { db: path_of(db), date, seq: 0 }.path();
+        let path = path_of(db);
+        let dir = self.layout.lease(&path, date, 0).path();
         let dir = dir.rsplit_once('/').map_or("", |(d, _)| d);
         let mut seqs: Vec<u32> = self
             .bucket
             .list(dir)
             .await?
             .iter()
-            .filter_map(|o| match Key::parse(&o.key) {
-                Some(Key::Lease { seq, .. }) => Some(seq),
+            .filter_map(|o| match Key::parse(&o.key)? {
+                k @ (Key::Lease { seq, .. } | Key::LabelLease { seq, .. }) => {
+                    (k == self.layout.lease(&path, date, seq)).then_some(seq)
+                }
                 _ => None,
             })
             .collect();
@@ -223,7 +238,7 @@ impl BackupStore {
             owner: lease.owner.clone(),
             expires_at: Utc::now() + chrono::Duration::from_std(lease.ttl).unwrap_or(chrono::Duration::MAX),
         };
-        let key = Key::Lease { db: path_of(&lease.db), date: lease.date, seq: lease.seq }.path();
+        let key = self.layout.lease(&path_of(&lease.db), lease.date, lease.seq).path();
         Ok(self.bucket.put_if_absent(&key, Self::to_json(&body)).await?)
     }
 
@@ -237,7 +252,7 @@ impl BackupStore {
         let seqs = self.lease_seqs(db, date).await?;
         let next = match seqs.last() {
             Some(&seq) => {
-                let key = Key::Lease { db: path_of(db), date, seq };
+                let key = self.layout.lease(&path_of(db), date, seq);
                 if let Some(body) = self.read::<LeaseBody>(&key).await?
                     && body.expires_at > Utc::now()
                 {
@@ -262,10 +277,7 @@ impl BackupStore {
         next.seq += 1;
         match self.create_lease(&next).await? {
             PutOutcome::Created => {
-                let _ = self
-                    .bucket
-                    .delete(&Key::Lease { db: path_of(&lease.db), date: lease.date, seq: lease.seq }.path())
-                    .await;
+                let _ = self.bucket.delete(&self.layout.lease(&path_of(&lease.db), lease.date, lease.seq).path()).await;
                 *lease = next;
                 Ok(true)
             }
@@ -276,7 +288,7 @@ impl BackupStore {
     /// Gives a lease back (and sweeps the expired ones before it), so a retry need not wait for it to expire.
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         for seq in self.lease_seqs(&lease.db, lease.date).await?.into_iter().filter(|s| *s <= lease.seq) {
-            self.bucket.delete(&Key::Lease { db: path_of(&lease.db), date: lease.date, seq }.path()).await?;
+            self.bucket.delete(&self.layout.lease(&path_of(&lease.db), lease.date, seq).path()).await?;
         }
         Ok(())
     }

@@ -34,7 +34,8 @@ async fn every_bad_export_request_is_refused_with_a_problem_naming_the_field_and
         (with("run_id", json!("a b")), 422, "run_id"),
         (with("source", json!("nope")), 422, "source"),
         (with("instance", json!("other")), 422, "instance"),
-        (with("label", json!("before-migration")), 422, "label"),
+        (with("label", json!("a/b")), 422, "label"),
+        (with("label", json!("..")), 422, "label"),
         (with("database", json!(42)), 400, "database"),
         (with("colour", json!("blue")), 400, "colour"),
         (

@@ -393,3 +393,182 @@ async fn cloud_tasks_delivers_every_task_to_export_which_backs_each_database_up_
         assert!(files.iter().any(|f| f.ends_with(&format!("{}.manifest.json", db.name))), "{files:?}");
     }
 }
+
+/// The samples of `name` in a Prometheus text exposition, as (labels, value).
+fn samples(text: &str, name: &str) -> Vec<(std::collections::HashMap<String, String>, f64)> {
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format");
+    scrape
+        .samples
+        .into_iter()
+        .filter(|s| s.metric == name)
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                other => panic!("{name} is not a counter: {other:?}"),
+            };
+            (s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), value)
+        })
+        .collect()
+}
+
+/// Sum of the samples whose labels include every `(label, value)` of `with`.
+fn sum(samples: &[(std::collections::HashMap<String, String>, f64)], with: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(l, _)| with.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .map(|s| s.1)
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_discovery_calls_and_errors_by_google_api_and_method() {
+    for strategy in ["walk", "asset_inventory"] {
+        let google = Google::start(org()).await;
+        let app = TestApp::spawn(&format!("{}{}", source_toml(strategy), google.gcp_toml())).await;
+        google.sql.api.throttle_next(2);
+
+        let (status, _, summary) = app.post("/schedule?dry_run=true", &json!(null)).await;
+        let text = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+
+        assert_eq!(status, 200, "{summary}");
+        let calls = samples(&text, "data_backup_discovery_calls_total");
+        let errors = samples(&text, "data_backup_discovery_errors_total");
+        // Every request each fake received is counted, under its API.
+        let per_api = [
+            ("resourcemanager", google.rm.api.calls()),
+            ("sqladmin", google.sql.api.calls()),
+            ("cloudasset", google.asset.api.calls()),
+        ];
+        for (api, received) in per_api {
+            let counted = sum(&calls, &[("source", "org"), ("api", api)]);
+            assert_eq!(counted, received as f64, "{strategy}: {api}\n{text}");
+        }
+        assert!(calls.iter().all(|(l, _)| l.get("api").map(String::as_str) != Some("gcp")), "{text}");
+        assert!(calls.iter().all(|(l, _)| l.contains_key("method")), "{text}");
+        let methods: Vec<(&str, &str)> = if strategy == "walk" {
+            vec![
+                ("resourcemanager", "folders.list"),
+                ("resourcemanager", "projects.list"),
+                ("sqladmin", "instances.list"),
+                ("sqladmin", "databases.list"),
+            ]
+        } else {
+            vec![("cloudasset", "searchAllResources"), ("sqladmin", "instances.get"), ("sqladmin", "databases.list")]
+        };
+        for (api, method) in methods {
+            assert!(sum(&calls, &[("api", api), ("method", method)]) >= 1.0, "{strategy}: {api} {method}\n{text}");
+        }
+        // The 429 burst and (walk) the refused and disabled projects are errors of their method.
+        assert_eq!(sum(&errors, &[("api", "sqladmin"), ("error_type", "429")]), 2.0, "{strategy}\n{text}");
+        if strategy == "walk" {
+            let refused = sum(&errors, &[("api", "sqladmin"), ("method", "instances.list"), ("error_type", "403")]);
+            assert!(refused >= 2.0, "p-denied and p-disabled answer 403: {text}");
+        }
+        assert_eq!(sum(&errors, &[("api", "resourcemanager")]), 0.0, "{text}");
+    }
+}
+
+/// The run summaries a webhook received.
+async fn run_summaries(hook: &wiremock::MockServer) -> Vec<Value> {
+    hook.received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|b| b["kind"] == "run_summary")
+        .collect()
+}
+
+#[tokio::test]
+async fn cloud_tasks_mode_sends_one_run_summary_when_the_last_task_of_the_run_resolves() {
+    let prefix = unique_name("gcpsum");
+    let kept = PgDb::create(&format!("{prefix}_kept"));
+    kept.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
+    let dropped = PgDb::create(&format!("{prefix}_dropped"));
+    let hook = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&hook)
+        .await;
+    let google = Google::start(Org::default()).await;
+    let app = TestApp::spawn(&format!(
+        "{}{}{}[notify]\nwebhook_url = \"{}/hook\"\n",
+        crate::support::pg_source("pgsrc", &format!("{prefix}*")),
+        google.gcp_toml(),
+        Google::queue_toml("https://data-backup.example/export", 3),
+        hook.uri()
+    ))
+    .await;
+    let (status, _, summary) = app.post("/schedule", &json!(null)).await;
+    assert_eq!((status, summary["enqueued"].as_u64()), (200, Some(2)), "{summary}");
+    let dropped_name = dropped.name.clone();
+    drop(dropped); // its task fails permanently: "gone", reported once
+
+    // The first task alone resolves nothing: no summary yet.
+    let recorded = google.tasks.recorded();
+    let first = recorded.iter().find(|t| t.body["database"] == kept.name).unwrap();
+    let (code, _, body) = app.post("/export", &first.body).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("exported")), "{body}");
+    assert_eq!(run_summaries(&hook).await, Vec::<Value>::new(), "a task of the run is still open");
+
+    let delivered = google.tasks.deliver_all(&app.client, Some(&app.address)).await;
+    let again = google.tasks.deliver_all(&app.client, Some(&app.address)).await;
+
+    assert!(delivered.iter().chain(&again).all(|(_, code, _)| *code == 200), "{delivered:?} {again:?}");
+    let sent = run_summaries(&hook).await;
+    assert_eq!(sent.len(), 1, "one summary, whatever the deliveries: {sent:?}");
+    let s = &sent[0];
+    assert_eq!(s["run_id"], summary["run_id"]);
+    assert_eq!(
+        (s["expected"].as_u64(), s["exported"].as_u64(), s["failed"].as_u64(), s["not_backed_up"].as_u64()),
+        (Some(2), Some(1), Some(1), Some(0)),
+        "{s}"
+    );
+    let not_backed_up = s["databases_not_backed_up"].as_array().unwrap();
+    assert!(not_backed_up[0].as_str().unwrap().contains(&format!("{dropped_name} (failed")), "{s}");
+    let marker =
+        format!("reports/runs/{}/{}.json", summary["run_date"].as_str().unwrap(), summary["run_id"].as_str().unwrap());
+    assert!(app.store_files().contains(&marker), "sent once, marked by {marker}");
+}
+
+#[tokio::test]
+async fn cloud_tasks_mode_sends_the_summary_of_a_run_past_its_deadline_at_the_next_schedule() {
+    let prefix = unique_name("gcpdl");
+    let pg = PgDb::create(&format!("{prefix}_a"));
+    let hook = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&hook)
+        .await;
+    let google = Google::start(Org::default()).await;
+    let app = TestApp::spawn(&format!(
+        "{}{}{}[notify]\nwebhook_url = \"{}/hook\"\n",
+        crate::support::pg_source("pgsrc", &format!("{prefix}*")),
+        google.gcp_toml(),
+        Google::queue_toml("https://data-backup.example/export", 3),
+        hook.uri()
+    ))
+    .await;
+    // Yesterday's run expected the database; its task was never delivered.
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
+    let started = chrono::Utc::now() - chrono::Duration::hours(25);
+    let ledger = json!({
+        "run_id": "010000-deadbeef", "run_date": yesterday.to_string(), "started_at": started,
+        "databases": [{"source": "pgsrc", "project": "pgsrc", "instance": "pg", "database": pg.name,
+                       "engine": "postgres", "action": "export"}],
+        "errors": [], "complete": true
+    });
+    let key = format!("runs/{yesterday}/010000-deadbeef.json");
+    std::fs::create_dir_all(app.store_dir.path().join(format!("runs/{yesterday}"))).unwrap();
+    std::fs::write(app.store_dir.path().join(&key), serde_json::to_vec(&ledger).unwrap()).unwrap();
+
+    let (status, _, _) = app.post("/schedule", &json!(null)).await;
+    let (status2, _, _) = app.post("/schedule", &json!(null)).await;
+
+    assert_eq!((status, status2), (200, 200));
+    let sent = run_summaries(&hook).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["run_id"], "010000-deadbeef");
+    assert_eq!((sent[0]["expected"].as_u64(), sent[0]["not_backed_up"].as_u64()), (Some(1), Some(1)), "{}", sent[0]);
+}

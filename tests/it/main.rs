@@ -11,6 +11,7 @@ mod cli;
 mod cloudsql;
 mod export;
 mod gcp;
+mod labels;
 mod openapi;
 mod restore;
 mod retention;

@@ -99,7 +99,7 @@ async fn restore_finds_the_latest_the_dated_and_the_point_in_time_backup() {
     for (selector, rows) in cases {
         let into = PgDb { name: unique_name("rst_sel_into") };
         let mut req = request("pgsrc", "pg", &src.name, target(&pg_url(), &into.name));
-        req.selector = selector;
+        req.selector = selector.clone();
         let report = restore(&app, "", &req).await.unwrap_or_else(|e| panic!("{selector:?}: {e}"));
         assert_eq!(into.sql("SELECT count(*) FROM t"), rows, "{selector:?} restored {}", report.key);
     }

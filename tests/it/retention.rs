@@ -16,8 +16,9 @@ use data_backup::store::BackupStore;
 use data_backup::store::bucket::{
     Bucket, BucketError, ByteReader, ByteStream, GcsBucket, ObjectInfo, ObjectStoreBucket, PutOutcome,
 };
-use data_backup::store::layout::Layout;
+use data_backup::store::layout::{Key, Layout, path_of};
 use data_backup::store::manifest::{DumpFormat, Manifest};
+use data_backup::verify::VerificationRecord;
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, pg_source, required_env, unique_name};
@@ -105,7 +106,8 @@ async fn a_year_of_backups_is_pruned_to_exactly_the_promised_set(store: BackupSt
     assert_eq!(applied.deleted, dry.deleted);
     assert_eq!(applied.bytes_freed, dry.bytes_freed);
     let after = keys(bucket.as_ref()).await;
-    let expected: BTreeSet<String> = expected_kept.union(&untouched).cloned().collect();
+    let mut expected: BTreeSet<String> = expected_kept.union(&untouched).cloned().collect();
+    expected.insert(applied.record.clone().expect("the applied prune is recorded"));
     assert_eq!(after, expected);
     // Kept: 10 daily of main (and 4 of legacy), ~6 weeks of Mondays, every first of a month (main),
     // the last 100 days' firsts (legacy).
@@ -149,6 +151,111 @@ async fn prune_never_deletes_the_newest_backup_even_when_expired() {
     let left = keys(store.bucket().as_ref()).await;
     assert!(left.contains(&newest_manifest) && left.contains(&newest_dump), "{left:?}");
     assert!(plan.kept[0].reason.contains("newest"), "{plan:?}");
+}
+
+/// Writes the record of a restore drill of `db`'s backup of `date`, as `verify` does. Answers its key.
+async fn write_verification(store: &BackupStore, db: &DatabaseRef, date: NaiveDate, ok: bool) -> String {
+    let key = Key::Verification { db: path_of(db), date: RunDate::from_date(date) };
+    let record: VerificationRecord = serde_json::from_value(json!({
+        "version": 1, "project": db.project, "instance": db.instance, "database": db.database,
+        "engine": "postgres", "run_date": date.to_string(), "key": "k",
+        "result": if ok { "ok" } else { "failed" },
+        "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:05Z", "duration_secs": 5.0,
+        "server": "postgres://127.0.0.1:5432/", "scratch_database": "data_backup_verify_0", "bytes_checked": 10,
+        "row_counts_compared": true, "tables": [], "checks": [],
+        "errors": if ok { json!([]) } else { json!(["row count of public.t: the manifest records 3, the restore holds 2"]) }
+    }))
+    .unwrap();
+    store.bucket().put(&key.path(), Bytes::from(serde_json::to_vec(&record).unwrap())).await.unwrap();
+    key.path()
+}
+
+#[tokio::test]
+async fn prune_keeps_the_newest_verified_backup_even_when_expired_and_older_than_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let db = database("main", "app");
+    let verified = write_backup(&store, &db, d("2025-01-08")).await;
+    let failed_drill = write_backup(&store, &db, d("2025-01-09")).await;
+    let newest = write_backup(&store, &db, d("2025-01-10")).await;
+    let verified_record = write_verification(&store, &db, d("2025-01-08"), true).await;
+    write_verification(&store, &db, d("2025-01-09"), false).await;
+
+    let plan = prune(&store, &RetentionPolicy::default(), d("2025-12-31"), true).await.unwrap();
+
+    let left = keys(store.bucket().as_ref()).await;
+    for kept in [&verified.0, &verified.1, &verified_record, &newest.0, &newest.1] {
+        assert!(left.contains(kept), "{kept} was deleted: {left:?}");
+    }
+    assert!(!left.contains(&failed_drill.0) && !left.contains(&failed_drill.1), "a failed drill protects nothing");
+    let reasons: Vec<(&str, &str)> =
+        plan.kept.iter().map(|e| (e.run_date.as_deref().unwrap(), e.reason.as_str())).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].0 == "2025-01-08" && reasons[0].1.contains("newest verified backup"), "{reasons:?}");
+    assert!(reasons[1].0 == "2025-01-10" && reasons[1].1.contains("newest backup"), "{reasons:?}");
+
+    // Once a newer backup is verified, the older verified one is no longer protected.
+    write_verification(&store, &db, d("2025-01-10"), true).await;
+    let plan = prune(&store, &RetentionPolicy::default(), d("2025-12-31"), true).await.unwrap();
+    assert_eq!(plan.deleted.iter().map(|e| e.run_date.as_deref().unwrap()).collect::<Vec<_>>(), ["2025-01-08"]);
+}
+
+#[tokio::test]
+async fn prune_deletes_a_backups_verification_record_after_its_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let db = database("main", "app");
+    let (old_manifest, old_dump) = write_backup(&store, &db, d("2025-01-07")).await;
+    let (newest_manifest, _) = write_backup(&store, &db, d("2025-01-10")).await;
+    let old_record = write_verification(&store, &db, d("2025-01-07"), false).await;
+    let newest_record = write_verification(&store, &db, d("2025-01-10"), true).await;
+
+    let dry = prune(&store, &RetentionPolicy::default(), d("2025-12-31"), false).await.unwrap();
+    let applied = prune(&store, &RetentionPolicy::default(), d("2025-12-31"), true).await.unwrap();
+
+    let expected = [old_manifest.as_str(), old_dump.as_str(), old_record.as_str()];
+    assert_eq!(dry.actions().collect::<Vec<_>>(), expected, "manifest, dump, then the record");
+    assert_eq!(applied.actions().collect::<Vec<_>>(), expected);
+    assert_eq!(applied.bytes_freed, dry.bytes_freed);
+    assert!(applied.deleted[0].bytes > 0);
+    let left = keys(store.bucket().as_ref()).await;
+    assert!(!left.contains(&old_record) && left.contains(&newest_record) && left.contains(&newest_manifest));
+}
+
+#[tokio::test]
+async fn every_applied_prune_is_recorded_in_the_store_and_a_dry_run_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let db = database("main", "app");
+    write_backup(&store, &db, d("2025-01-07")).await;
+    write_backup(&store, &db, d("2025-01-08")).await;
+    let locked_dump = write_backup(&store, &db, d("2025-01-09")).await.1;
+    write_backup(&store, &db, d("2025-01-10")).await;
+    let locked = LockedBucket { inner: store.bucket().clone(), locked: [locked_dump.clone()].into() };
+    let locked = BackupStore::new(Arc::new(locked), Layout::default());
+
+    let dry = prune(&locked, &RetentionPolicy::default(), d("2025-12-31"), false).await.unwrap();
+    assert_eq!(dry.record, None);
+    assert!(
+        !keys(store.bucket().as_ref()).await.iter().any(|k| k.starts_with("reports/")),
+        "a dry run records nothing"
+    );
+
+    let applied = prune(&locked, &RetentionPolicy::default(), d("2025-12-31"), true).await.unwrap();
+
+    let key = applied.record.clone().expect("an applied prune names its record");
+    let today = Utc::now().date_naive().to_string();
+    assert!(key.starts_with(&format!("reports/prune/{today}/")) && key.ends_with(".json"), "{key}");
+    let record: Value = serde_json::from_slice(&store.bucket().get(&key).await.unwrap().unwrap()).unwrap();
+    let answered = serde_json::to_value(&applied).unwrap();
+    for field in ["as_of", "applied", "kept", "deleted", "skipped", "bytes_freed"] {
+        assert_eq!(record[field], answered[field], "{field}: {record}");
+    }
+    assert_eq!(record["deleted"].as_array().unwrap().len(), 3, "{record}");
+    assert!(record["skipped"][0]["reason"].as_str().unwrap().contains("retention lock"), "{record}");
+    assert!(record["bytes_freed"].as_u64().unwrap() > 0);
+    assert_eq!(record["id"].as_str(), key.rsplit('/').next().unwrap().strip_suffix(".json"));
+    assert!(record["started_at"].is_string() && record["finished_at"].is_string() && record.get("run_id").is_none());
 }
 
 /// A bucket whose objects in `locked` cannot be deleted, as under a retention lock or hold (GCS
@@ -276,6 +383,9 @@ async fn post_prune_answers_the_plan_and_deletes_only_when_asked() {
     let applied: Value = r.json().await.unwrap();
     assert_eq!(applied["applied"], true);
     assert_eq!(applied["deleted"], plan["deleted"]);
+    let record = applied["record"].as_str().expect("the applied prune's record");
+    assert!(app.store_files().iter().any(|f| f == record), "{record} is in the store");
+    assert_eq!(plan.get("record"), None, "a dry run records nothing");
     // As of 2025-01-25: daily kept 9 days, weekly (Mondays) 40, 1 January is yearly.
     assert_eq!(
         backups_in(&app.store_files()),
@@ -337,6 +447,13 @@ async fn schedule_prunes_after_enqueueing_when_configured() {
         ["daily/pgsrc/pg/app/2025-01-21/app.manifest.json", "yearly/pgsrc/pg/app/2025-01-01/app.manifest.json"]
     );
     assert!(on.store_files().iter().any(|f| f.starts_with("runs/")), "the run ledger stays");
+    // The prune is recorded under the run's id, next to its ledger.
+    let record = format!("reports/prune/{}/{}.json", Utc::now().date_naive(), summary["run_id"].as_str().unwrap());
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(on.store_dir.path().join(&record)).unwrap()).unwrap();
+    assert_eq!((recorded["run_id"].as_str(), recorded["applied"].as_bool()), (summary["run_id"].as_str(), Some(true)));
+    assert_eq!(recorded["deleted"].as_array().unwrap().len(), 19, "{recorded}");
+    assert!(!off.store_files().iter().any(|f| f.starts_with("reports/prune/")));
     off.stop().await;
     on.stop().await;
 }
