@@ -83,6 +83,8 @@ if [ "$lint" = 1 ]; then
   step clippy cargo clippy --all-targets --locked -- -D warnings
 fi
 step build cargo test --locked --no-run
+# Dockerfile, Terraform, .gitlab-ci.yml: parsed, checkov, hadolint, cross-checked with the code (issue 9).
+step deploy bash scripts/deploy-checks.sh
 
 run_tests() {
   local color=()
