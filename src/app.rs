@@ -55,6 +55,8 @@ pub struct AppState {
     pub http: crate::settings::HttpSettings,
     /// Grace period for running exports at shutdown.
     pub grace: Duration,
+    /// The settings the services were built from (`GET /doctor` checks what they point at).
+    pub settings: Arc<Settings>,
     /// The retention policy (`POST /prune`, and the prune after `/schedule`).
     pub retention: Arc<crate::retention::RetentionPolicy>,
     /// Restore drills (`POST /verify`, `data-backup verify`).
@@ -111,7 +113,11 @@ impl AppState {
             queue: match settings.queue.kind {
                 crate::settings::QueueKind::Local => local_queue.clone(),
                 crate::settings::QueueKind::CloudTasks => {
-                    Arc::new(crate::queue::CloudTasksQueue::new(&settings.queue, &settings.gcp))
+                    // Cloud Tasks waits for /export's answer: the export's wait plus two minutes.
+                    Arc::new(
+                        crate::queue::CloudTasksQueue::new(&settings.queue, &settings.gcp)
+                            .with_dispatch_deadline(Duration::from_secs(settings.export.wait_secs + 120)),
+                    )
                 }
             },
             local_queue,
@@ -119,6 +125,7 @@ impl AppState {
             auth: Arc::new(crate::auth::Authenticator::from_settings(&settings.auth)?),
             http: settings.http.clone(),
             grace: Duration::from_secs(settings.queue.shutdown_grace_secs),
+            settings: Arc::new(settings.clone()),
             retention: Arc::new(crate::retention::RetentionPolicy::from_settings(settings)?),
             verifier,
             status,

@@ -60,6 +60,14 @@ pub enum Command {
         #[arg(long)]
         label: Option<String>,
     },
+    /// Check what would make tonight's Cloud SQL exports fail (bucket access of every instance's
+    /// service account, the queue's retries, lifecycle rules): one line per problem with its fix;
+    /// exit status 2 when there is a problem.
+    Doctor {
+        /// Print the JSON of `GET /doctor` instead of the lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Call a running service: `call schedule [--dry-run]` or `call export --database P/I/D`, with
@@ -161,6 +169,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Openapi => unreachable!("handled above"),
         Command::Call(_) => unreachable!("handled above"),
+        Command::Doctor { json } => {
+            let report = crate::doctor::run(&settings).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for f in &report.findings {
+                    println!("{}", crate::doctor::line(f));
+                }
+                let problems = report.findings.iter().filter(|f| f.level == "problem").count();
+                println!("{} instance(s) checked, {problems} problem(s)", report.instances_checked);
+            }
+            Ok(if report.healthy() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
         Command::Status { json, project, instance, state } => {
             use std::io::IsTerminal as _;
             let state = state

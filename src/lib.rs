@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod crypto;
 pub mod discovery;
+pub mod doctor;
 pub mod export;
 pub mod http;
 pub mod metrics;

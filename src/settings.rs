@@ -530,6 +530,9 @@ pub struct GcpSettings {
     pub asset_endpoint: Option<Url>,
     /// Pub/Sub v1 endpoint (default Google's); tests use a fake.
     pub pubsub_endpoint: Option<Url>,
+    /// Endpoint of the bucket IAM policy call of `doctor` (default: `storage_endpoint`);
+    /// fake-gcs-server has no IAM, so tests point it at a fake.
+    pub storage_iam_endpoint: Option<Url>,
     /// Client-side limit of Resource Manager calls per minute (quota: 600 list calls a minute).
     pub resource_manager_per_minute: u32,
     /// Client-side limit of Cloud SQL Admin calls per minute (quota: about 180 a minute per user).
@@ -556,6 +559,7 @@ impl Default for GcpSettings {
             cloud_tasks_endpoint: None,
             asset_endpoint: None,
             pubsub_endpoint: None,
+            storage_iam_endpoint: None,
             resource_manager_per_minute: 500,
             sql_admin_per_minute: 150,
             asset_per_minute: 300,

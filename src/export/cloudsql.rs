@@ -109,6 +109,21 @@ impl CloudSqlExporter {
             .await
     }
 
+    /// The service account an instance's exports write the bucket as (`serviceAccountEmailAddress`).
+    pub async fn service_account(&self, project: &str, instance: &str) -> Result<String, ExportError> {
+        let c = self.clients().await?;
+        let i = self
+            .apis
+            .sql_admin
+            .call("instances.get", || c.instances.get().set_project(project).set_instance(instance).send())
+            .await
+            .map_err(|e| match e {
+                CallError::NotFound(m) => ExportError::Gone(format!("Cloud SQL instance {project}:{instance} ({m})")),
+                e => ExportError::Upstream(format!("reading Cloud SQL instance {project}:{instance}: {e}")),
+            })?;
+        Ok(i.service_account_email_address)
+    }
+
     /// `instances.get`: gone, denied, or what the attempt needs.
     async fn instance(&self, task: &ExportTask) -> Result<Instance, ExportError> {
         let c = self.clients().await?;

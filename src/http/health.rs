@@ -1,4 +1,4 @@
-//! `GET /healthz` (open to all) and `GET /openapi.json`.
+//! `GET /healthz` (open to all), `GET /openapi.json` and `GET /doctor`.
 
 use axum::Json;
 
@@ -11,4 +11,22 @@ pub async fn healthz() -> &'static str {
 /// The OpenAPI 3.1 document of this API.
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(super::openapi())
+}
+
+/// What would make tonight's Cloud SQL exports fail: the instances' bucket access, the queue's
+/// retry configuration, the bucket's lifecycle rules (one finding per problem, with its fix).
+#[utoipa::path(
+    get,
+    path = "/doctor",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every check ran; `findings` lists problems (and notes)", body = crate::doctor::DoctorReport),
+        (status = 401, description = "Caller not verified", body = super::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn doctor(
+    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+) -> Json<crate::doctor::DoctorReport> {
+    Json(crate::doctor::run(&state.settings).await)
 }

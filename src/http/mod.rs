@@ -29,7 +29,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "data-backup", description = "Backs up every database, every night, and proves the backups are good."),
-    paths(schedule::schedule, export::export, prune::prune, backups::list_backups, backups::verify, status::status, status::page, status::runs, status::run, status::metrics, health::healthz),
+    paths(schedule::schedule, export::export, prune::prune, backups::list_backups, backups::verify, status::status, status::page, status::runs, status::run, status::metrics, health::healthz, health::doctor),
     components(schemas(error::Problem, crate::store::manifest::Manifest, crate::schedule::ScheduleSummary, crate::retention::PrunePlan, crate::restore::BackupPage, crate::verify::VerificationRecord, crate::status::StatusReport, crate::status::RunReport, status::RunList)),
     modifiers(&BearerAuth),
     tags((name = "backups", description = "Discovery, export, listing and restore drills"), (name = "status", description = "Freshness, coverage, runs and metrics"), (name = "operations", description = "Health and metadata"))
@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs", get(status::runs))
         .route("/runs/{id}", get(status::run))
         .route("/metrics", get(status::metrics))
+        .route("/doctor", get(health::doctor))
         .route_layer(axum::middleware::from_fn_with_state(state.http.clone(), limits::time_limit))
         .route_layer(
             ServiceBuilder::new()

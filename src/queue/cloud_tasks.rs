@@ -43,6 +43,17 @@ pub struct CloudTasksQueue {
     client: OnceCell<CloudTasks>,
     /// Tasks enqueued per instance in the current run: (run id, instance path → count).
     per_instance: Mutex<(String, HashMap<String, u32>)>,
+    /// How long Cloud Tasks waits for `/export` to answer (`None`: the queue's default, 10 min).
+    dispatch_deadline: Option<Duration>,
+}
+
+/// What a queue's retry configuration says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per task; -1 is unlimited.
+    pub max_attempts: i64,
+    /// Seconds after the first attempt during which a task is retried; `None` or 0: unlimited.
+    pub max_retry_duration_secs: Option<u64>,
 }
 
 impl CloudTasksQueue {
@@ -69,7 +80,30 @@ impl CloudTasksQueue {
             ),
             client: OnceCell::new(),
             per_instance: Mutex::new((String::new(), HashMap::new())),
+            dispatch_deadline: None,
         }
+    }
+
+    /// Tasks ask Cloud Tasks to wait this long for `/export` (clamped to Cloud Tasks' 15 s – 30 min).
+    #[must_use]
+    pub fn with_dispatch_deadline(mut self, deadline: Duration) -> Self {
+        self.dispatch_deadline = Some(deadline.clamp(Duration::from_secs(15), Duration::from_secs(1800)));
+        self
+    }
+
+    /// The queue's retry configuration (`queues.get`), or why it cannot be read.
+    pub async fn retry_config(&self) -> Result<RetryPolicy, String> {
+        let client = self.client().await.map_err(|e| e.to_string())?;
+        let queue = self
+            .api
+            .call("queues.get", || client.get_queue().set_name(self.queue.clone()).send())
+            .await
+            .map_err(|e| format!("queue {}: {e}", self.queue))?;
+        let retry = queue.retry_config.unwrap_or_default();
+        Ok(RetryPolicy {
+            max_attempts: i64::from(retry.max_attempts),
+            max_retry_duration_secs: retry.max_retry_duration.map(|d| u64::try_from(d.seconds()).unwrap_or(0)),
+        })
     }
 
     /// The createTask calls sent and the 429s received.
@@ -142,13 +176,17 @@ impl TaskQueue for CloudTasksQueue {
                     .set_service_account_email(self.service_account.clone())
                     .set_audience(self.audience.clone()),
             );
-        let new_task = Task::new()
+        let mut new_task = Task::new()
             .set_name(name.clone())
             .set_schedule_time(google_cloud_wkt::Timestamp::clamp(
                 at.timestamp(),
                 i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
             ))
             .set_http_request(request);
+        if let Some(deadline) = self.dispatch_deadline {
+            let secs = i64::try_from(deadline.as_secs()).unwrap_or(1800);
+            new_task = new_task.set_dispatch_deadline(google_cloud_wkt::Duration::clamp(secs, 0));
+        }
         let result = self
             .api
             .call("tasks.create", || {

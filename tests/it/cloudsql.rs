@@ -379,3 +379,84 @@ async fn two_concurrent_deliveries_of_one_task_start_one_operation() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(t.sql.exports.started_for(&t.uri()), 1, "one operation for both deliveries");
 }
+
+#[tokio::test]
+async fn doctor_finds_a_missing_bucket_grant_a_short_queue_retry_and_no_lifecycle_rules() {
+    use crate::support::fakes::cloud_tasks::CloudTasksFake;
+    use crate::support::fakes::storage_iam::StorageIamFake;
+    let endpoint = required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");
+    let bucket = required_env("DATA_BACKUP_TEST_GCS_BUCKET");
+    let mut org = Org::default();
+    org.project("p-doc", "folders/1", "ACTIVE", SqlAccess::Enabled)
+        .instance(FakeInstance::runnable("p-doc", "pg-granted", "POSTGRES_16", &["app"]))
+        .instance(FakeInstance::runnable("p-doc", "pg-forgotten", "POSTGRES_16", &["billing"]))
+        .instance(FakeInstance {
+            instance_type: "READ_REPLICA_INSTANCE".into(),
+            ..FakeInstance::runnable("p-doc", "pg-replica", "POSTGRES_16", &["app"])
+        });
+    let granted = FakeInstance::runnable("p-doc", "pg-granted", "POSTGRES_16", &[]).service_account();
+    let forgotten = FakeInstance::runnable("p-doc", "pg-forgotten", "POSTGRES_16", &[]).service_account();
+    let sql = SqlAdminFake::start(shared(org, 2)).await;
+    let iam = StorageIamFake::start().await;
+    iam.grant(&bucket, "roles/storage.objectCreator", &[&format!("serviceAccount:{granted}")]);
+    iam.grant(&bucket, "roles/storage.objectViewer", &[&format!("serviceAccount:{forgotten}")]);
+    let tasks = CloudTasksFake::start().await;
+    let queue = "projects/ops/locations/europe-west1/queues/backups";
+    tasks.add_queue(queue, 2, "600s");
+    let toml = format!(
+        "[[sources]]\nname = \"org\"\nkind = \"gcp\"\nprojects = [\"p-doc\"]\n\
+         [store]\nurl = \"gs://{bucket}/{}\"\n\
+         [queue]\nkind = \"cloud_tasks\"\nqueue = \"{queue}\"\ntarget_url = \"https://data-backup.example/export\"\n\
+         service_account = \"tasks@ops.iam.gserviceaccount.com\"\n\
+         [gcp]\ncredentials = \"anonymous\"\nstorage_endpoint = \"{endpoint}\"\nstorage_iam_endpoint = \"{}\"\n\
+         sql_admin_endpoint = \"{}\"\ncloud_tasks_endpoint = \"{}\"\nsql_admin_per_minute = 60000\nretry_initial_ms = 10\n",
+        unique_name("doctor"),
+        iam.server.uri(),
+        sql.server.uri(),
+        tasks.server.uri(),
+    );
+    let app = TestApp::spawn(&toml).await;
+
+    let r = app.client.get(format!("{}/doctor", app.address)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+
+    assert_eq!(report["instances_checked"], 2, "{report:#}");
+    let findings = report["findings"].as_array().unwrap();
+    let problems: Vec<&Value> = findings.iter().filter(|f| f["level"] == "problem").collect();
+    let access: Vec<&&Value> = problems.iter().filter(|f| f["check"] == "bucket_access").collect();
+    assert_eq!(access.len(), 1, "only the instance without a grant: {report:#}");
+    assert_eq!(access[0]["scope"], "p-doc/pg-forgotten");
+    let fix = access[0]["fix"].as_str().unwrap();
+    assert!(fix.contains(&forgotten) && fix.contains("roles/storage.objectCreator") && fix.contains(&bucket), "{fix}");
+    let queue_problems: Vec<String> =
+        problems.iter().filter(|f| f["check"] == "queue").map(|f| f["problem"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(queue_problems.len(), 2, "{queue_problems:?}");
+    assert!(queue_problems.iter().any(|p| p.contains("after 2 attempts")));
+    assert!(queue_problems.iter().any(|p| p.contains("600 s")));
+    assert!(problems.iter().any(|f| f["check"] == "lifecycle"), "fake-gcs-server keeps no lifecycle rules");
+    assert!(
+        findings.iter().any(|f| f["level"] == "note" && f["scope"].as_str().unwrap().contains("pg-replica")),
+        "{report:#}"
+    );
+
+    // The CLI prints the same, one line per finding, and exits 2.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("{toml}[schedule]\ndaily_at = \"\"\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_data-backup"))
+        .env_remove("DATA_BACKUP_CONFIG")
+        .env("RUST_LOG", "error")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.lines().any(|l| l.starts_with("PROBLEM") && l.contains("p-doc/pg-forgotten") && l.contains("fix: gcloud")),
+        "{text}"
+    );
+    assert!(text.contains("2 instance(s) checked, 4 problem(s)"), "{text}");
+}

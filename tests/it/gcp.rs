@@ -312,6 +312,8 @@ async fn cloud_tasks_gets_one_named_task_per_database_and_a_second_run_creates_n
         assert_eq!(t.body["run_date"], run_date);
         assert_eq!(t.body["run_id"], first["run_id"]);
         assert_eq!(t.body["source"], "org");
+        // Cloud Tasks waits for /export as long as the export's wait (300 s) plus two minutes.
+        assert_eq!(t.task["dispatchDeadline"], "420s");
     }
     let mut bodies: Vec<Value> = recorded
         .iter()

@@ -83,6 +83,8 @@ pub struct GcsBucket {
     prefix: String,
     /// `maxResults` of each list page; `None` lets the service choose (1000 on GCS).
     list_page_size: Option<u32>,
+    /// Endpoint of the IAM policy call, when not `endpoint`.
+    iam_endpoint: Option<String>,
 }
 
 impl GcsBucket {
@@ -133,6 +135,7 @@ impl GcsBucket {
             resource: format!("projects/_/buckets/{bucket}"),
             prefix: prefix.trim_matches('/').to_owned(),
             list_page_size: None,
+            iam_endpoint: None,
         })
     }
 
@@ -173,6 +176,53 @@ impl GcsBucket {
     }
 
     /// One JSON API call. Answers the body of a 2xx, `None` for 404, an error otherwise.
+    /// Sends the IAM policy call of [`GcsBucket::iam_members`] to `endpoint` instead of the
+    /// storage endpoint (fake-gcs-server has no IAM; tests serve it from a fake).
+    #[must_use]
+    pub fn with_iam_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.iam_endpoint = endpoint;
+        self
+    }
+
+    /// The members bound to any of `roles` in the bucket's IAM policy (`serviceAccount:…`, `group:…`).
+    ///
+    /// # Errors
+    /// When the policy cannot be read (permission, missing bucket, transport).
+    pub async fn iam_members(&self, roles: &[&str]) -> Result<std::collections::BTreeSet<String>, BucketError> {
+        let endpoint = self.iam_endpoint.as_deref().unwrap_or(&self.endpoint);
+        let what = format!("reading the IAM policy of gs://{}", self.bucket);
+        let url = Url::parse(&format!("{endpoint}/storage/v1/b/{}/iam", encode(&self.bucket)))
+            .map_err(|e| BucketError::Permanent(format!("{what}: {e}")))?;
+        let body = self
+            .json_call(Method::GET, url, &what)
+            .await?
+            .ok_or_else(|| BucketError::Permanent(format!("{what}: the bucket does not exist")))?;
+        let policy: serde_json::Value = parse_json(&what, &body)?;
+        Ok(policy["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["role"].as_str().is_some_and(|r| roles.contains(&r)))
+            .flat_map(|b| b["members"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(str::to_owned)))
+            .collect())
+    }
+
+    /// How many lifecycle rules the bucket has.
+    ///
+    /// # Errors
+    /// When the bucket cannot be read.
+    pub async fn lifecycle_rules(&self) -> Result<usize, BucketError> {
+        let what = format!("reading gs://{}", self.bucket);
+        let url = Url::parse(&format!("{}/storage/v1/b/{}?fields=lifecycle", self.endpoint, encode(&self.bucket)))
+            .map_err(|e| BucketError::Permanent(format!("{what}: {e}")))?;
+        let body = self
+            .json_call(Method::GET, url, &what)
+            .await?
+            .ok_or_else(|| BucketError::Permanent(format!("{what}: the bucket does not exist")))?;
+        let bucket: serde_json::Value = parse_json(&what, &body)?;
+        Ok(bucket["lifecycle"]["rule"].as_array().map_or(0, Vec::len))
+    }
+
     async fn json_call(&self, method: Method, url: Url, what: &str) -> Result<Option<Bytes>, BucketError> {
         let headers = self.auth_headers().await?;
         let response =

@@ -1,7 +1,8 @@
 //! Cloud Tasks v2 fake: `POST /v2/{queue}/tasks` records the task and answers it; a repeated
 //! task name answers 409 `ALREADY_EXISTS`. `httpMethod` is accepted as an integer (what the SDK
 //! sends) or a string. [`CloudTasksFake::deliver_all`] plays Cloud Tasks: it POSTs every recorded
-//! task to its URL with its body and Cloud Tasks' `X-CloudTasks-*` headers.
+//! task to its URL with its body and Cloud Tasks' `X-CloudTasks-*` headers. `GET /v2/{queue}`
+//! (`queues.get`) answers the queues added with [`CloudTasksFake::add_queue`], 404 otherwise.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +33,20 @@ pub struct CloudTasksFake {
     pub api: Arc<ApiState>,
     /// Every task created, in order.
     pub tasks: Arc<Mutex<Vec<RecordedTask>>>,
+    /// Queues `queues.get` knows, by name.
+    pub queues: Arc<Mutex<std::collections::BTreeMap<String, Value>>>,
+}
+
+struct GetQueue(Arc<Mutex<std::collections::BTreeMap<String, Value>>>);
+
+impl Respond for GetQueue {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let name = request.url.path().trim_start_matches("/v2/");
+        match self.0.lock().unwrap().get(name) {
+            Some(queue) => ResponseTemplate::new(200).set_body_json(queue),
+            None => error(404, "NOT_FOUND", &format!("Queue does not exist. {name}"), "NOT_FOUND"),
+        }
+    }
 }
 
 struct Create(Arc<ApiState>, Arc<Mutex<Vec<RecordedTask>>>);
@@ -99,7 +114,25 @@ impl CloudTasksFake {
             .respond_with(Create(api.clone(), tasks.clone()))
             .mount(&server)
             .await;
-        Self { server, api, tasks }
+        let queues = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/v2/projects/[^/]+/locations/[^/]+/queues/[^/]+$"))
+            .respond_with(GetQueue(queues.clone()))
+            .mount(&server)
+            .await;
+        Self { server, api, tasks, queues }
+    }
+
+    /// Adds a queue whose retry configuration has `max_attempts` (-1: unlimited) and
+    /// `max_retry_duration` (`"3600s"`).
+    pub fn add_queue(&self, name: &str, max_attempts: i32, max_retry_duration: &str) {
+        let queue = json!({
+            "name": name,
+            "state": "RUNNING",
+            "rateLimits": {"maxDispatchesPerSecond": 5.0, "maxConcurrentDispatches": 20},
+            "retryConfig": {"maxAttempts": max_attempts, "maxRetryDuration": max_retry_duration, "minBackoff": "10s", "maxBackoff": "300s", "maxDoublings": 4},
+        });
+        self.queues.lock().unwrap().insert(name.to_owned(), queue);
     }
 
     /// The recorded tasks.

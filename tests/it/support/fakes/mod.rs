@@ -7,3 +7,4 @@ pub mod jwks;
 pub mod pubsub;
 pub mod resource_manager;
 pub mod sql_admin;
+pub mod storage_iam;
