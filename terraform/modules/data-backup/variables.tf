@@ -127,8 +127,8 @@ variable "export_wait_secs" {
   default     = 300
 
   validation {
-    condition     = var.export_wait_secs >= 30 && var.export_wait_secs <= 540
-    error_message = "export_wait_secs: between 30 and 540 (Cloud Tasks stops waiting for an answer after 10 minutes)."
+    condition     = var.export_wait_secs >= 30 && var.export_wait_secs <= 1500
+    error_message = "export_wait_secs: between 30 and 1500 (each task asks Cloud Tasks to wait export_wait_secs + 120 s, at most 30 minutes)."
   }
 }
 
