@@ -64,7 +64,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use age::x25519::Identity;
-use async_compression::tokio::bufread::ZstdDecoder;
+use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
@@ -637,13 +637,17 @@ pub async fn restore_manifest(
     options: &RestoreOptions,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
-    let expected = match manifest.format {
-        DumpFormat::PgCustomZstd => "postgres",
-        DumpFormat::MysqlSqlZstd => "mysql",
-        DumpFormat::CloudSqlGz | DumpFormat::SqlServerBak => {
+    let expected = match (manifest.format, manifest.engine) {
+        (DumpFormat::PgCustomZstd, _) | (DumpFormat::CloudSqlGz, Engine::Postgres) => "postgres",
+        (DumpFormat::MysqlSqlZstd, _) => "mysql",
+        // Cloud SQL's MySQL export names its database (CREATE DATABASE, USE): loaded as is it would
+        // write into that name, not the target; SQL Server BAK files need SQL Server.
+        _ => {
             return Err(RestoreError::Unsupported(format!(
-                "{} is a Cloud SQL export: restoring it is not supported by this version",
-                manifest.key
+                "{} is a Cloud SQL {} export: this version restores Cloud SQL exports of PostgreSQL only \
+                 (import it with `gcloud sql import`)",
+                manifest.key,
+                manifest.engine.as_str()
             )));
         }
     };
@@ -662,7 +666,7 @@ pub async fn restore_manifest(
     }
     let ids = if encrypted { identities } else { None };
     let (previous, bytes) = match manifest.format {
-        DumpFormat::PgCustomZstd => {
+        DumpFormat::PgCustomZstd | DumpFormat::CloudSqlGz => {
             pg::restore(store, tools, manifest, target, database, ids, transforms, options).await?
         }
         _ => my::restore(store, tools, manifest, target, database, ids, transforms, options).await?,
@@ -789,7 +793,14 @@ async fn open_dump(
         },
         None => Box::pin(raw),
     };
-    let reader = Box::pin(ZstdDecoder::new(BufReader::with_capacity(PUMP_BUF, plain)));
+    let buffered = BufReader::with_capacity(PUMP_BUF, plain);
+    let reader: Pin<Box<dyn AsyncRead + Send>> = if manifest.format == DumpFormat::CloudSqlGz {
+        let mut gz = GzipDecoder::new(buffered);
+        gz.multiple_members(true);
+        Box::pin(gz)
+    } else {
+        Box::pin(ZstdDecoder::new(buffered))
+    };
     Ok(Fetch { reader, checked, cancel, read })
 }
 
@@ -1260,15 +1271,12 @@ mod pg {
         epilogue.push(Segment { label: None, bytes: b"COMMIT;\n".to_vec() });
         let fetch = open_dump(store, manifest, ids).await?;
         let progress = Progress::start(options.progress, fetch.read.clone(), manifest.bytes, format!("restoring {db}"));
+        // A Cloud SQL export is already SQL: psql reads it directly.
+        let converter = (manifest.format == DumpFormat::PgCustomZstd).then(|| ("pg_restore".to_owned(), conv));
         let r = run_load(
             fetch,
             &manifest.key,
-            Load {
-                converter: Some(("pg_restore".into(), conv)),
-                loader: ("psql".into(), loader),
-                prelude: b"BEGIN;\n",
-                epilogue,
-            },
+            Load { converter, loader: ("psql".into(), loader), prelude: b"BEGIN;\n", epilogue },
         )
         .await;
         progress.finish().await;

@@ -63,10 +63,12 @@ impl CloudSql {
              [gcp]\ncredentials = \"anonymous\"\nstorage_endpoint = \"{endpoint}\"\nsql_admin_endpoint = \"{}\"\n\
              pubsub_endpoint = \"{}\"\nsql_admin_per_minute = 60000\nretry_initial_ms = 10\n\
              [notify]\nwebhook_url = \"{}/hook\"\npubsub_topic = \"{TOPIC}\"\npubsub_success = true\n\
+             [verify]\nurl = \"{}\"\n\
              [export]\npoll_initial_ms = 50\n{export}\n",
             sql.server.uri(),
             pubsub.server.uri(),
             hook.uri(),
+            crate::support::pg_url(),
         ))
         .await;
         let bucket = GcsBucket::new(&bucket_name, &prefix, Some(&endpoint), true).await.unwrap();
@@ -459,4 +461,49 @@ async fn doctor_finds_a_missing_bucket_grant_a_short_queue_retry_and_no_lifecycl
         "{text}"
     );
     assert!(text.contains("2 instance(s) checked, 4 problem(s)"), "{text}");
+}
+
+#[tokio::test]
+async fn a_cloud_sql_export_is_verified_and_restored_with_a_transform_in_one_transaction() {
+    let t = CloudSql::start("").await;
+    let (status, _, answer) = t.app.post("/export", &t.body()).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let body = json!({"project": "p-sql", "instance": "pg", "database": t.src.name});
+    let (status, _, record) = t.app.post("/verify", &body).await;
+
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["result"], "ok", "{record}");
+    assert_eq!(record["run_date"], RUN_DATE);
+
+    // `data-backup restore` of the sql.gz, sanitised inside the restore transaction.
+    let target = PgDb::create("csql_restored");
+    let dir = tempfile::tempdir().unwrap();
+    let transform = dir.path().join("anonymise.sql");
+    std::fs::write(&transform, "UPDATE customers SET email = 'user' || id || '@invalid';").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\nurl = \"gs://{}/{}\"\n[gcp]\ncredentials = \"anonymous\"\nstorage_endpoint = \"{}\"\n[schedule]\ndaily_at = \"\"\n",
+            t.bucket_name,
+            t.prefix,
+            required_env("DATA_BACKUP_TEST_GCS_ENDPOINT")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_data-backup"))
+        .env_remove("DATA_BACKUP_CONFIG")
+        .env("RUST_LOG", "warn")
+        .arg("--config")
+        .arg(&cfg)
+        .args(["restore", "--database", &format!("p-sql/pg/{}", t.src.name), "--latest", "--target"])
+        .arg(format!("{}{}", crate::support::pg_url(), target.name))
+        .arg("--transform")
+        .arg(&transform)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(target.sql("SELECT count(*) FROM customers"), "2000");
+    assert_eq!(target.sql("SELECT count(*) FROM customers WHERE email LIKE '%@example.com'"), "0");
 }
