@@ -101,8 +101,9 @@ async fn credentials(args: &CallArgs, url: &Url) -> Result<SecretString, CallErr
     mint_id_token(&audience).await
 }
 
-/// A Google ID token for `audience` from the Application Default Credentials. Not covered by the
-/// test suite (it needs real Google credentials); kept to the two library calls.
+/// A Google ID token for `audience` from the Application Default Credentials: a service account
+/// key, impersonation, or the metadata server (Cloud Run, GCE; `GCE_METADATA_HOST` overrides its
+/// address, which is how the test suite serves it from a fake).
 async fn mint_id_token(audience: &str) -> Result<SecretString, CallError> {
     let mint = |reason: String| CallError::Mint { audience: audience.to_owned(), reason };
     let credentials = google_cloud_auth::credentials::idtoken::Builder::new(audience)

@@ -589,3 +589,70 @@ fn call_without_url_says_so() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--url"));
 }
+
+/// A metadata server (Cloud Run, GCE) that mints Google ID tokens: `GET
+/// /computeMetadata/v1/instance/service-accounts/default/identity?audience=A&format=full` with
+/// `Metadata-Flavor: Google` answers a token for `A`, signed by `key`, for `email`.
+struct MintIdentity {
+    key: jwks::TestKey,
+    email: String,
+}
+
+impl wiremock::Respond for MintIdentity {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        if request.headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+            return wiremock::ResponseTemplate::new(403).set_body_string("Missing Metadata-Flavor:Google header.");
+        }
+        let audience =
+            request.url.query_pairs().find(|(k, _)| k == "audience").map(|(_, v)| v.into_owned()).unwrap_or_default();
+        let token = jwks::sign(&self.key, &with(claims(&self.email), &json!({"aud": audience})));
+        wiremock::ResponseTemplate::new(200).insert_header("metadata-flavor", "Google").set_body_string(token)
+    }
+}
+
+#[test]
+fn call_mints_a_google_id_token_for_the_audience_from_the_metadata_server() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = jwks::key(1);
+    let (jwks, metadata, app) = runtime.block_on(async {
+        let jwks = Jwks::serving(&[&key]).await;
+        let metadata = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("GET"))
+            .and(wiremock::matchers::path("/computeMetadata/v1/instance/service-accounts/default/identity"))
+            .respond_with(MintIdentity { key: jwks::key(1), email: "ops@example.com".into() })
+            .mount(&metadata)
+            .await;
+        let app = TestApp::spawn(&format!("{}{}", pg_source("pgsrc", NOTHING), auth_toml(&jwks.url(), ""))).await;
+        (jwks, metadata, app)
+    });
+    let home = tempfile::tempdir().unwrap();
+    let call = |audience: &str| {
+        bin()
+            .env("RUST_LOG", "warn")
+            // No ADC file anywhere: the library falls back to the metadata server, here the fake.
+            .env("HOME", home.path())
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env_remove("DATA_BACKUP_AUTH__BEARER_TOKEN")
+            .env("GCE_METADATA_HOST", metadata.address().to_string())
+            .args(["call", "schedule", "--dry-run", "--url", &app.address, "--audience", audience])
+            .output()
+            .unwrap()
+    };
+
+    let ok = call(AUDIENCE);
+    let wrong_audience = call("https://some-other-service.test");
+
+    assert!(ok.status.success(), "{}{}", String::from_utf8_lossy(&ok.stdout), String::from_utf8_lossy(&ok.stderr));
+    let summary: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert!(summary["run_id"].is_string(), "{summary}");
+    let minted = runtime.block_on(metadata.received_requests()).unwrap();
+    assert!(
+        minted.iter().any(|r| r.url.query().unwrap_or_default().contains("format=full")),
+        "the token carries the email"
+    );
+    assert!(!wrong_audience.status.success(), "a token for another audience is refused by the service");
+    let problem: Value = serde_json::from_slice(&wrong_audience.stdout).unwrap();
+    assert_eq!(problem["status"], 401);
+    assert!(runtime.block_on(jwks.fetches()) >= 1);
+    runtime.block_on(app.stop());
+}
