@@ -97,6 +97,13 @@ impl AppState {
             notifiers,
             metrics: metrics.clone(),
             report_after_retries: settings.export.report_after_retries,
+            retention_lock: match settings.retention.lock {
+                crate::settings::RetentionLock::Off => None,
+                lock => Some((
+                    Arc::new(crate::retention::RetentionPolicy::from_settings(settings)?),
+                    lock == crate::settings::RetentionLock::Locked,
+                )),
+            },
         });
         let local_queue = Arc::new(LocalQueue::start(service.clone(), settings.queue.clone()));
         let exclusions = Exclusions::new(&settings.exclude.patterns)

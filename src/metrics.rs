@@ -327,6 +327,14 @@ impl Bucket for TracedBucket {
     fn gs_uri(&self, key: &str) -> Option<String> {
         self.inner.gs_uri(key)
     }
+    async fn retain_until(
+        &self,
+        key: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        locked: bool,
+    ) -> Result<bool, BucketError> {
+        self.inner.retain_until(key, until, locked).await
+    }
     async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
         self.inner.crc32c(key).await
     }

@@ -443,6 +443,10 @@ pub struct RetentionSettings {
     pub weekly_on: WeekdayName,
     /// Run a prune (evaluated as of the run date) after each `/schedule` has enqueued its tasks.
     pub prune_after_schedule: bool,
+    /// Object retention (`gs://` stores): `off`, `unlocked` (the retain-until date can be shortened
+    /// by an administrator) or `locked` (nobody can delete the backup before it, ever). Every new
+    /// backup's dump and manifest are retained until the end of their class's `keep_days`.
+    pub lock: RetentionLock,
     /// `[retention.daily]`.
     pub daily: ClassRetentionSettings,
     /// `[retention.weekly]`.
@@ -462,6 +466,7 @@ impl Default for RetentionSettings {
         Self {
             weekly_on: WeekdayName(Weekday::Mon),
             prune_after_schedule: false,
+            lock: RetentionLock::Off,
             daily: ClassRetentionSettings::default(),
             weekly: ClassRetentionSettings::default(),
             monthly: ClassRetentionSettings::default(),
@@ -510,6 +515,19 @@ impl TryFrom<String> for WeekdayName {
     fn try_from(value: String) -> Result<Self, Self::Error> {
         value.parse::<Weekday>().map(Self).map_err(|_| format!("`{value}` is not a weekday"))
     }
+}
+
+/// Object retention of new backups (`retention.lock`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionLock {
+    /// No retention is set.
+    #[default]
+    Off,
+    /// Retained; an administrator may still shorten the date.
+    Unlocked,
+    /// Retained; nobody can delete or shorten it before the date.
+    Locked,
 }
 
 /// `[gcp]`.
@@ -1124,6 +1142,12 @@ impl Settings {
             return Err(SettingsError::new("http.max_concurrent_requests", "must be at least 1"));
         }
         self.validate_export_wait()?;
+        if self.retention.lock != RetentionLock::Off && !self.store.url.starts_with("gs://") {
+            return Err(SettingsError::new(
+                "retention.lock",
+                "object retention is set on gs:// stores only (S3 Object Lock: set a default retention on the bucket)",
+            ));
+        }
         self.validate_gcp()?;
         crate::retention::RetentionPolicy::from_settings(self)?;
         self.validate_restore_and_verify()?;

@@ -402,6 +402,8 @@ pub struct ExportService {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// A transient failure delivered by Cloud Tasks is reported once its retries reach this.
     pub report_after_retries: u32,
+    /// Object retention of new backups: the policy that dates it, and whether it is locked.
+    pub retention_lock: Option<(Arc<crate::retention::RetentionPolicy>, bool)>,
 }
 
 /// A request names no configured source.
@@ -484,6 +486,7 @@ impl ExportService {
         let (result, error_type) = match &outcome {
             Ok(ExportOutcome::Exported(m)) => {
                 self.metrics.backup_made(m);
+                self.retain(store, task, m).await;
                 let event = crate::notify::SuccessEvent::new(m);
                 for n in &self.notifiers {
                     if let Err(e) = n.notify_success(&event).await {
@@ -498,6 +501,29 @@ impl ExportService {
         };
         self.metrics.export_attempt(task.db.engine, result, error_type, started.elapsed());
         outcome
+    }
+
+    /// With `retention.lock`, retains the new backup's dump and manifest until its class's
+    /// `keep_days` have passed. Set only once the manifest is committed, so an orphan dump of a
+    /// failed attempt stays replaceable. A failure here leaves a valid backup without retention:
+    /// logged, not fatal.
+    async fn retain(&self, store: &BackupStore, task: &ExportTask, manifest: &Manifest) {
+        let Some((policy, locked)) = &self.retention_lock else { return };
+        let Some(class) = crate::retention::RetentionClass::from_segment(&manifest.class) else { return };
+        let keep = policy.rule(class, &manifest.project).keep_days;
+        // Expired once more than keep_days have passed (RetentionPolicy::is_expired): retained
+        // through the end of that last day.
+        let until = task.run_date.date().and_time(chrono::NaiveTime::MIN).and_utc()
+            + chrono::Duration::days(i64::from(keep) + 1);
+        let manifest_key = store.layout().manifest(&task.db, task.run_date).path();
+        for key in [manifest.key.as_str(), manifest_key.as_str()] {
+            match store.bucket().retain_until(key, until, *locked).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(error = %e, key, "could not set the backup's retention; it stays unprotected"),
+            }
+        }
+        tracing::info!(db.path = %task.db, until = %until, locked = *locked, "backup retained");
     }
 
     /// Reports a final failure of `task`, once.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use data_backup::store::bucket::{Bucket, BucketError, ByteReader, GcsBucket, ObjectStoreBucket, PutOutcome};
 use futures::{StreamExt, TryStreamExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{TestApp, required_env, unique_name};
 
@@ -159,4 +159,50 @@ async fn export_into_gcs_writes_the_same_backup_layout() {
     assert_eq!(copy.fingerprint(), src.fingerprint());
     let keys: Vec<String> = bucket.list("").await.unwrap().into_iter().map(|o| o.key).collect();
     assert!(keys.iter().any(|k| k.starts_with("latest/pgsrc/pg/")), "{keys:?}");
+}
+
+#[tokio::test]
+async fn with_retention_lock_a_new_backup_is_retained_until_its_class_expires() {
+    let endpoint = required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");
+    let name = required_env("DATA_BACKUP_TEST_GCS_BUCKET");
+    let prefix = unique_name("locked");
+    let src = crate::support::PgDb::create("lock_src");
+    src.sql("CREATE TABLE t AS SELECT generate_series(1, 100) g");
+    let app = TestApp::spawn(&format!(
+        "{}[store]\nurl = \"gs://{name}/{prefix}\"\n[gcp]\ncredentials = \"anonymous\"\nstorage_endpoint = \"{endpoint}\"\n\
+         [retention]\nlock = \"unlocked\"\n[retention.monthly]\nkeep_days = 400\n",
+        crate::support::pg_source("pgsrc", &src.name)
+    ))
+    .await;
+    let mut keys = Vec::new();
+    // A Friday (daily: 9 days) and the first of a month (monthly: 400 days, as configured).
+    for (date, until) in [("2026-11-20", "2026-11-30T00:00:00Z"), ("2026-11-01", "2027-12-07T00:00:00Z")] {
+        let body = json!({"project": "pgsrc", "instance": "pg", "database": src.name, "run_date": date});
+        let (status, _, answer) = app.post("/export", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let dump = answer["key"].as_str().unwrap().to_owned();
+        keys.push((dump.replace(".dump.zst", ".manifest.json"), until));
+        keys.push((dump, until));
+    }
+
+    let http = reqwest::Client::new();
+    for (key, until) in keys {
+        let object = format!("{prefix}/{key}");
+        let url = format!(
+            "{endpoint}/storage/v1/b/{name}/o/{}",
+            percent_encoding::utf8_percent_encode(&object, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let meta: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(meta["retention"]["mode"], "Unlocked", "{key}: {meta}");
+        assert_eq!(meta["retention"]["retainUntilTime"], until, "{key}");
+    }
+}
+
+#[test]
+fn retention_lock_needs_a_gcs_store() {
+    let err = data_backup::settings::Settings::from_toml(
+        "[store]\nurl = \"file:///tmp/x\"\n[retention]\nlock = \"locked\"\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("retention.lock"), "{err}");
 }

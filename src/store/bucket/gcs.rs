@@ -366,6 +366,30 @@ impl Bucket for GcsBucket {
         Some(self.uri(&self.object_name(key)))
     }
 
+    async fn retain_until(
+        &self,
+        key: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        locked: bool,
+    ) -> Result<bool, BucketError> {
+        let name = self.object_name(key);
+        let what = format!("setting the retention of {}", self.uri(&name));
+        let url = self.objects_url(Some(&name), "fields=retention")?;
+        let headers = self.auth_headers().await?;
+        let body = serde_json::json!({"retention": {
+            "mode": if locked { "Locked" } else { "Unlocked" },
+            "retainUntilTime": until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }});
+        let response =
+            self.http.patch(url).headers(headers).json(&body).send().await.map_err(|e| reqwest_error(&what, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(true);
+        }
+        let detail: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+        Err(from_http_status(status.as_u16(), format!("{what}: HTTP {status}: {detail}")))
+    }
+
     async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
         let name = self.object_name(key);
         let what = format!("reading the CRC32C of {}", self.uri(&name));

@@ -101,6 +101,17 @@ pub trait Bucket: Send + Sync + Debug {
         let _ = key;
         None
     }
+    /// Retains an object until `until` (GCS object retention; `locked`: mode `Locked`, which nobody
+    /// can shorten). Answers `false` when the backend has no object retention.
+    async fn retain_until(
+        &self,
+        key: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        locked: bool,
+    ) -> Result<bool, BucketError> {
+        let _ = (key, until, locked);
+        Ok(false)
+    }
     /// The CRC32C of an object as the backend reports it (base64, big-endian, as GCS does), when
     /// the backend keeps one.
     async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {

@@ -16,6 +16,8 @@ resource "google_storage_bucket" "backups" {
   public_access_prevention    = "enforced"
   force_destroy               = false
   labels                      = var.labels
+  # Per-object retention (retention.lock): every new backup is retained until its class expires.
+  enable_object_retention = var.object_retention != "off"
 
   # Deleted objects (expired, pruned or deleted by mistake) stay restorable for a while.
   soft_delete_policy {

@@ -84,6 +84,7 @@ locals {
     DATA_BACKUP_NOTIFY__PUBSUB_SUCCESS          = tostring(var.pubsub_success)
     DATA_BACKUP_HTTP__LONG_REQUEST_TIMEOUT_SECS = tostring(var.request_timeout_secs - 10)
     DATA_BACKUP_HTTP__MAX_CONCURRENT_REQUESTS   = tostring(var.concurrency)
+    DATA_BACKUP_RETENTION__LOCK                 = var.object_retention
   }
   env_optional = {
     DATA_BACKUP_EXCLUDE__PATTERNS          = length(var.exclude_patterns) > 0 ? jsonencode(var.exclude_patterns) : null

@@ -317,6 +317,17 @@ variable "retention_policy_locked" {
   default     = false
 }
 
+variable "object_retention" {
+  description = "Object retention of every new backup until its retention class expires (the service's retention.lock): \"off\", \"unlocked\" (a bucket administrator can shorten it) or \"locked\" (nobody can). Enables object retention on the bucket; use it instead of retention_policy_days, not with it."
+  type        = string
+  default     = "off"
+
+  validation {
+    condition     = contains(["off", "unlocked", "locked"], var.object_retention)
+    error_message = "object_retention: off, unlocked or locked."
+  }
+}
+
 variable "kms_key_name" {
   description = "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) encrypting the bucket and the reports topic; null: Google-managed keys. The Cloud Storage and Pub/Sub service agents are given use of it."
   type        = string
