@@ -246,7 +246,8 @@ pub async fn schedule(
             let span = tracing::info_span!("enqueue", db.path = %path);
             (path, queue.enqueue(task).instrument(span).await)
         })
-        .buffered(queue.max_in_flight().max(1))
+        // Unordered: a slow createTask must not hold the slots of the ones that finished after it.
+        .buffer_unordered(queue.max_in_flight().max(1))
         .collect()
         .await;
     for (path, result) in results {
