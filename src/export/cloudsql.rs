@@ -111,29 +111,18 @@ impl CloudSqlExporter {
 
     /// The service account an instance's exports write the bucket as (`serviceAccountEmailAddress`).
     pub async fn service_account(&self, project: &str, instance: &str) -> Result<String, ExportError> {
-        let c = self.clients().await?;
-        let i = self
-            .apis
-            .sql_admin
-            .call("instances.get", || c.instances.get().set_project(project).set_instance(instance).send())
-            .await
-            .map_err(|e| match e {
-                CallError::NotFound(m) => ExportError::Gone(format!("Cloud SQL instance {project}:{instance} ({m})")),
-                e => ExportError::Upstream(format!("reading Cloud SQL instance {project}:{instance}: {e}")),
-            })?;
-        Ok(i.service_account_email_address)
+        self.instance(project, instance).await.map(|i| i.service_account)
     }
 
-    /// `instances.get`: gone, denied, or what the attempt needs.
-    async fn instance(&self, task: &ExportTask) -> Result<Instance, ExportError> {
+    /// `instances.get`: gone, denied, or what an attempt needs.
+    async fn instance(&self, project: &str, name: &str) -> Result<Instance, ExportError> {
         let c = self.clients().await?;
-        let (project, name) = (task.db.project.as_str(), task.db.instance.as_str());
         let i = self
             .apis
             .sql_admin
             .call("instances.get", || c.instances.get().set_project(project).set_instance(name).send())
             .await
-            .map_err(|e| api_error(e, task, "read", "roles/cloudsql.viewer (cloudsql.instances.get)"))?;
+            .map_err(|e| api_error(e, project, name, "read", "roles/cloudsql.viewer (cloudsql.instances.get)"))?;
         let label = i.settings.as_ref().and_then(|s| s.user_labels.get(&self.settings.offload_label));
         Ok(Instance {
             database_version: i.database_version.name().unwrap_or("UNSPECIFIED").to_owned(),
@@ -155,7 +144,13 @@ impl CloudSqlExporter {
             })
             .await
             .map_err(|e| {
-                api_error(e, task, "list the operations of", "roles/cloudsql.viewer (cloudsql.instances.get)")
+                api_error(
+                    e,
+                    task.db.project.as_str(),
+                    task.db.instance.as_str(),
+                    "list the operations of",
+                    "roles/cloudsql.viewer (cloudsql.instances.get)",
+                )
             })?;
         Ok(list.items.into_iter().find(|op| {
             op.operation_type == SqlOperationType::Export
@@ -188,7 +183,13 @@ impl CloudSqlExporter {
                 CallError::Denied(m) if m.contains("operationInProgress") || m.contains("another operation") => {
                     busy(task, &m)
                 }
-                e => api_error(e, task, "export", "roles/cloudsql.editor (cloudsql.instances.export)"),
+                e => api_error(
+                    e,
+                    task.db.project.as_str(),
+                    task.db.instance.as_str(),
+                    "export",
+                    "roles/cloudsql.editor (cloudsql.instances.export)",
+                ),
             })?;
         tracing::info!(
             db.path = %task.db, operation = %op.name, uri, offload = instance.offload,
@@ -226,7 +227,13 @@ impl CloudSqlExporter {
                 .call("operations.get", || c.operations.get().set_project(project).set_operation(&name).send())
                 .await
                 .map_err(|e| {
-                    api_error(e, task, "read the operations of", "roles/cloudsql.viewer (cloudsql.instances.get)")
+                    api_error(
+                        e,
+                        task.db.project.as_str(),
+                        task.db.instance.as_str(),
+                        "read the operations of",
+                        "roles/cloudsql.viewer (cloudsql.instances.get)",
+                    )
                 })?;
         }
     }
@@ -354,7 +361,7 @@ impl Exporter for CloudSqlExporter {
                     .to_owned(),
             ));
         };
-        let instance = self.instance(task).await?;
+        let instance = self.instance(task.db.project.as_str(), task.db.instance.as_str()).await?;
         let op = match self.find_operation(task, &uri).await? {
             Some(op) => {
                 tracing::info!(db.path = %task.db, operation = %op.name, uri, "attaching to the running export operation");
@@ -386,17 +393,15 @@ impl Exporter for CloudSqlExporter {
 }
 
 /// A failed Cloud SQL Admin call, said as what to fix.
-fn api_error(e: CallError, task: &ExportTask, verb: &str, role: &str) -> ExportError {
-    let instance = format!("{}:{}", task.db.project, task.db.instance);
+fn api_error(e: CallError, project: &str, name: &str, verb: &str, role: &str) -> ExportError {
+    let instance = format!("{project}:{name}");
     match e {
         CallError::NotFound(m) => ExportError::Gone(format!("Cloud SQL instance {instance} ({m})")),
         CallError::Disabled(m) => ExportError::Denied(format!(
-            "the Cloud SQL Admin API is disabled in project {}: enable sqladmin.googleapis.com ({m})",
-            task.db.project
+            "the Cloud SQL Admin API is disabled in project {project}: enable sqladmin.googleapis.com ({m})"
         )),
         CallError::Denied(m) => ExportError::Denied(format!(
-            "this service's account may not {verb} Cloud SQL instance {instance}: grant it {role} on project {} ({m})",
-            task.db.project
+            "this service's account may not {verb} Cloud SQL instance {instance}: grant it {role} on project {project} ({m})"
         )),
         CallError::Failed(m) if m.starts_with("HTTP 400") => {
             ExportError::Invalid(format!("Cloud SQL refused to {verb} {instance}: {m}"))
