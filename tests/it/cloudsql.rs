@@ -446,14 +446,7 @@ async fn doctor_finds_a_missing_bucket_grant_a_short_queue_retry_and_no_lifecycl
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, format!("{toml}[schedule]\ndaily_at = \"\"\n")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_data-backup"))
-        .env_remove("DATA_BACKUP_CONFIG")
-        .env("RUST_LOG", "error")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("doctor")
-        .output()
-        .unwrap();
+    let out = crate::support::cli_output(&cfg, &["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(
@@ -492,18 +485,14 @@ async fn a_cloud_sql_export_is_verified_and_restored_with_a_transform_in_one_tra
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_data-backup"))
-        .env_remove("DATA_BACKUP_CONFIG")
-        .env("RUST_LOG", "warn")
-        .arg("--config")
-        .arg(&cfg)
-        .args(["restore", "--database", &format!("p-sql/pg/{}", t.src.name), "--latest", "--target"])
-        .arg(format!("{}{}", crate::support::pg_url(), target.name))
-        .arg("--transform")
-        .arg(&transform)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (database, target_url) =
+        (format!("p-sql/pg/{}", t.src.name), format!("{}{}", crate::support::pg_url(), target.name));
+    let transform = transform.to_str().unwrap();
+    let (ok, out, err) = crate::support::cli(
+        &cfg,
+        &["restore", "--database", &database, "--latest", "--target", &target_url, "--transform", transform],
+    );
+    assert!(ok, "{out}{err}");
     assert_eq!(target.sql("SELECT count(*) FROM customers"), "2000");
     assert_eq!(target.sql("SELECT count(*) FROM customers WHERE email LIKE '%@example.com'"), "0");
 }

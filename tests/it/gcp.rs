@@ -482,12 +482,9 @@ async fn run_summaries(hook: &wiremock::MockServer) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn cloud_tasks_mode_sends_one_run_summary_when_the_last_task_of_the_run_resolves() {
-    let prefix = unique_name("gcpsum");
-    let kept = PgDb::create(&format!("{prefix}_kept"));
-    kept.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
-    let dropped = PgDb::create(&format!("{prefix}_dropped"));
+/// The service in `cloud_tasks` mode over the fakes, backing up the local databases named
+/// `{prefix}*`, reporting to a webhook (answered 200).
+async fn cloud_tasks_app(prefix: &str) -> (wiremock::MockServer, Google, TestApp) {
     let hook = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .respond_with(wiremock::ResponseTemplate::new(200))
@@ -502,6 +499,16 @@ async fn cloud_tasks_mode_sends_one_run_summary_when_the_last_task_of_the_run_re
         hook.uri()
     ))
     .await;
+    (hook, google, app)
+}
+
+#[tokio::test]
+async fn cloud_tasks_mode_sends_one_run_summary_when_the_last_task_of_the_run_resolves() {
+    let prefix = unique_name("gcpsum");
+    let kept = PgDb::create(&format!("{prefix}_kept"));
+    kept.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
+    let dropped = PgDb::create(&format!("{prefix}_dropped"));
+    let (hook, google, app) = cloud_tasks_app(&prefix).await;
     let (status, _, summary) = app.post("/schedule", &json!(null)).await;
     assert_eq!((status, summary["enqueued"].as_u64()), (200, Some(2)), "{summary}");
     let dropped_name = dropped.name.clone();
@@ -538,20 +545,7 @@ async fn cloud_tasks_mode_sends_one_run_summary_when_the_last_task_of_the_run_re
 async fn cloud_tasks_mode_sends_the_summary_of_a_run_past_its_deadline_at_the_next_schedule() {
     let prefix = unique_name("gcpdl");
     let pg = PgDb::create(&format!("{prefix}_a"));
-    let hook = wiremock::MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(wiremock::ResponseTemplate::new(200))
-        .mount(&hook)
-        .await;
-    let google = Google::start(Org::default()).await;
-    let app = TestApp::spawn(&format!(
-        "{}{}{}[notify]\nwebhook_url = \"{}/hook\"\n",
-        crate::support::pg_source("pgsrc", &format!("{prefix}*")),
-        google.gcp_toml(),
-        Google::queue_toml("https://data-backup.example/export", 3),
-        hook.uri()
-    ))
-    .await;
+    let (hook, _google, app) = cloud_tasks_app(&prefix).await;
     // Yesterday's run expected the database; its task was never delivered.
     let yesterday = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
     let started = chrono::Utc::now() - chrono::Duration::hours(25);

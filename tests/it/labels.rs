@@ -123,21 +123,7 @@ async fn cli_exports_lists_and_restores_a_named_backup() {
     )
     .unwrap();
     std::fs::create_dir_all(dir.path().join("store")).unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_data-backup"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env_remove("DATA_BACKUP_CONFIG")
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| crate::support::cli(&config, args);
     let database = format!("pgsrc/pg/{}", src.name);
 
     let (ok, out, err) = run(&["export", "--database", &database, "--label", "release-1"]);

@@ -460,22 +460,6 @@ async fn schedule_prunes_after_enqueueing_when_configured() {
 
 // --- the CLI -------------------------------------------------------------------------------
 
-fn cli(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_data-backup"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("DATA_BACKUP_CONFIG")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn cli_prune_prints_the_plan_and_applies_it_only_with_apply() {
     let dir = tempfile::tempdir().unwrap();
@@ -497,13 +481,13 @@ async fn cli_prune_prints_the_plan_and_applies_it_only_with_apply() {
         write_backup(&store, &db, NaiveDate::from_ymd_opt(2025, 1, day).unwrap()).await;
     }
 
-    let (ok, out, err) = cli(&config, &["prune", "--as-of", "2025-01-11"]);
+    let (ok, out, err) = crate::support::cli(&config, &["prune", "--as-of", "2025-01-11"]);
     assert!(ok, "{err}");
     let dry: Value = serde_json::from_str(&out).unwrap();
     assert_eq!((dry["applied"].as_bool(), dry["deleted"].as_array().map(Vec::len)), (Some(false), Some(2)), "{dry}");
     assert_eq!(backups_in(&crate::support::files_under(&store_dir)).len(), 4);
 
-    let (ok, out, err) = cli(&config, &["prune", "--apply", "--as-of", "2025-01-11"]);
+    let (ok, out, err) = crate::support::cli(&config, &["prune", "--apply", "--as-of", "2025-01-11"]);
     assert!(ok, "{err}");
     let applied: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(applied["deleted"], dry["deleted"]);
@@ -512,14 +496,14 @@ async fn cli_prune_prints_the_plan_and_applies_it_only_with_apply() {
         ["daily/pgsrc/pg/app/2025-01-09/app.manifest.json", "daily/pgsrc/pg/app/2025-01-10/app.manifest.json"]
     );
 
-    let (ok, _, err) = cli(&config, &["prune", "--as-of", "11/01/2025"]);
+    let (ok, _, err) = crate::support::cli(&config, &["prune", "--as-of", "11/01/2025"]);
     assert!(!ok && err.contains("as_of"), "{err}");
-    let (ok, out, err) = cli(&config, &["lifecycle", "--format", "gcs"]);
+    let (ok, out, err) = crate::support::cli(&config, &["lifecycle", "--format", "gcs"]);
     assert!(ok, "{err}");
     let settings = Settings::load(Some(&config)).unwrap();
     let policy = RetentionPolicy::from_settings(&settings).unwrap();
     assert_eq!(out, lifecycle(&policy, &settings.store.url, LifecycleFormat::Gcs).unwrap());
-    let (ok, _, err) = cli(&config, &["lifecycle", "--format", "azure"]);
+    let (ok, _, err) = crate::support::cli(&config, &["lifecycle", "--format", "azure"]);
     assert!(!ok && err.contains("gcs"), "{err}");
 }
 

@@ -193,3 +193,25 @@ pub fn run_with_stdin(program: &str, args: &[&str], stdin: &[u8]) -> String {
     assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs the binary with `--config config` and `args` (no `DATA_BACKUP_CONFIG`, warnings only).
+pub fn cli_output(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_data-backup"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("DATA_BACKUP_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+/// [`cli_output`] as (success, stdout, stderr).
+pub fn cli(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = cli_output(config, args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
