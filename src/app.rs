@@ -165,6 +165,11 @@ impl AppState {
                 self.report_when_resolved(&summary, run_date);
             } else {
                 let (store, notifiers) = (&self.service.store, &self.service.notifiers);
+                // Exports of this run that finished before its ledger was written found no ledger
+                // to complete: if they were the last, the run is over now (ADR 0010).
+                if let Ok(run_id) = crate::model::RunId::parse(summary.run_id.clone()) {
+                    self.report_run_if_resolved(&run_id, run_date).await;
+                }
                 if let Err(e) = crate::status::report_overdue_runs(store, notifiers, Utc::now()).await {
                     tracing::warn!(error = %e, "summaries of overdue runs not sent: {e}");
                 }
@@ -180,11 +185,15 @@ impl AppState {
         if self.local_mode || task.run_id == crate::model::RunId::manual() {
             return;
         }
+        self.report_run_if_resolved(&task.run_id, task.run_date).await;
+    }
+
+    async fn report_run_if_resolved(&self, run_id: &crate::model::RunId, run_date: RunDate) {
         let (store, notifiers) = (&self.service.store, &self.service.notifiers);
-        match crate::status::report_run_if_resolved(store, notifiers, &task.run_id, task.run_date).await {
+        match crate::status::report_run_if_resolved(store, notifiers, run_id, run_date).await {
             Ok(Some(_)) => self.status.invalidate().await,
             Ok(None) => {}
-            Err(e) => tracing::warn!(run.id = %task.run_id, error = %e, "run summary not checked: {e}"),
+            Err(e) => tracing::warn!(run.id = %run_id, error = %e, "run summary not checked: {e}"),
         }
     }
 

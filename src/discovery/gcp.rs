@@ -14,6 +14,10 @@
 //! (on-premises) servers are skipped with a stated reason (replicas and stopped instances can be
 //! included by the source's settings). System databases are dropped per engine.
 //!
+//! Nothing waits for a phase to end: each call starts as soon as what it needs is known, and each
+//! database is handed to the caller as soon as its instance's `databases.list` answers, so
+//! `/schedule` creates tasks while discovery runs (ADR 0010).
+//!
 //! Politeness: every API has its own client-side rate limit (calls spaced evenly, so per-second
 //! quota enforcement never sees a burst) and its own bound on calls in flight. 429 and 5xx answers
 //! and transport errors are retried (bounded attempts), waiting `Retry-After` when the answer has
@@ -26,8 +30,9 @@
 //! be listed, and an `instances.list` warning such as `REGION_UNREACHABLE` are named in `errors`
 //! and make the report incomplete.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,7 +48,10 @@ use google_cloud_sql_v1::client::{SqlDatabasesService, SqlInstancesService};
 use rand::Rng;
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 
-use super::{ApiCalls, Discovery, DiscoveryError, DiscoveryReport, Skipped};
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+
+use super::{ApiCalls, Discovery, DiscoveryError, DiscoveryReport, Found, Skipped};
 use crate::model::{DatabaseName, DatabaseRef, Engine, InstanceName, ProjectId, SourceName};
 use crate::settings::{GcpCredentials, GcpSettings, GcpSourceSettings, GcpStrategy};
 
@@ -450,10 +458,11 @@ pub struct GcpDiscovery {
 /// (API, method, error type) of a request, for the tally.
 type CallKey = (&'static str, String, Option<String>);
 
-/// Accumulates one run's findings.
-#[derive(Default)]
+/// Accumulates one run's findings (its databases go to the caller as they are found).
 struct Run {
     report: DiscoveryReport,
+    /// Databases handed over.
+    sent: usize,
 }
 
 impl Run {
@@ -505,29 +514,32 @@ impl GcpDiscovery {
         api.call_observed(what, &observe, f).await
     }
 
-    /// Direct child folders and ACTIVE projects of `parent`, every page.
-    async fn children(&self, c: &Clients, parent: &str) -> Result<(Vec<String>, Vec<String>, Vec<Skipped>), CallError> {
-        let rm = &self.apis.resource_manager;
+    /// Direct ACTIVE child folders of `parent`, every page.
+    async fn child_folders(&self, c: &Clients, parent: &str) -> Result<Vec<String>, CallError> {
         let mut folders = Vec::new();
         let mut token = String::new();
         loop {
             let page = self
-                .call(rm, "folders.list", || {
+                .call(&self.apis.resource_manager, "folders.list", || {
                     c.folders.list_folders().set_parent(parent).set_page_token(token.clone()).send()
                 })
                 .await?;
             folders.extend(page.folders.into_iter().filter(|f| f.state.name() == Some("ACTIVE")).map(|f| f.name));
             if page.next_page_token.is_empty() {
-                break;
+                return Ok(folders);
             }
             token = page.next_page_token;
         }
+    }
+
+    /// Direct ACTIVE child projects of `parent`, every page, and the others as skipped.
+    async fn child_projects(&self, c: &Clients, parent: &str) -> Result<(Vec<String>, Vec<Skipped>), CallError> {
         let mut projects = Vec::new();
         let mut skipped = Vec::new();
         let mut token = String::new();
         loop {
             let page = self
-                .call(rm, "projects.list", || {
+                .call(&self.apis.resource_manager, "projects.list", || {
                     c.projects.list_projects().set_parent(parent).set_page_token(token.clone()).send()
                 })
                 .await?;
@@ -544,39 +556,10 @@ impl GcpDiscovery {
                 }
             }
             if page.next_page_token.is_empty() {
-                break;
+                return Ok((projects, skipped));
             }
             token = page.next_page_token;
         }
-        Ok((folders, projects, skipped))
-    }
-
-    /// Every ACTIVE project under the configured folders (recursively) plus the explicit ones.
-    async fn walk_projects(&self, c: &Clients, run: &mut Run) -> BTreeSet<String> {
-        let mut projects: BTreeSet<String> = self.source.projects.iter().map(ToString::to_string).collect();
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        let mut level: Vec<String> = self.source.folder_names();
-        while !level.is_empty() {
-            level.retain(|f| seen.insert(f.clone()));
-            let results =
-                futures::future::join_all(level.iter().map(|f| async move { (f, self.children(c, f).await) })).await;
-            let mut next = Vec::new();
-            for (folder, result) in results {
-                run.report.folders += 1;
-                match result {
-                    Ok((folders, found, skipped)) => {
-                        next.extend(folders);
-                        projects.extend(found);
-                        for s in skipped {
-                            run.skip(s.scope, s.reason);
-                        }
-                    }
-                    Err(e) => run.error(format!("folder:{folder}"), format!("cannot list {folder}: {e}"), true),
-                }
-            }
-            level = next;
-        }
-        projects
     }
 
     /// The instances of one project (every page), and the warnings of the answer.
@@ -604,30 +587,27 @@ impl GcpDiscovery {
         Ok((out, warnings))
     }
 
-    /// The instances the asset inventory knows under one scope (`folders/N` or `projects/P`).
-    async fn search_instances(&self, c: &Clients, scope: &str) -> Result<Vec<InstanceInfo>, CallError> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = self
-                .call(&self.apis.asset, "searchAllResources", || {
-                    c.asset
-                        .search_all_resources()
-                        .set_scope(scope)
-                        .set_asset_types([SQL_INSTANCE_ASSET_TYPE])
-                        .set_page_token(token.clone())
-                        .send()
-                })
-                .await?;
-            out.extend(
-                page.results.iter().filter(|r| r.asset_type == SQL_INSTANCE_ASSET_TYPE).filter_map(instance_from_asset),
-            );
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
-        Ok(out)
+    /// One page of the instances the asset inventory knows under `scope` (`folders/N` or
+    /// `projects/P`), and the next page's token (empty after the last).
+    async fn search_instances(
+        &self,
+        c: &Clients,
+        scope: &str,
+        token: String,
+    ) -> Result<(Vec<InstanceInfo>, String), CallError> {
+        let page = self
+            .call(&self.apis.asset, "searchAllResources", || {
+                c.asset
+                    .search_all_resources()
+                    .set_scope(scope)
+                    .set_asset_types([SQL_INSTANCE_ASSET_TYPE])
+                    .set_page_token(token.clone())
+                    .send()
+            })
+            .await?;
+        let found =
+            page.results.iter().filter(|r| r.asset_type == SQL_INSTANCE_ASSET_TYPE).filter_map(instance_from_asset);
+        Ok((found.collect(), page.next_page_token))
     }
 
     /// `instances.get`, for an asset without `databaseVersion`.
@@ -681,35 +661,77 @@ impl GcpDiscovery {
         Ok((dbs, skipped))
     }
 
-    /// Keeps or skips `instances`, then lists the databases of the kept ones.
-    async fn databases_of(&self, c: &Clients, instances: Vec<InstanceInfo>, run: &mut Run) {
-        let mut kept = Vec::new();
-        for i in instances {
-            match instance_verdict(&i, &self.source) {
-                Ok(engine) => kept.push((i, engine)),
-                Err(reason) => run.skip(format!("{}/{}", i.project, i.name), reason),
-            }
+    /// Starts listing `folder`'s projects and child folders unless it was seen. Two calls, queued
+    /// side by side: a folder's projects (which feed Cloud SQL, the slowest API) do not wait for the
+    /// listing of its child folders, nor for those of the folders found before it.
+    fn folder_found<'a>(&'a self, c: &'a Clients, folder: String, seen: &mut Seen, work: &mut Work<'a>) {
+        if seen.folders.insert(folder.clone()) {
+            let parent = folder.clone();
+            work.push(Box::pin(async move {
+                let result = self.child_projects(c, &parent).await;
+                Step::Projects(parent, result)
+            }));
+            work.push(Box::pin(async move {
+                let result = self.child_folders(c, &folder).await;
+                Step::Folders(folder, result)
+            }));
         }
-        run.report.instances += kept.len();
-        let results = futures::future::join_all(
-            kept.iter().map(|(i, engine)| async move { (i, self.list_databases(c, i, *engine).await) }),
-        )
-        .await;
-        for (i, result) in results {
-            match result {
-                Ok((dbs, skipped)) => {
-                    run.report.databases.extend(dbs);
-                    for s in skipped {
-                        run.skip(s.scope, s.reason);
-                    }
-                }
-                Err(e) => run.error(
-                    format!("instance:{}/{}", i.project, i.name),
-                    format!("cannot list the databases of {}/{}: {e}", i.project, i.name),
-                    true,
-                ),
-            }
+    }
+
+    /// Starts `project`'s `instances.list` unless it was seen.
+    fn project_found<'a>(&'a self, c: &'a Clients, project: String, seen: &mut Seen, work: &mut Work<'a>) {
+        if seen.projects.insert(project.clone()) {
+            work.push(Box::pin(async move {
+                let result = self.list_instances(c, &project).await;
+                Step::Instances(project, result)
+            }));
         }
+    }
+
+    /// Starts the next step for an instance seen for the first time: `instances.get` when the asset
+    /// inventory left out its attributes, else keep (list its databases) or skip it.
+    fn instance_found<'a>(
+        &'a self,
+        c: &'a Clients,
+        i: InstanceInfo,
+        run: &mut Run,
+        seen: &mut Seen,
+        work: &mut Work<'a>,
+    ) {
+        if !seen.instances.insert((i.project.clone(), i.name.clone())) {
+            return;
+        }
+        seen.projects.insert(i.project.clone());
+        if i.database_version.is_empty() {
+            work.push(Box::pin(async move {
+                let result = self.get_instance(c, &i.project, &i.name).await;
+                Step::Instance(i, result)
+            }));
+        } else {
+            self.instance_known(c, i, run, work);
+        }
+    }
+
+    /// Keeps (and starts `databases.list`) or skips an instance whose attributes are known.
+    fn instance_known<'a>(&'a self, c: &'a Clients, i: InstanceInfo, run: &mut Run, work: &mut Work<'a>) {
+        match instance_verdict(&i, &self.source) {
+            Ok(engine) => {
+                run.report.instances += 1;
+                work.push(Box::pin(async move {
+                    let result = self.list_databases(c, &i, engine).await;
+                    Step::Databases(i, result)
+                }));
+            }
+            Err(reason) => run.skip(format!("{}/{}", i.project, i.name), reason),
+        }
+    }
+
+    /// Starts one page of the asset search of `scope`.
+    fn search_page<'a>(&'a self, c: &'a Clients, scope: String, token: String, work: &mut Work<'a>) {
+        work.push(Box::pin(async move {
+            let result = self.search_instances(c, &scope, token).await;
+            Step::Search(scope, result)
+        }));
     }
 
     fn project_failed(&self, run: &mut Run, project: &str, e: &CallError) {
@@ -727,74 +749,127 @@ impl GcpDiscovery {
         }
     }
 
-    async fn walk(&self, c: &Clients, run: &mut Run) {
-        let projects = self.walk_projects(c, run).await;
-        run.report.projects = projects.len();
-        let listed =
-            futures::future::join_all(projects.iter().map(|p| async move { (p, self.list_instances(c, p).await) }))
-                .await;
-        let mut instances = Vec::new();
-        for (project, result) in listed {
-            match result {
-                Ok((found, warnings)) => {
+    /// One discovery with the source's strategy. Every call starts as soon as what it needs is
+    /// known, not when a whole phase ends: a folder's children as soon as the folder is found, a
+    /// project's instances as soon as the project is, an instance's databases as soon as the
+    /// instance is (the next asset page meanwhile), and each database goes to `found` at once. The
+    /// per-API limiters and in-flight bounds pace it all, so the run is as fast as the slowest
+    /// API's quota allows.
+    async fn explore(&self, c: &Clients, run: &mut Run, found: &Found) {
+        let mut work: Work<'_> = FuturesUnordered::new();
+        let mut seen = Seen::default();
+        match self.source.strategy {
+            GcpStrategy::Walk => {
+                for p in &self.source.projects {
+                    self.project_found(c, p.to_string(), &mut seen, &mut work);
+                }
+                for f in self.source.folder_names() {
+                    self.folder_found(c, f, &mut seen, &mut work);
+                }
+            }
+            GcpStrategy::AssetInventory => {
+                run.report.folders = self.source.folders.len();
+                let projects = self.source.projects.iter().map(|p| format!("projects/{p}"));
+                for scope in self.source.folder_names().into_iter().chain(projects) {
+                    self.search_page(c, scope, String::new(), &mut work);
+                }
+            }
+        }
+        while let Some(step) = work.next().await {
+            match step {
+                Step::Folders(_, Ok(folders)) => {
+                    run.report.folders += 1;
+                    for f in folders {
+                        self.folder_found(c, f, &mut seen, &mut work);
+                    }
+                }
+                Step::Folders(folder, Err(e)) => {
+                    run.report.folders += 1;
+                    run.error(format!("folder:{folder}"), format!("cannot list the folders in {folder}: {e}"), true);
+                }
+                Step::Projects(_, Ok((projects, skipped))) => {
+                    for p in projects {
+                        self.project_found(c, p, &mut seen, &mut work);
+                    }
+                    for s in skipped {
+                        run.skip(s.scope, s.reason);
+                    }
+                }
+                Step::Projects(folder, Err(e)) => {
+                    run.error(format!("folder:{folder}"), format!("cannot list the projects in {folder}: {e}"), true);
+                }
+                Step::Instances(project, Ok((instances, warnings))) => {
                     for w in warnings {
                         run.error(format!("project:{project}"), w, true);
                     }
-                    instances.extend(found);
-                }
-                Err(e) => self.project_failed(run, project, &e),
-            }
-        }
-        self.databases_of(c, instances, run).await;
-    }
-
-    async fn asset_inventory(&self, c: &Clients, run: &mut Run) {
-        let scopes: Vec<String> = self
-            .source
-            .folder_names()
-            .into_iter()
-            .chain(self.source.projects.iter().map(|p| format!("projects/{p}")))
-            .collect();
-        run.report.folders = self.source.folders.len();
-        let searched =
-            futures::future::join_all(scopes.iter().map(|s| async move { (s, self.search_instances(c, s).await) }))
-                .await;
-        let mut by_name: BTreeMap<(String, String), InstanceInfo> = BTreeMap::new();
-        for (scope, result) in searched {
-            match result {
-                Ok(found) => {
-                    for i in found {
-                        by_name.insert((i.project.clone(), i.name.clone()), i);
+                    for i in instances {
+                        self.instance_found(c, i, run, &mut seen, &mut work);
                     }
                 }
-                Err(e) => run.error(format!("asset:{scope}"), format!("cannot search {scope}: {e}"), true),
+                Step::Instances(project, Err(e)) => self.project_failed(run, &project, &e),
+                Step::Search(scope, Ok((instances, next))) => {
+                    if !next.is_empty() {
+                        self.search_page(c, scope, next, &mut work);
+                    }
+                    for i in instances {
+                        self.instance_found(c, i, run, &mut seen, &mut work);
+                    }
+                }
+                Step::Search(scope, Err(e)) => {
+                    run.error(format!("asset:{scope}"), format!("cannot search {scope}: {e}"), true);
+                }
+                Step::Instance(_, Ok(info)) => self.instance_known(c, info, run, &mut work),
+                Step::Instance(i, Err(e)) => run.error(
+                    format!("instance:{}/{}", i.project, i.name),
+                    format!("cannot read {}/{}: {e}", i.project, i.name),
+                    true,
+                ),
+                Step::Databases(_, Ok((dbs, skipped))) => {
+                    for db in dbs {
+                        run.sent += 1;
+                        // The receiver only goes away when the run is abandoned.
+                        let _ = found.unbounded_send(db);
+                    }
+                    for s in skipped {
+                        run.skip(s.scope, s.reason);
+                    }
+                }
+                Step::Databases(i, Err(e)) => run.error(
+                    format!("instance:{}/{}", i.project, i.name),
+                    format!("cannot list the databases of {}/{}: {e}", i.project, i.name),
+                    true,
+                ),
             }
         }
-        // Assets without their attributes are read from Cloud SQL itself.
-        let missing: Vec<(String, String)> =
-            by_name.iter().filter(|(_, i)| i.database_version.is_empty()).map(|(k, _)| k.clone()).collect();
-        let got = futures::future::join_all(
-            missing.iter().map(|(p, i)| async move { (p, i, self.get_instance(c, p, i).await) }),
-        )
-        .await;
-        for (project, instance, result) in got {
-            match result {
-                Ok(info) => {
-                    by_name.insert((project.clone(), instance.clone()), info);
-                }
-                Err(e) => {
-                    by_name.remove(&(project.clone(), instance.clone()));
-                    run.error(
-                        format!("instance:{project}/{instance}"),
-                        format!("cannot read {project}/{instance}: {e}"),
-                        true,
-                    );
-                }
-            }
-        }
-        run.report.projects = by_name.keys().map(|(p, _)| p).collect::<BTreeSet<_>>().len();
-        self.databases_of(c, by_name.into_values().collect(), run).await;
+        run.report.projects = seen.projects.len();
     }
+}
+
+/// One finished piece of discovery work, handed back to the loop that started it.
+enum Step {
+    /// A folder's ACTIVE child folders.
+    Folders(String, Result<Vec<String>, CallError>),
+    /// A folder's ACTIVE projects, and the others as skipped.
+    Projects(String, Result<(Vec<String>, Vec<Skipped>), CallError>),
+    /// A project's instances and the answer's warnings.
+    Instances(String, Result<(Vec<InstanceInfo>, Vec<String>), CallError>),
+    /// One page of a scope's asset search: its instances and the next page's token.
+    Search(String, Result<(Vec<InstanceInfo>, String), CallError>),
+    /// `instances.get` of an asset found without its attributes.
+    Instance(InstanceInfo, Result<InstanceInfo, CallError>),
+    /// A kept instance's user databases and what was skipped among them.
+    Databases(InstanceInfo, Result<(Vec<DatabaseRef>, Vec<Skipped>), CallError>),
+}
+
+/// Discovery work in flight.
+type Work<'a> = FuturesUnordered<Pin<Box<dyn Future<Output = Step> + Send + 'a>>>;
+
+/// What one discovery has started work for, so nothing is listed twice.
+#[derive(Default)]
+struct Seen {
+    folders: HashSet<String>,
+    projects: HashSet<String>,
+    instances: HashSet<(String, String)>,
 }
 
 #[async_trait]
@@ -808,26 +883,31 @@ impl Discovery for GcpDiscovery {
     }
 
     async fn discover_report(&self) -> Result<DiscoveryReport, DiscoveryError> {
+        let (found, databases) = futures::channel::mpsc::unbounded();
+        let mut report = self.discover_into(&found).await?;
+        drop(found);
+        report.databases = databases.collect().await;
+        report.databases.sort_by_cached_key(DatabaseRef::path);
+        report.databases.dedup();
+        Ok(report)
+    }
+
+    async fn discover_into(&self, found: &Found) -> Result<DiscoveryReport, DiscoveryError> {
         let c = self.clients().await?;
-        let mut run = Run { report: DiscoveryReport { complete: true, ..DiscoveryReport::default() } };
-        match self.source.strategy {
-            GcpStrategy::Walk => self.walk(c, &mut run).await,
-            GcpStrategy::AssetInventory => self.asset_inventory(c, &mut run).await,
-        }
+        let mut run = Run { report: DiscoveryReport { complete: true, ..DiscoveryReport::default() }, sent: 0 };
+        self.explore(c, &mut run, found).await;
         let mut report = run.report;
         report.api_calls = std::mem::take(&mut *self.tally.lock().expect("lock"))
             .into_iter()
             .map(|((api, method, error_type), count)| ApiCalls { api: api.to_owned(), method, error_type, count })
             .collect();
-        report.databases.sort_by_cached_key(DatabaseRef::path);
-        report.databases.dedup();
         report.skipped.sort_by(|a, b| a.scope.cmp(&b.scope));
         report.skipped.dedup();
         let api = &self.apis;
         tracing::info!(
             source.name = %self.source.name,
             folders = report.folders, projects = report.projects, instances = report.instances,
-            databases = report.databases.len(), skipped = report.skipped.len(), errors = report.errors.len(),
+            databases = run.sent, skipped = report.skipped.len(), errors = report.errors.len(),
             complete = report.complete,
             calls.resourcemanager = api.resource_manager.counters.calls.load(Ordering::Relaxed),
             calls.sqladmin = api.sql_admin.counters.calls.load(Ordering::Relaxed),

@@ -90,6 +90,9 @@ pub struct ApiCalls {
     pub count: u64,
 }
 
+/// Where [`Discovery::discover_into`] hands each database it finds.
+pub type Found = futures::channel::mpsc::UnboundedSender<DatabaseRef>;
+
 /// One configured source of databases.
 #[async_trait]
 pub trait Discovery: Send + Sync {
@@ -106,6 +109,17 @@ pub trait Discovery: Send + Sync {
             complete: true,
             ..DiscoveryReport::default()
         })
+    }
+    /// [`Discovery::discover_report`], handing each database to `found` as soon as it is known
+    /// (so `/schedule` can enqueue while discovery still runs); the report's `databases` is then
+    /// empty. A source that only knows its databases at the end sends them all then.
+    async fn discover_into(&self, found: &Found) -> Result<DiscoveryReport, DiscoveryError> {
+        let mut report = self.discover_report().await?;
+        for db in std::mem::take(&mut report.databases) {
+            // The receiver only goes away when the run is abandoned: nothing left to hand over.
+            let _ = found.unbounded_send(db);
+        }
+        Ok(report)
     }
     /// Whether `database` exists right now (exports check it before dumping).
     async fn exists(&self, database: &DatabaseName) -> Result<bool, DiscoveryError>;

@@ -212,6 +212,30 @@ async fn asset_inventory_finds_the_same_tasks_as_the_walk_with_far_fewer_calls()
 }
 
 #[tokio::test]
+async fn a_folder_that_refuses_is_named_and_marks_the_run_incomplete_while_its_siblings_are_backed_up() {
+    let mut org = org();
+    org.denied_folders.insert("folders/11".into());
+    let google = Google::start(org).await;
+    let app = TestApp::spawn(&format!("{}{}", source_toml("walk"), google.gcp_toml())).await;
+
+    let (status, _, plan) = app.post("/schedule?dry_run=true", &json!(null)).await;
+
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["complete"], false, "{plan}");
+    let errors: Vec<&Value> = plan["errors"].as_array().unwrap().iter().collect();
+    let about_folder: Vec<&str> = errors
+        .iter()
+        .filter(|e| e["scope"] == "source:org:folder:folders/11")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(about_folder.len(), 2, "its folders and its projects could not be listed: {plan}");
+    assert!(about_folder.iter().all(|m| m.contains("permission denied")), "{about_folder:?}");
+    let tasks = task_set(&plan);
+    let projects: BTreeSet<&str> = tasks.iter().map(|t| t.split('/').next().unwrap()).collect();
+    assert_eq!(projects, BTreeSet::from(["p-outside", "p-top"]), "what the refusal hides is missing, the rest is not");
+}
+
+#[tokio::test]
 async fn region_unreachable_marks_the_run_and_its_ledger_incomplete() {
     let mut org = Org::default();
     org.folder("folders/1", "organizations/1")
@@ -301,7 +325,8 @@ async fn cloud_tasks_gets_one_named_task_per_database_and_a_second_run_creates_n
     let run_date = first["run_date"].as_str().unwrap();
     for t in &recorded {
         let id = t.name.strip_prefix(&format!("{QUEUE}/tasks/")).expect("named in the queue");
-        assert!(id.starts_with(&run_date.replace('-', "")), "{id}");
+        // A hash first (no shared sequential prefix), the run date last.
+        assert!(id.ends_with(&format!("-{}", run_date.replace('-', ""))), "{id}");
         let http = &t.task["httpRequest"];
         assert_eq!(http["url"], "https://data-backup.example/export");
         assert_eq!(http["headers"]["content-type"], "application/json");
@@ -539,6 +564,29 @@ async fn cloud_tasks_mode_sends_one_run_summary_when_the_last_task_of_the_run_re
     let marker =
         format!("reports/runs/{}/{}.json", summary["run_date"].as_str().unwrap(), summary["run_id"].as_str().unwrap());
     assert!(app.store_files().contains(&marker), "sent once, marked by {marker}");
+}
+
+#[tokio::test]
+async fn cloud_tasks_mode_summarises_at_schedule_a_run_whose_exports_finished_before_its_ledger() {
+    // Tasks are created while discovery runs and the ledger is written after them, so every
+    // export of a run can finish before its ledger exists; none of them can then complete the
+    // run. A second run the same day is the extreme case: its databases are all backed up already.
+    let prefix = unique_name("gcpearly");
+    let _pg = PgDb::create(&format!("{prefix}_a"));
+    let (hook, google, app) = cloud_tasks_app(&prefix).await;
+    let (status, _, first) = app.post("/schedule", &json!(null)).await;
+    assert_eq!((status, first["enqueued"].as_u64()), (200, Some(1)), "{first}");
+    let delivered = google.tasks.deliver_all(&app.client, Some(&app.address)).await;
+    assert!(delivered.iter().all(|(_, code, _)| *code == 200), "{delivered:?}");
+    assert_eq!(run_summaries(&hook).await.len(), 1, "the first run is summarised by its export");
+
+    let (status, _, second) = app.post("/schedule", &json!(null)).await;
+
+    assert_eq!((status, second["already_queued"].as_u64()), (200, Some(1)), "{second}");
+    let sent = run_summaries(&hook).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1]["run_id"], second["run_id"]);
+    assert_eq!((sent[1]["expected"].as_u64(), sent[1]["exported"].as_u64()), (Some(1), Some(1)), "{}", sent[1]);
 }
 
 #[tokio::test]

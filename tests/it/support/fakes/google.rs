@@ -118,6 +118,8 @@ pub struct Org {
     pub projects: Vec<FakeProject>,
     /// Instances.
     pub instances: Vec<FakeInstance>,
+    /// Folders whose children the caller may not list (403 `PERMISSION_DENIED`).
+    pub denied_folders: BTreeSet<String>,
 }
 
 impl Org {

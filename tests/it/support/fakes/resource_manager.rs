@@ -1,6 +1,8 @@
 //! Resource Manager v3 fake: `GET /v3/folders?parent=` and `GET /v3/projects?parent=`, direct
 //! children only, paged. Projects in every state are returned (as with `showDeleted=true`), so
-//! that discovery's own `ACTIVE` filter is what the tests check.
+//! that discovery's own `ACTIVE` filter is what the tests check. A folder in `Org::denied_folders`
+//! answers both listings with 403 `PERMISSION_DENIED`, as a folder the caller has no
+//! `resourcemanager.folders.list` / `projects.list` on does.
 
 use std::sync::Arc;
 
@@ -8,7 +10,13 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::google::{ApiState, Shared, page, query};
+use super::google::{ApiState, Shared, error, page, query};
+
+/// The 403 of a listing under a folder the caller may not list.
+fn denied(parent: &str, permission: &str) -> ResponseTemplate {
+    let message = format!("Permission '{permission}' denied on resource '{parent}' (or it may not exist).");
+    error(403, "PERMISSION_DENIED", &message, "IAM_PERMISSION_DENIED")
+}
 
 /// The running fake.
 pub struct ResourceManagerFake {
@@ -28,6 +36,9 @@ impl Respond for Folders {
         }
         let parent = query(request, "parent");
         let org = self.0.org.lock().unwrap();
+        if org.denied_folders.contains(&parent) {
+            return denied(&parent, "resourcemanager.folders.list");
+        }
         let items: Vec<Value> = org
             .folders
             .iter()
@@ -46,6 +57,9 @@ impl Respond for Projects {
         }
         let parent = query(request, "parent");
         let org = self.0.org.lock().unwrap();
+        if org.denied_folders.contains(&parent) {
+            return denied(&parent, "resourcemanager.projects.list");
+        }
         let items: Vec<Value> = org
             .projects
             .iter()
