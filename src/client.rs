@@ -58,6 +58,9 @@ pub enum CallCommand {
         /// Source, when the service has several.
         #[arg(long)]
         source: Option<String>,
+        /// Store it as the named backup LABEL (`labels/LABEL/…`), which retention never removes.
+        #[arg(long)]
+        label: Option<String>,
     },
 }
 
@@ -121,7 +124,7 @@ pub async fn run(args: &CallArgs) -> Result<ExitCode, CallError> {
         CallCommand::Schedule { dry_run } => {
             (format!("{base}/schedule{}", if *dry_run { "?dry_run=true" } else { "" }), None)
         }
-        CallCommand::Export { database, date, source } => {
+        CallCommand::Export { database, date, source, label } => {
             let mut body = json!({
                 "project": database.project.as_str(),
                 "instance": database.instance.as_str(),
@@ -132,6 +135,9 @@ pub async fn run(args: &CallArgs) -> Result<ExitCode, CallError> {
             }
             if let Some(source) = source {
                 body["source"] = json!(source);
+            }
+            if let Some(label) = label {
+                body["label"] = json!(label);
             }
             (format!("{base}/export"), Some(body))
         }

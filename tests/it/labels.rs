@@ -144,3 +144,27 @@ async fn cli_exports_lists_and_restores_a_named_backup() {
     let (ok, _, err) = run(&["export", "--database", &database, "--label", "a/b"]);
     assert!(!ok && err.contains("label"), "{err}");
 }
+
+#[tokio::test]
+async fn call_export_with_a_label_asks_the_running_service_for_a_named_backup() {
+    let src = PgDb::create(&unique_name("lblcall"));
+    src.sql("CREATE TABLE t AS SELECT generate_series(1, 3) g");
+    let app = TestApp::spawn(&pg_source("pgsrc", &src.name)).await;
+    let database = format!("pgsrc/pg/{}", src.name);
+    let args = ["call", "export", "--database", &database, "--label", "pre-upgrade", "--url", &app.address];
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_data-backup"))
+        .args(args)
+        .env("DATA_BACKUP_AUTH__BEARER_TOKEN", "unused-by-this-service")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["status"], "exported", "{answer}");
+    let key = format!("labels/pre-upgrade/pgsrc/pg/{0}/{0}.dump.zst", src.name);
+    assert_eq!(answer["key"], key.as_str(), "{answer}");
+    assert!(app.store_files().contains(&key));
+}
