@@ -193,7 +193,7 @@ def main() -> None:
     p.add_argument("--db2", default="bench_dump_2x")
     p.add_argument("--work", default="/tmp/bench-dump")
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--level", type=int, default=3, help="zstd_level of the main comparison")
+    p.add_argument("--level", type=int, default=2, help="zstd_level of the main comparison (the default's)")
     p.add_argument("--threads", type=int, default=0, help="zstd_threads of the main comparison")
     p.add_argument("--sweep-levels", default="1,2,3,6")
     p.add_argument("--sweep-threads", default="0,1,2")
@@ -340,8 +340,8 @@ def render(res: dict, a) -> str:
     sampler = [r["sampler_cpu_s"] / r["wall_s"] for k in ("export_1x", "pg_dump_fc", "floor") for r in res[k]["runs"]]
     if nc:
         L.append("")
-        L.append("(export.row_counts, on by default, counts the rows of every table in the dump's snapshot before "
-                 "pg_dump starts; the row_counts = false line shows what that costs)")
+        L.append("(export.row_counts, on by default, counts the rows of every table in the dump's snapshot while "
+                 "pg_dump runs; the row_counts = false line shows what that costs)")
     L.append("")
     L.append(f"(the RSS/CPU sampler itself used {100 * median(sampler):.1f}% of one core while sampling, median)")
     if res["waited_for_quiet_s"] > 1 or res["redone"]:

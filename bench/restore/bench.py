@@ -177,9 +177,10 @@ class Bench:
         ]
         for name in ["pg_restore", "data-backup", "pg_restore -1", "pg_restore -j2"]:
             m = r[name]
-            # /proc's Name is the executable's first 15 bytes: match data-backup by prefix.
-            cpu = {("data-backup" if k.startswith("data-backup") else k): v for k, v in m["cpu_s"].items()}
-            hwm = {("data-backup" if k.startswith("data-backup") else k): v for k, v in m["hwm_kib"].items()}
+            # /proc's Name is the executable's first 15 bytes (BENCH_BIN may name a copy otherwise).
+            ours = os.path.basename(self.a.bin)[:15]
+            cpu = {("data-backup" if k == ours else k): v for k, v in m["cpu_s"].items()}
+            hwm = {("data-backup" if k == ours else k): v for k, v in m["hwm_kib"].items()}
             rss = f"{mib(hwm.get('data-backup', 0)):.1f}" if name == "data-backup" else "–"
             walls = ", ".join(f"{x['wall_s']:.1f}" for x in runs[name])
             lines.append(

@@ -176,7 +176,7 @@ kind = "postgres"
 url = "postgres://postgres@127.0.0.1:5432/"
 instance = "pg"
 [export]
-zstd_level = 3
+zstd_level = 2
 zstd_threads = 0
 """
     )
