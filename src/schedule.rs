@@ -192,7 +192,7 @@ pub async fn schedule(
     let run = &run_id;
     let enqueue = databases
         .filter_map(|db| {
-            // A database two sources (or two listings) name is planned and enqueued once.
+            // A database found twice (overlapping asset search scopes, say) is planned and enqueued once.
             let task = seen.insert(db.clone()).then(|| plan_one(&mut plan, exclusions, db, run_date, run));
             std::future::ready(task.flatten().filter(|_| !dry_run))
         })
