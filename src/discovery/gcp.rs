@@ -38,6 +38,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use google_cloud_asset_v1::client::AssetService;
 use google_cloud_auth::credentials::{Builder as AdcBuilder, Credentials, anonymous};
 use google_cloud_gax::error::Error as GaxError;
@@ -47,9 +49,6 @@ use google_cloud_resourcemanager_v3::client::{Folders, Projects};
 use google_cloud_sql_v1::client::{SqlDatabasesService, SqlInstancesService};
 use rand::Rng;
 use tokio::sync::{Mutex, OnceCell, Semaphore};
-
-use futures::StreamExt as _;
-use futures::stream::FuturesUnordered;
 
 use super::{ApiCalls, Discovery, DiscoveryError, DiscoveryReport, Found, Skipped};
 use crate::model::{DatabaseName, DatabaseRef, Engine, InstanceName, ProjectId, SourceName};
