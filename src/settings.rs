@@ -1270,7 +1270,7 @@ mod tests {
             ("[queue]\nworkers = 0", "`queue.workers`"),
             ("[queue]\nkind = \"carrier-pigeon\"", "queue.kind"),
             ("[[sources]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"mysql://h/\"", "`sources[0].url`"),
-            ("[[sources]]\nname = \"a/b\"\nkind = \"postgres\"\nurl = \"postgres://h/\"", "sources.0.name"),
+            ("[[sources]]\nname = \"\"\nkind = \"postgres\"\nurl = \"postgres://h/\"", "sources.0.name"),
             ("[exclude]\npatterns = [\"a[\"]", "`exclude.patterns[0]`"),
             ("[status]\nslo_hours = 0", "`status.slo_hours`"),
             ("[status]\nruns_days = 0", "`status.runs_days`"),
@@ -1286,7 +1286,7 @@ mod tests {
                 "`sources[0].url`",
             ),
             (
-                "[[sources]]\nname = \"g\"\nkind = \"gcp\"\nprojects = [\"p\"]\n[[sources]]\nname = \"a/b\"\nkind = \"postgres\"\nurl = \"postgres://h/\"",
+                "[[sources]]\nname = \"g\"\nkind = \"gcp\"\nprojects = [\"p\"]\n[[sources]]\nname = \"\"\nkind = \"postgres\"\nurl = \"postgres://h/\"",
                 "sources.1.name",
             ),
             ("[queue]\nkind = \"cloud_tasks\"\nqueue = \"q\"", "`queue.queue`"),

@@ -1,0 +1,83 @@
+//! Names are data: databases whose names hold spaces, accents, `=` or a leading `-` back up once,
+//! are found again by everything that lists the store, and restore with the stock tools; a name
+//! never changes what a command does.
+
+use serde_json::{Value, json};
+
+use crate::support::db::PgDb;
+use crate::support::{TestApp, pg_source, pg_url, unzstd};
+
+/// Days before today, as `YYYY-MM-DD`.
+fn days_ago(n: u64) -> String {
+    (chrono::Utc::now().date_naive() - chrono::Days::new(n)).to_string()
+}
+
+async fn get(app: &TestApp, path_and_query: &str) -> Value {
+    let r = app.client.get(format!("{}{path_and_query}", app.address)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path_and_query}");
+    r.json().await.unwrap()
+}
+
+/// Exports `database` of `source`/`instance` for two days (twice each), then checks that every
+/// reader of the store finds it: `/backups`, `/status`, `/verify`, `/prune`. Answers the newest
+/// export's answer.
+async fn export_and_find(app: &TestApp, source: &str, instance: &str, database: &str) -> Value {
+    let body = |date: &str| json!({"project": source, "instance": instance, "database": database, "run_date": date});
+    let mut newest = Value::Null;
+    for date in [days_ago(20), days_ago(1)] {
+        let (status, _, first) = app.post("/export", &body(&date)).await;
+        assert_eq!((status, first["status"].as_str()), (200, Some("exported")), "{first}");
+        let (status, _, again) = app.post("/export", &body(&date)).await;
+        assert_eq!((status, again["status"].as_str()), (200, Some("already_exported")), "{again}");
+        assert_eq!(again["manifest"]["sha256"], first["manifest"]["sha256"]);
+        newest = first;
+    }
+    let files = app.store_files();
+    assert!(!files.iter().any(|f| f.starts_with("leases/")), "every lease was found and given back: {files:?}");
+    assert!(!files.iter().any(|f| f.contains("%25")), "no key is encoded twice: {files:?}");
+
+    // Listed: a `/` in the query's path is typed `%2F`, anything else as it is.
+    let path = format!("{source}/{instance}/{database}");
+    let query: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+    let listed = get(app, &format!("/backups?database={query}")).await;
+    let dates: Vec<&str> =
+        listed["backups"].as_array().unwrap().iter().map(|b| b["run_date"].as_str().unwrap()).collect();
+    assert_eq!(dates, [days_ago(1), days_ago(20)], "{listed}");
+
+    // Shown by /status.
+    let status = get(app, "/status").await;
+    let rows: Vec<&Value> =
+        status["databases"].as_array().unwrap().iter().filter(|r| r["database"] == database).collect();
+    assert_eq!(rows.len(), 1, "{status}");
+    assert!(["ok", "unverified"].contains(&rows[0]["state"].as_str().unwrap()), "{status}");
+
+    // Verified by a restore drill.
+    let (code, _, record) =
+        app.post("/verify", &json!({"project": source, "instance": instance, "database": database})).await;
+    assert_eq!((code, record["result"].as_str()), (200, Some("ok")), "{record}");
+
+    // Pruned: the older day is past its class (daily: 9 days), the newest is kept.
+    let (code, _, plan) = app.post("/prune", &json!({"apply": true})).await;
+    assert_eq!(code, 200, "{plan}");
+    let deleted: Vec<&str> =
+        plan["deleted"].as_array().unwrap().iter().map(|e| e["run_date"].as_str().unwrap()).collect();
+    assert_eq!(deleted, [days_ago(20)], "{plan}");
+    let listed = get(app, &format!("/backups?database={query}")).await;
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+    newest
+}
+
+#[tokio::test]
+async fn a_postgres_database_called_cafe_app_backs_up_once_and_every_reader_finds_it() {
+    let src = PgDb::named(&format!("café app {:08x}", rand::random::<u32>()));
+    src.sql("CREATE TABLE t AS SELECT g AS n, md5(g::text) AS s FROM generate_series(1, 500) g");
+    let app = TestApp::spawn(&format!("{}[verify]\nurl = \"{}\"\n", pg_source("pgsrc", &src.name), pg_url())).await;
+
+    let answer = export_and_find(&app, "pgsrc", "pg", &src.name).await;
+
+    let key = answer["key"].as_str().unwrap();
+    assert!(key.contains(&format!("/{}/", src.name.replace(' ', "%20"))), "{key}");
+    let copy = PgDb::create("cafe_restored");
+    copy.restore(&unzstd(&app.store_dir.path().join(key)));
+    assert_eq!(copy.fingerprint(), src.fingerprint());
+}
