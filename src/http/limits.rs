@@ -151,8 +151,7 @@ mod tests {
 
     #[test]
     fn the_routes_that_do_the_work_get_the_long_time_limit() {
-        let http =
-            HttpSettings { request_timeout_secs: 30, long_request_timeout_secs: 3600, max_concurrent_requests: 8 };
+        let http = HttpSettings { request_timeout_secs: 30, long_request_timeout_secs: 3600, ..HttpSettings::default() };
         assert_eq!(timeout_for(&http, "/export").as_secs(), 3600);
         assert_eq!(timeout_for(&http, "/schedule").as_secs(), 3600);
         assert_eq!(timeout_for(&http, "/backups/{id}").as_secs(), 3600);

@@ -8,6 +8,7 @@ pub mod health;
 pub mod limits;
 pub mod prune;
 pub mod schedule;
+pub mod server;
 pub mod status;
 
 use axum::Router;
