@@ -291,7 +291,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let token = CancellationToken::new();
         let local = self.listener.local_addr()?;
-        let router = crate::http::router(self.state.clone());
+        let router = crate::http::router(self.state.clone(), local);
         tracing::info!(addr = %local, "listening");
         let limits = crate::http::server::ConnectionLimits::from_settings(&self.state.http);
         let server = tokio::spawn(crate::http::server::serve(self.listener, router, limits, token.clone()));
