@@ -11,6 +11,7 @@ mod cli;
 mod cloudsql;
 mod export;
 mod gcp;
+mod hardening;
 mod labels;
 mod names;
 mod openapi;
