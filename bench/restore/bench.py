@@ -178,9 +178,9 @@ class Bench:
         for name in ["pg_restore", "data-backup", "pg_restore -1", "pg_restore -j2"]:
             m = r[name]
             # /proc's Name is the executable's first 15 bytes (BENCH_BIN may name a copy otherwise).
-            ours = os.path.basename(self.a.bin)[:15]
-            cpu = {("data-backup" if k == ours else k): v for k, v in m["cpu_s"].items()}
-            hwm = {("data-backup" if k == ours else k): v for k, v in m["hwm_kib"].items()}
+            proc_name = os.path.basename(self.a.bin)[:15]
+            cpu = {("data-backup" if k == proc_name else k): v for k, v in m["cpu_s"].items()}
+            hwm = {("data-backup" if k == proc_name else k): v for k, v in m["hwm_kib"].items()}
             rss = f"{mib(hwm.get('data-backup', 0)):.1f}" if name == "data-backup" else "–"
             walls = ", ".join(f"{x['wall_s']:.1f}" for x in runs[name])
             lines.append(
