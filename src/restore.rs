@@ -1231,6 +1231,8 @@ mod pg {
             .env("PGHOST", &server.host)
             .env("PGPORT", server.port.to_string())
             .env("PGUSER", &server.user)
+            // Never `-d`: libpq expands a `-d` value holding `=` or starting with `postgres://` as
+            // a connection string; PGDATABASE is always just a name.
             .env("PGDATABASE", db)
             .env("PGAPPNAME", "data-backup restore")
             .env("PGCONNECT_TIMEOUT", "10");
@@ -1747,6 +1749,8 @@ mod my {
             .arg(format!("--host={}", server.host))
             .arg(format!("--port={}", server.port))
             .arg(format!("--user={}", server.user))
+            // After `--`, the schema is a name whatever it starts with, never an option.
+            .arg("--")
             .arg(side)
             .env_remove("MYSQL_PWD");
         if let Some(pw) = password_of(server, "MYSQL_PWD") {
