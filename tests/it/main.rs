@@ -12,6 +12,7 @@ mod cloudsql;
 mod export;
 mod gcp;
 mod labels;
+mod names;
 mod openapi;
 mod restore;
 mod retention;
