@@ -91,6 +91,11 @@ use crate::store::manifest::{DumpFormat, Manifest};
 use crate::store::{BackupStore, StoreError};
 use crate::verify::{VerificationRecord, VerificationSummary};
 
+mod definers;
+mod drill_account;
+
+pub use drill_account::{ACCOUNT_PREFIX, DrillAccount, SCRATCH_PREFIX};
+
 /// Copy buffer between the stages.
 const PUMP_BUF: usize = 256 * 1024;
 /// Longest PostgreSQL identifier (bytes).
@@ -485,6 +490,10 @@ pub struct RestoreOptions {
     pub terminate_connections: bool,
     /// PostgreSQL: keep the dump's owners and privileges (the roles must exist on the target).
     pub keep_owners: bool,
+    /// MySQL: remove the dump's `DEFINER=` clauses, so its views, routines, triggers and events
+    /// are defined by (and run as) the restoring account. Restore drills set it: they restore as
+    /// a throwaway account that may not name another definer.
+    pub strip_definers: bool,
     /// Print progress on stderr when it is a terminal.
     pub progress: bool,
 }
@@ -1468,7 +1477,10 @@ mod my {
             .ip_or_hostname(server.host.clone())
             .tcp_port(server.port)
             .user(Some(server.user.clone()))
-            .pass(password_of(server, "MYSQL_PWD").map(|p| p.expose_secret().to_owned()));
+            .pass(password_of(server, "MYSQL_PWD").map(|p| p.expose_secret().to_owned()))
+            // TCP, like the `mysql` client this module runs: the server sees both come from one
+            // host (a drill's account exists for exactly that host).
+            .prefer_socket(false);
         mysql_async::Conn::new(opts).await.map_err(|e| db_error(server, &e))
     }
 
@@ -1770,7 +1782,10 @@ mod my {
             bytes.extend_from_slice(b"\n;\n");
             Segment { label: Some(t.path.display().to_string()), bytes }
         }));
-        let fetch = open_dump(store, manifest, ids).await?;
+        let mut fetch = open_dump(store, manifest, ids).await?;
+        if options.strip_definers {
+            fetch.reader = Box::pin(definers::StripDefiners::new(fetch.reader));
+        }
         let progress =
             Progress::start(options.progress, fetch.read.clone(), manifest.bytes, format!("restoring {side}"));
         let r = run_load(
@@ -1851,32 +1866,6 @@ mod my {
             .map_err(|e| after("dropping the side schema", e))?;
         tracing::info!(db.name = %db, previous = ?old, "swapped the restored tables in");
         Ok(old)
-    }
-
-    /// Drops a schema; failures are logged.
-    pub(super) async fn drop_schema(server: &ServerUrl, schema: &str) {
-        match connect(server).await {
-            Ok(mut conn) => {
-                if let Err(e) = conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(schema))).await {
-                    tracing::warn!(db.name = %schema, error = %e, "could not drop a schema");
-                }
-                let _ = conn.disconnect().await;
-            }
-            Err(e) => tracing::warn!(db.name = %schema, error = %e, "could not drop a schema"),
-        }
-    }
-}
-
-/// Drops a scratch database (PostgreSQL) or schema (MySQL); failures are returned as text.
-pub async fn drop_scratch(target: &ServerUrl, database: &str) -> Result<(), String> {
-    if target.scheme == "postgres" {
-        let admin = pg::admin(target).await.map_err(|e| e.to_string())?;
-        pg::drop_database(&admin, database).await;
-        let still = pg::exists(&admin, target, database).await.map_err(|e| e.to_string())?;
-        if still { Err(format!("database `{database}` could not be dropped")) } else { Ok(()) }
-    } else {
-        my::drop_schema(target, database).await;
-        Ok(())
     }
 }
 
