@@ -38,9 +38,19 @@ async fn export_dump(app: &TestApp, source: &str, instance: &str, database: &str
     unzstd(&app.store_dir.path().join(&dumps[0]))
 }
 
+/// A file removed when the test ends, however it ends.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[tokio::test]
 async fn a_mariadb_schema_named_like_an_option_is_dumped_as_a_schema() {
     let file = format!("{}.txt", unique_name("x"));
+    let _written = RemovedOnDrop(file.clone().into());
     let result_file = MyDb { name: format!("--result-file={file}") };
     // Not unique: a longer name would not be the option. IF NOT EXISTS lets two runs meet.
     let all_databases = MyDb { name: "--all-databases".to_owned() };
@@ -61,9 +71,10 @@ async fn a_mariadb_schema_named_like_an_option_is_dumped_as_a_schema() {
         assert!(!dump.contains("global_priv"), "{}: no other schema in the dump", db.name);
         assert!(dump.contains("-- Dump completed"));
     }
-    let written = std::path::Path::new(&file).exists();
-    let _ = std::fs::remove_file(&file);
-    assert!(!written, "mariadb-dump took the schema name for --result-file and wrote {file}");
+    assert!(
+        !std::path::Path::new(&file).exists(),
+        "mariadb-dump took the schema name for --result-file and wrote {file}"
+    );
 }
 
 #[tokio::test]

@@ -244,11 +244,13 @@ async fn a_drill_runs_the_backups_code_without_the_verification_servers_privileg
     pg_admin(&format!("CREATE ROLE {victim} NOLOGIN"));
     let src = PgDb::create("ver_hostile");
     // A CHECK constraint runs its function for every restored row; it reaches for the restoring
-    // role's privileges only in a drill's scratch database (not here, at set-up).
+    // role's privileges only in a drill's scratch database (not here, at set-up), and once, so
+    // that with a superuser the restore would succeed and commit.
     src.sql(&format!(
         "CREATE FUNCTION public.escalate(n int) RETURNS boolean LANGUAGE plpgsql AS $$
          BEGIN
-           IF current_database() LIKE 'data_backup_verify%' THEN
+           IF current_database() LIKE 'data_backup_verify%'
+              AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{evil}') THEN
              EXECUTE 'ALTER ROLE {victim} SUPERUSER';
              EXECUTE 'CREATE ROLE {evil} SUPERUSER LOGIN';
            END IF;
