@@ -51,6 +51,11 @@
 //! dropped: never one that existed before it, or another restore's); if it fails after, nothing is
 //! dropped and the error says where each part is.
 //!
+//! **Whose privileges.** Restoring runs code the backup holds (PostgreSQL functions behind
+//! constraints, defaults and triggers; MySQL objects as their `DEFINER`) with the privileges of the
+//! account that restores: a `restore` uses the target URL's, as the operator chose; restore drills
+//! restore as a throwaway account that owns only their scratch database ([`DrillAccount`], ADR 0012).
+//!
 //! **Guards.** A target whose database name or host matches `restore.production_patterns` is
 //! refused without `--i-know-this-is-production`. Passwords come from the target URL (or
 //! `PGPASSWORD`/`MYSQL_PWD` when the URL has none) and reach the tools through their environment,
