@@ -9,8 +9,9 @@
 //! So a drill never restores as the configured account. [`DrillAccount::create`] connects with it
 //! and creates:
 //! - **PostgreSQL**: a role `data_backup_drill_<random>` with `LOGIN`, a random password valid for
-//!   one day, and none of `SUPERUSER`, `CREATEDB`, `CREATEROLE`, `REPLICATION`, `BYPASSRLS`; and the
-//!   scratch database `data_backup_verify_<same random>`, **owned by that role**.
+//!   a week (longer than any drill), and none of `SUPERUSER`, `CREATEDB`, `CREATEROLE`,
+//!   `REPLICATION`, `BYPASSRLS`; and the scratch database `data_backup_verify_<same random>`,
+//!   **owned by that role**.
 //! - **MySQL/MariaDB**: a user `data_backup_drill_<random>` (at the host the server sees this
 //!   service connect from) with a random password, granted `ALL` on the schemas named
 //!   `data_backup_verify_<same random>…` only (the scratch schema and the restore's side schema).
@@ -90,7 +91,7 @@ impl DrillAccount {
 
     async fn create_pg(&self, password: &str) -> Result<(), RestoreError> {
         let admin = pg::admin(&self.admin).await?;
-        let until = (Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let until = (Utc::now() + chrono::Duration::days(7)).to_rfc3339();
         let role = pg::ident(&self.account);
         let statements = [
             format!(
