@@ -290,11 +290,11 @@ impl Application {
     /// requests and exports the grace period, and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let token = CancellationToken::new();
-        let router = crate::http::router(self.state.clone());
-        tracing::info!(addr = %self.listener.local_addr()?, "listening");
-        let server = tokio::spawn(
-            axum::serve(self.listener, router).with_graceful_shutdown(token.clone().cancelled_owned()).into_future(),
-        );
+        let local = self.listener.local_addr()?;
+        let router = crate::http::router(self.state.clone(), local);
+        tracing::info!(addr = %local, "listening");
+        let limits = crate::http::server::ConnectionLimits::from_settings(&self.state.http);
+        let server = tokio::spawn(crate::http::server::serve(self.listener, router, limits, token.clone()));
         let timer = self.daily_at.map(|at| tokio::spawn(nightly(self.state.clone(), at, token.clone())));
         shutdown.await;
         tracing::info!(grace_secs = self.state.grace.as_secs(), "shutting down");
@@ -306,7 +306,7 @@ impl Application {
         let (_, served) = tokio::join!(self.state.local_queue.shutdown(grace), tokio::time::timeout(grace, server));
         self.state.metrics.shutdown();
         match served {
-            Ok(Ok(r)) => r,
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(std::io::Error::other(e)),
             Err(_) => {
                 tracing::warn!("grace period over: requests still running were abandoned");

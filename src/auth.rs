@@ -252,7 +252,7 @@ impl OidcVerifier {
         let key = match self.keys.key(&kid).await {
             Ok(key) => key,
             Err(KeyError::Unknown) => {
-                return Err(invalid(format!("the token's signing key `{kid}` is not among the current keys")));
+                return Err(invalid(format!("the token's signing key {kid:?} is not among the current keys")));
             }
             Err(KeyError::Unreachable(why)) => return Err((Rejection::Unavailable(why), Claimed::default())),
         };

@@ -59,6 +59,10 @@ pub enum Command {
         /// exporting the same label again does nothing.
         #[arg(long)]
         label: Option<String>,
+        /// Export even when the database lies outside what the service is configured to back up
+        /// (an `[exclude]` pattern, the source's `databases` globs, a `gcp` source's folders and projects).
+        #[arg(long)]
+        ignore_scope: bool,
     },
     /// Check what would make tonight's Cloud SQL exports fail (bucket access of every instance's
     /// service account, the queue's retries, lifecycle rules): one line per problem with its fix;
@@ -266,13 +270,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state.local_queue.shutdown(state.grace).await;
             Ok(if summary.errors.is_empty() && missing == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Export { database, date, source, label } => {
+        Command::Export { database, date, source, label, ignore_scope } => {
             let label = label.map(crate::model::Label::parse).transpose()?;
             let state = AppState::build(&settings).await?;
             let source = source.map(SourceName::parse).transpose()?;
             let src = state.service.source_for(source.as_ref(), &database.project, &database.instance)?;
             let run_date = date.as_deref().map(RunDate::parse).transpose()?.unwrap_or_else(RunDate::today);
             let task = ExportTask { db: src.database(database.database), run_date, run_id: RunId::manual() };
+            if !ignore_scope {
+                state.service.check_scope(src, &task.db, &state.exclusions).await?;
+            }
             let store = match label {
                 Some(label) => state.service.store.with_label(label),
                 None => state.service.store.clone(),

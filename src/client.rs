@@ -61,6 +61,9 @@ pub enum CallCommand {
         /// Store it as the named backup LABEL (`labels/LABEL/…`), which retention never removes.
         #[arg(long)]
         label: Option<String>,
+        /// Export even when the database lies outside what the service is configured to back up.
+        #[arg(long)]
+        ignore_scope: bool,
     },
 }
 
@@ -124,7 +127,7 @@ pub async fn run(args: &CallArgs) -> Result<ExitCode, CallError> {
         CallCommand::Schedule { dry_run } => {
             (format!("{base}/schedule{}", if *dry_run { "?dry_run=true" } else { "" }), None)
         }
-        CallCommand::Export { database, date, source, label } => {
+        CallCommand::Export { database, date, source, label, ignore_scope } => {
             let mut body = json!({
                 "project": database.project.as_str(),
                 "instance": database.instance.as_str(),
@@ -138,6 +141,9 @@ pub async fn run(args: &CallArgs) -> Result<ExitCode, CallError> {
             }
             if let Some(label) = label {
                 body["label"] = json!(label);
+            }
+            if *ignore_scope {
+                body["ignore_scope"] = json!(true);
             }
             (format!("{base}/export"), Some(body))
         }

@@ -1,8 +1,10 @@
 //! The domain's nouns: validated names, [`DatabaseRef`], [`RunDate`] and [`ExportTask`].
 //!
 //! Every value here is parsed once at the edge (HTTP body, CLI argument, discovery result) and is
-//! valid from then on: a name can never contain a path separator, `..`, `%`, a control character, or
-//! exceed 255 bytes, so no object key built from it can leave its prefix.
+//! valid from then on. Names are data: a database may be called anything its engine allows (any
+//! Unicode but NUL, `%`, `/`, quotes, spaces, a leading `-`), and each name is accepted as it is. What
+//! keeps such a name inside its prefix is its encoding as a key segment ([`key_segment`]), which is
+//! reversible, so every name survives the round trip through every bucket backend.
 
 use std::fmt;
 
@@ -27,27 +29,74 @@ impl InvalidField {
     }
 }
 
-/// Longest name accepted, in bytes.
-pub const MAX_NAME_BYTES: usize = 255;
+/// Longest name accepted, in bytes of its object-key segment (see [`key_segment`]): a dump's file
+/// name is the segment plus at most 16 bytes (`.manifest.json`, `.sql.zst.age`) plus the local
+/// store's staging suffix, and a file name may not exceed 255 bytes (`NAME_MAX`). Every PostgreSQL
+/// name (63 bytes) and every MySQL/MariaDB name (64 characters of the BMP) fits.
+pub const MAX_SEGMENT_BYTES: usize = 200;
+
+/// Longest label accepted, in bytes.
+pub const MAX_LABEL_BYTES: usize = 128;
+
+/// Bytes kept as they are in a key segment: ASCII letters, digits, `.`, `_`, `-`.
+fn plain_ascii(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// A character kept as it is in a key segment besides [`plain_ascii`]: any non-ASCII character
+/// that every backend stores and lists as it is (not a control character, and not U+FFFE/U+FFFF,
+/// which XML listings of S3 and Azure cannot carry).
+fn plain_unicode(c: char) -> bool {
+    !c.is_ascii() && !c.is_control() && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
+}
+
+/// A name as one segment of an object key: every ASCII character but letters, digits, `.`, `_`
+/// and `-`, every control character and U+FFFE/U+FFFF are percent-encoded (`%` itself as `%25`, `/`
+/// as `%2F`), other Unicode is kept as UTF-8, and a trailing `.` becomes `%2E` (Azure Blob Storage
+/// drops a segment's trailing dots). So a segment never holds `/`, is never `.` or `..`, and
+/// [`from_key_segment`] gives the name back.
+#[must_use]
+pub fn key_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let last = name.len().saturating_sub(1);
+    for (i, c) in name.char_indices() {
+        let trailing_dot = c == '.' && i == last;
+        if !trailing_dot && ((c.is_ascii() && plain_ascii(c as u8)) || plain_unicode(c)) {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// The name a key segment was built from by [`key_segment`]; `None` for a segment [`key_segment`]
+/// would not have written (so each name has exactly one key, and each key one name).
+#[must_use]
+pub fn from_key_segment(segment: &str) -> Option<String> {
+    let name = percent_encoding::percent_decode_str(segment).decode_utf8().ok()?.into_owned();
+    (key_segment(&name) == segment).then_some(name)
+}
 
 fn check_name(field: &'static str, value: &str) -> Result<(), InvalidField> {
     if value.is_empty() {
         return Err(InvalidField::new(field, "must not be empty"));
     }
-    if value.len() > MAX_NAME_BYTES {
-        return Err(InvalidField::new(field, format!("longer than {MAX_NAME_BYTES} bytes")));
+    if value.contains('\0') {
+        return Err(InvalidField::new(field, "contains a NUL character"));
     }
-    if value == "." || value == ".." {
-        return Err(InvalidField::new(field, "must not be `.` or `..`"));
-    }
-    if let Some(c) = value.chars().find(|c| c.is_control() || matches!(c, '/' | '\\' | '%')) {
+    let segment = key_segment(value).len();
+    if segment > MAX_SEGMENT_BYTES {
         return Err(InvalidField::new(
             field,
-            format!("contains the forbidden character {c:?} (no `/`, `\\`, `%` or control characters)"),
+            format!("too long to be stored: {segment} bytes in an object key (at most {MAX_SEGMENT_BYTES})"),
         ));
     }
-    if value.trim() != value {
-        return Err(InvalidField::new(field, "has leading or trailing whitespace"));
+    if field == "label" && value.len() > MAX_LABEL_BYTES {
+        return Err(InvalidField::new(field, format!("longer than {MAX_LABEL_BYTES} bytes")));
     }
     Ok(())
 }
@@ -157,10 +206,16 @@ pub struct DatabaseRef {
 }
 
 impl DatabaseRef {
-    /// `project/instance/database`, the path exclusion globs match against.
+    /// `project/instance/database`, the path exclusion globs match against (a `/` inside a name is
+    /// written `%2F`, see [`glob_form`], so it cannot pass for a separator).
     #[must_use]
     pub fn path(&self) -> String {
-        format!("{}/{}/{}", self.project, self.instance, self.database)
+        format!(
+            "{}/{}/{}",
+            glob_form(self.project.as_str()),
+            glob_form(self.instance.as_str()),
+            glob_form(self.database.as_str())
+        )
     }
 }
 
@@ -170,7 +225,15 @@ impl fmt::Display for DatabaseRef {
     }
 }
 
-/// `PROJECT/INSTANCE/DATABASE` as typed on a command line.
+/// A name as globs see it: a `/` inside it is written `%2F`, so `*` (which never crosses `/`) and
+/// segment counts keep their meaning whatever a name holds.
+#[must_use]
+pub fn glob_form(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains('/') { name.replace('/', "%2F").into() } else { name.into() }
+}
+
+/// `PROJECT/INSTANCE/DATABASE` as typed on a command line. Each segment is percent-decoded, as in
+/// object keys: a `/` inside a name is typed `%2F`, a `%` followed by two hex digits `%25`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatabasePath {
     /// Project (or self-hosted source name).
@@ -189,10 +252,16 @@ impl std::str::FromStr for DatabasePath {
         let [project, instance, database] = parts.as_slice() else {
             return Err(InvalidField::new("database", "expected PROJECT/INSTANCE/DATABASE"));
         };
+        let decode = |field: &'static str, s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|_| InvalidField::new(field, "percent-decodes to something that is not UTF-8"))
+        };
         Ok(Self {
-            project: ProjectId::parse(*project)?,
-            instance: InstanceName::parse(*instance)?,
-            database: DatabaseName::parse(*database)?,
+            project: ProjectId::parse(decode("project", project)?)?,
+            instance: InstanceName::parse(decode("instance", instance)?)?,
+            database: DatabaseName::parse(decode("database", database)?)?,
         })
     }
 }
@@ -203,7 +272,7 @@ impl std::str::FromStr for DatabasePath {
 pub struct RunDate(NaiveDate);
 
 impl RunDate {
-    /// Parses `YYYY-MM-DD`, refusing days after today (UTC).
+    /// Parses `YYYY-MM-DD`, refusing days after today (UTC) and before 2000.
     pub fn parse(value: &str) -> Result<Self, InvalidField> {
         let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
             .ok()
@@ -211,6 +280,9 @@ impl RunDate {
             .ok_or_else(|| InvalidField::new("run_date", format!("{value:?} is not a date of the form YYYY-MM-DD")))?;
         if date > Utc::now().date_naive() {
             return Err(InvalidField::new("run_date", format!("{value} lies in the future")));
+        }
+        if date < NaiveDate::from_ymd_opt(2000, 1, 1).expect("a date") {
+            return Err(InvalidField::new("run_date", format!("{value} lies before 2000")));
         }
         Ok(Self(date))
     }
@@ -341,13 +413,71 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_refuse_what_could_leave_a_prefix() {
-        for bad in ["", ".", "..", "a/b", "a\\b", "a%2Fb", "a\0b", "a\nb", " a", &"x".repeat(256)] {
+    fn names_are_data_and_only_what_cannot_be_stored_is_refused() {
+        for bad in ["", "a\0b", &"x".repeat(MAX_SEGMENT_BYTES + 1), &" ".repeat(67)] {
             assert!(DatabaseName::parse(bad).is_err(), "{bad:?} was accepted");
         }
-        for good in ["app", "my-db_1.v2", "données", "x".repeat(255).as_str()] {
+        let longest_mysql = "é".repeat(64);
+        let longest_postgres = "%".repeat(63);
+        for good in [
+            "app",
+            "my-db_1.v2",
+            "données",
+            "café app",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "50%",
+            "a%2Fb",
+            "a\nb",
+            " a ",
+            "--result-file=x.txt",
+            "'; DROP DATABASE x; --",
+            "🦀",
+            "e\u{301}",
+            &longest_mysql,
+            &longest_postgres,
+        ] {
             assert!(DatabaseName::parse(good).is_ok(), "{good:?} was refused");
         }
+        assert!(Label::parse("x".repeat(MAX_LABEL_BYTES)).is_ok());
+        assert!(Label::parse("x".repeat(MAX_LABEL_BYTES + 1)).unwrap_err().reason.contains("128"));
+    }
+
+    #[test]
+    fn a_key_segment_never_holds_a_separator_and_gives_its_name_back() {
+        for (name, segment) in [
+            ("app", "app"),
+            ("café app", "café%20app"),
+            ("50%", "50%25"),
+            ("a/b", "a%2Fb"),
+            (".", "%2E"),
+            ("..", ".%2E"),
+            ("..a", "..a"),
+            ("a.", "a%2E"),
+            ("a\nb", "a%0Ab"),
+            ("\u{85}", "%C2%85"),
+            ("\u{FFFF}", "%EF%BF%BF"),
+            ("-x", "-x"),
+        ] {
+            assert_eq!(key_segment(name), segment, "{name:?}");
+            assert_eq!(from_key_segment(segment).as_deref(), Some(name), "{segment:?}");
+        }
+        // One key per name: another spelling of the same name is not a key this service wrote.
+        for foreign in ["caf%C3%A9", "%61pp", "a%2fb", "a b", "%zz", "%FF"] {
+            assert_eq!(from_key_segment(foreign), None, "{foreign:?}");
+        }
+    }
+
+    #[test]
+    fn a_typed_path_is_percent_decoded_and_globs_see_slashes_encoded() {
+        let path: DatabasePath = "p/i/a%2Fb%20c".parse().unwrap();
+        assert_eq!(path.database.as_str(), "a/b c");
+        let path: DatabasePath = "p/i/50%".parse().unwrap();
+        assert_eq!(path.database.as_str(), "50%");
+        assert!("p/i".parse::<DatabasePath>().is_err());
+        assert_eq!(glob_form("a/b"), "a%2Fb");
     }
 
     #[test]
@@ -356,6 +486,7 @@ mod tests {
         assert!(RunDate::parse("2026-1-5").is_err());
         assert!(RunDate::parse("yesterday").is_err());
         assert!(RunDate::parse("9999-01-01").unwrap_err().reason.contains("future"));
+        assert!(RunDate::parse("1999-12-31").unwrap_err().reason.contains("2000"));
         assert_eq!(RunDate::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
     }
 

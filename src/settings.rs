@@ -979,7 +979,10 @@ fn check_email(email: &str) -> Result<(), String> {
 }
 
 /// `[http]`: limits of the HTTP service. Requests beyond `max_concurrent_requests` are answered 503
-/// with `Retry-After` at once (not queued); `/healthz` is not counted.
+/// with `Retry-After` at once (not queued); `/healthz` is not counted. Connections beyond
+/// `max_connections` are closed as soon as they are accepted, and a connection that has not sent a
+/// request's complete headers within `header_read_timeout_secs` (an idle keep-alive connection
+/// included) is closed, so slow or half-open clients cannot hold file descriptors.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
@@ -991,11 +994,21 @@ pub struct HttpSettings {
     pub long_request_timeout_secs: u64,
     /// Requests served at once (protected routes together).
     pub max_concurrent_requests: usize,
+    /// Longest wait, in seconds, for a request's headers once a connection is open or idle.
+    pub header_read_timeout_secs: u64,
+    /// Open connections at once; more are closed at once, until some close.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { request_timeout_secs: 30, long_request_timeout_secs: 3600, max_concurrent_requests: 64 }
+        Self {
+            request_timeout_secs: 30,
+            long_request_timeout_secs: 3600,
+            max_concurrent_requests: 64,
+            header_read_timeout_secs: 10,
+            max_connections: 1024,
+        }
     }
 }
 
@@ -1146,6 +1159,13 @@ impl Settings {
         if self.http.max_concurrent_requests == 0 {
             return Err(SettingsError::new("http.max_concurrent_requests", "must be at least 1"));
         }
+        if self.http.header_read_timeout_secs == 0 {
+            return Err(SettingsError::new("http.header_read_timeout_secs", "must be at least 1 second"));
+        }
+        if self.http.max_connections < 2 {
+            // One for a liveness probe, one for the caller.
+            return Err(SettingsError::new("http.max_connections", "must be at least 2"));
+        }
         self.validate_export_wait()?;
         if self.retention.lock != RetentionLock::Off && !self.store.url.starts_with("gs://") {
             return Err(SettingsError::new(
@@ -1274,9 +1294,11 @@ mod tests {
             ("[queue]\nworkers = 0", "`queue.workers`"),
             ("[queue]\nkind = \"carrier-pigeon\"", "queue.kind"),
             ("[[sources]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"mysql://h/\"", "`sources[0].url`"),
-            ("[[sources]]\nname = \"a/b\"\nkind = \"postgres\"\nurl = \"postgres://h/\"", "sources.0.name"),
+            ("[[sources]]\nname = \"\"\nkind = \"postgres\"\nurl = \"postgres://h/\"", "sources.0.name"),
             ("[exclude]\npatterns = [\"a[\"]", "`exclude.patterns[0]`"),
             ("[status]\nslo_hours = 0", "`status.slo_hours`"),
+            ("[http]\nheader_read_timeout_secs = 0", "`http.header_read_timeout_secs`"),
+            ("[http]\nmax_connections = 1", "`http.max_connections`"),
             ("[status]\nruns_days = 0", "`status.runs_days`"),
             ("bind = \"0.0.0.0:8080\"", "no authentication is configured"),
             ("[[sources]]\nname = \"g\"\nkind = \"gcp\"", "`sources[0].folders`"),
@@ -1290,7 +1312,7 @@ mod tests {
                 "`sources[0].url`",
             ),
             (
-                "[[sources]]\nname = \"g\"\nkind = \"gcp\"\nprojects = [\"p\"]\n[[sources]]\nname = \"a/b\"\nkind = \"postgres\"\nurl = \"postgres://h/\"",
+                "[[sources]]\nname = \"g\"\nkind = \"gcp\"\nprojects = [\"p\"]\n[[sources]]\nname = \"\"\nkind = \"postgres\"\nurl = \"postgres://h/\"",
                 "sources.1.name",
             ),
             ("[queue]\nkind = \"cloud_tasks\"\nqueue = \"q\"", "`queue.queue`"),

@@ -2,7 +2,11 @@
 //!
 //! Logs: human-readable on a terminal, JSON in Cloud Logging's structured shape ([`CloudLogging`])
 //! when `DATA_BACKUP_LOG_FORMAT=json` or on Cloud Run (`K_SERVICE` set). Level from `RUST_LOG`
-//! (default `info`).
+//! (default `info`). One event is one line in both: JSON escapes its strings, and the text format
+//! ([`text_fields`]) escapes every control character of every field and message, so a value that
+//! came from a caller (a token's `kid`, a `Host`, a database name) cannot forge a line or send a
+//! terminal escape sequence (tracing-subscriber's own text format prints a `%` field or the
+//! message as is, newlines included).
 //!
 //! Traces: `tracing` spans (`request`, `schedule`, `discovery`, `enqueue`, `export`, `upload`)
 //! become OpenTelemetry spans, exported over OTLP (HTTP/protobuf) only when
@@ -56,7 +60,7 @@ pub fn init() {
             .event_format(CloudLogging::from_env())
             .boxed()
     } else {
-        fmt.boxed()
+        fmt.fmt_fields(text_fields()).boxed()
     };
     let otel = otlp_tracer_provider().map(|provider| {
         let tracer = provider.tracer("data-backup");
@@ -64,6 +68,39 @@ pub fn init() {
         tracing_opentelemetry::layer().with_tracer(tracer)
     });
     let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+}
+
+/// The fields of the human-readable format: the message, then `name=value` pairs, with every
+/// control character (newline, carriage return, escape, C1 codes) and line or paragraph separator
+/// written as its Rust escape (`\n`, `\u{1b}`).
+#[must_use]
+pub fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let value = format!("{value:?}");
+        let value = escape_controls(&value);
+        if field.name() == "message" { write!(writer, "{value}") } else { write!(writer, "{}={value}", field.name()) }
+    })
+    .delimited(" ")
+}
+
+/// `text` with its control characters and line separators escaped (`\n`, `\u{1b}`), everything
+/// else as is.
+#[must_use]
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let escaped = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(escaped) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Exports the spans still buffered (call before the process exits).
@@ -319,6 +356,30 @@ mod tests {
         assert_eq!(labels["cloudtasks.retry_count"], "3");
         assert_eq!(lines[1]["severity"], "WARNING");
         assert_eq!(lines[1]["cloudtasks.retry_count"], 3, "span fields reach every line: {text}");
+    }
+
+    #[test]
+    fn text_lines_cannot_be_forged_by_a_value() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .fmt_fields(text_fields()),
+        );
+        let kid = "k1\nERROR forged line\u{1b}[31m";
+        tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!("request", url.path = %"/x\r\ny");
+            let _r = request.enter();
+            tracing::warn!(reason = %format!("the token's signing key `{kid}` is unknown"), caller.sub = kid, "caller rejected: {kid}");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("caller rejected: k1\\nERROR forged line\\u{1b}[31m"), "{text}");
+        assert!(text.contains("reason=the token's signing key `k1\\nERROR"), "{text}");
+        assert!(text.contains("url.path=/x\\r\\ny"), "{text}");
     }
 
     #[test]

@@ -480,6 +480,18 @@ impl Run {
 }
 
 impl GcpDiscovery {
+    /// Why `db`'s project is outside this source, naming its ancestors as far as they were seen.
+    fn outside(&self, db: &DatabaseRef, ancestors: &[String]) -> String {
+        let mut why = format!(
+            "project `{}` is neither one of source `{}`'s `projects` nor under its `folders`",
+            db.project, self.source.name
+        );
+        if !ancestors.is_empty() {
+            why.push_str(&format!(" (its ancestors: {})", ancestors.join(" → ")));
+        }
+        why
+    }
+
     /// A discovery over `source`; clients are built on first use, sharing `apis`' limits.
     #[must_use]
     pub fn new(source: GcpSourceSettings, gcp: GcpSettings, apis: Arc<GcpApis>) -> Self {
@@ -919,6 +931,57 @@ impl Discovery for GcpDiscovery {
     /// Cloud SQL exports report a missing database themselves: always true here.
     async fn exists(&self, _database: &DatabaseName) -> Result<bool, DiscoveryError> {
         Ok(true)
+    }
+
+    /// In scope when the project is one of `projects`, or has one of `folders` among its ancestors
+    /// (Resource Manager `projects.get`, then `folders.get` up to the organization).
+    async fn out_of_scope(&self, db: &DatabaseRef) -> Result<Option<String>, DiscoveryError> {
+        if self.source.projects.contains(&db.project) {
+            return Ok(None);
+        }
+        let folders = self.source.folder_names();
+        let fail = |e: CallError| {
+            let (source_name, message) =
+                (self.source.name.to_string(), format!("ancestry of project `{}`: {e}", db.project));
+            match e {
+                CallError::Failed(_) => DiscoveryError::Unavailable { source_name, message },
+                _ => DiscoveryError::Refused { source_name, message },
+            }
+        };
+        if folders.is_empty() {
+            return Ok(Some(self.outside(db, &[])));
+        }
+        let c = self.clients().await?;
+        let name = format!("projects/{}", db.project);
+        let project = match self
+            .call(&self.apis.resource_manager, "projects.get", || c.projects.get_project().set_name(&name).send())
+            .await
+        {
+            Ok(project) => project,
+            Err(CallError::NotFound(_) | CallError::Denied(_)) => return Ok(Some(self.outside(db, &[]))),
+            Err(e) => return Err(fail(e)),
+        };
+        let mut chain = Vec::new();
+        let mut parent = project.parent;
+        // Folders nest at most 10 deep under an organization; the bound only guards a cycle.
+        while parent.starts_with("folders/") && chain.len() < 16 {
+            if folders.contains(&parent) {
+                return Ok(None);
+            }
+            chain.push(parent.clone());
+            let folder = match self
+                .call(&self.apis.resource_manager, "folders.get", || c.folders.get_folder().set_name(&parent).send())
+                .await
+            {
+                Ok(folder) => folder,
+                // A folder above the caller's reach: none of the configured folders is above it.
+                Err(CallError::Denied(_)) => break,
+                Err(e) => return Err(fail(e)),
+            };
+            parent = folder.parent;
+        }
+        chain.push(parent);
+        Ok(Some(self.outside(db, &chain)))
     }
 }
 

@@ -123,6 +123,13 @@ pub trait Discovery: Send + Sync {
     }
     /// Whether `database` exists right now (exports check it before dumping).
     async fn exists(&self, database: &DatabaseName) -> Result<bool, DiscoveryError>;
+    /// Why `db` lies outside what this source is configured to back up (`None`: inside), in words
+    /// that name the rule. An export asked for by hand checks it, so an operator's call cannot reach
+    /// a database the nightly run would never back up.
+    async fn out_of_scope(&self, db: &DatabaseRef) -> Result<Option<String>, DiscoveryError> {
+        let _ = db;
+        Ok(None)
+    }
 }
 
 /// Compiles an exclusion glob over `project/instance/database`; `*` does not cross `/`.

@@ -46,13 +46,21 @@ pub fn mysql_opts(source: &SourceSettings) -> Result<mysql_async::Opts, String> 
         .into())
 }
 
-fn db_ref(source: &SourceSettings, engine: Engine, name: &str) -> Option<DatabaseRef> {
-    if let Some(globs) = &source.databases
-        && !globs.iter().any(|g| super::compile_glob(g).is_ok_and(|m| m.is_match(name)))
-    {
+/// Why the source's `databases` globs leave `name` out, if they do.
+fn outside_globs(source: &SourceSettings, name: &str) -> Option<String> {
+    let globs = source.databases.as_ref()?;
+    let form: &str = &crate::model::glob_form(name);
+    if globs.iter().any(|g| super::compile_glob(g).is_ok_and(|m| m.is_match(form))) {
         return None;
     }
-    // A database whose name cannot be a key segment (`/`, control characters…) is skipped with a
+    Some(format!("`{name}` matches none of source `{}`'s `databases` globs {globs:?}", source.name))
+}
+
+fn db_ref(source: &SourceSettings, engine: Engine, name: &str) -> Option<DatabaseRef> {
+    if outside_globs(source, name).is_some() {
+        return None;
+    }
+    // A database whose name cannot be stored (NUL, or too long for an object key) is skipped with a
     // warning rather than failing the whole source.
     match DatabaseName::parse(name) {
         Ok(database) => Some(DatabaseRef {
@@ -137,6 +145,10 @@ impl Discovery for PostgresServer {
         Ok(rows.into_iter().filter_map(|r| db_ref(&self.source, Engine::Postgres, r.get::<_, &str>(0))).collect())
     }
 
+    async fn out_of_scope(&self, db: &DatabaseRef) -> Result<Option<String>, DiscoveryError> {
+        Ok(outside_globs(&self.source, db.database.as_str()))
+    }
+
     async fn exists(&self, database: &DatabaseName) -> Result<bool, DiscoveryError> {
         let rows =
             self.query("SELECT 1 FROM pg_database WHERE datname = $1 AND datallowconn", &[&database.as_str()]).await?;
@@ -187,6 +199,10 @@ impl Discovery for MysqlServer {
 
     async fn discover(&self) -> Result<Vec<DatabaseRef>, DiscoveryError> {
         Ok(self.schemas().await?.into_iter().filter_map(|n| db_ref(&self.source, Engine::Mysql, &n)).collect())
+    }
+
+    async fn out_of_scope(&self, db: &DatabaseRef) -> Result<Option<String>, DiscoveryError> {
+        Ok(outside_globs(&self.source, db.database.as_str()))
     }
 
     async fn exists(&self, database: &DatabaseName) -> Result<bool, DiscoveryError> {

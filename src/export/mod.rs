@@ -406,6 +406,46 @@ pub struct ExportService {
     pub retention_lock: Option<(Arc<crate::retention::RetentionPolicy>, bool)>,
 }
 
+/// An export asked for by hand that lies outside what the service is configured to back up.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    /// An exclusion pattern, the source's `databases` globs or (gcp) its folders and projects leave
+    /// the database out; `field` is the request field that points outside.
+    #[error("{why}; to export it anyway, ask with `ignore_scope`")]
+    Outside {
+        /// `database` or `project`.
+        field: &'static str,
+        /// The rule, in words.
+        why: String,
+    },
+    /// The source could not tell (its API or server failed).
+    #[error(transparent)]
+    Unknown(#[from] crate::discovery::DiscoveryError),
+}
+
+impl ExportService {
+    /// Whether `db` lies inside what the service backs up: not excluded by a pattern, inside its
+    /// source's `databases` globs, and (gcp) in one of its projects or under one of its folders.
+    /// Exports asked for by hand check it; the tasks of `/schedule` are in scope by construction.
+    pub async fn check_scope(
+        &self,
+        source: &Source,
+        db: &DatabaseRef,
+        exclusions: &crate::discovery::Exclusions,
+    ) -> Result<(), ScopeError> {
+        if let Some(pattern) = exclusions.excluded_by(db) {
+            let why = format!("`{db}` is excluded by the pattern `{pattern}` of `[exclude] patterns`");
+            return Err(ScopeError::Outside { field: "database", why });
+        }
+        match source.discovery.out_of_scope(db).await? {
+            Some(why) => {
+                Err(ScopeError::Outside { field: if source.any_instance { "project" } else { "database" }, why })
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// A request names no configured source.
 #[derive(Debug, thiserror::Error)]
 pub enum UnknownSource {

@@ -1,10 +1,15 @@
 //! `ApiError`: the only place domain outcomes become status codes and RFC 9457 problem documents.
+//! [`problem_documents`] turns every other error answer (axum's own rejections: unknown route,
+//! method not allowed, body too large, unreadable query) into one as well, so every 4xx and 5xx
+//! the service gives is `application/problem+json`.
 
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::Request;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -51,6 +56,16 @@ pub enum ApiError {
     NotFound(String),
     /// A permanent failure the caller cannot fix by retrying.
     Unprocessable(String),
+    /// No route answers this path (404).
+    NoRoute(String),
+    /// The route does not take this method (405, with `Allow`).
+    MethodNotAllowed(String),
+    /// The request body's content type is not one the route takes (415).
+    UnsupportedMediaType(String),
+    /// The request names a host this service does not answer to (421).
+    MisdirectedRequest(String),
+    /// Any other error answer, kept with its status.
+    Status { status: StatusCode, detail: String },
 }
 
 impl ApiError {
@@ -71,6 +86,41 @@ impl ApiError {
             Self::Unprocessable(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "export-failed", "The export failed permanently")
             }
+            Self::NoRoute(_) => (StatusCode::NOT_FOUND, "no-route", "No such route"),
+            Self::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "The route does not take this method")
+            }
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The request body has a content type the route does not take",
+            ),
+            Self::MisdirectedRequest(_) => {
+                (StatusCode::MISDIRECTED_REQUEST, "misdirected-request", "The request names another host")
+            }
+            Self::Status { status, .. } => {
+                (*status, "http-error", status.canonical_reason().unwrap_or("The request failed"))
+            }
+        }
+    }
+
+    /// What went wrong in this case (the problem document's `detail`).
+    #[must_use]
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Invalid(f) => &f.reason,
+            Self::TooLarge => "the body is over the 64 KiB limit",
+            Self::Conflict { detail, .. } | Self::Unavailable { detail, .. } | Self::Status { detail, .. } => detail,
+            Self::BadRequest(d)
+            | Self::Unauthorized(d)
+            | Self::InvalidToken(d)
+            | Self::Forbidden(d)
+            | Self::NotFound(d)
+            | Self::Unprocessable(d)
+            | Self::NoRoute(d)
+            | Self::MethodNotAllowed(d)
+            | Self::UnsupportedMediaType(d)
+            | Self::MisdirectedRequest(d) => d,
         }
     }
 }
@@ -85,18 +135,11 @@ impl IntoResponse for ApiError {
             Self::Forbidden(_) => Some("Bearer realm=\"data-backup\", error=\"insufficient_scope\""),
             _ => None,
         };
-        let (detail, field, retry_after) = match self {
-            Self::Invalid(f) => (f.reason.clone(), Some(f.field.to_owned()), None),
-            Self::TooLarge => ("the body is over the 64 KiB limit".to_owned(), None, None),
-            Self::Conflict { detail, retry_after } | Self::Unavailable { detail, retry_after } => {
-                (detail, None, Some(retry_after))
-            }
-            Self::BadRequest(d)
-            | Self::Unauthorized(d)
-            | Self::InvalidToken(d)
-            | Self::Forbidden(d)
-            | Self::NotFound(d)
-            | Self::Unprocessable(d) => (d, None, None),
+        let detail = self.detail().to_owned();
+        let (field, retry_after) = match &self {
+            Self::Invalid(f) => (Some(f.field.to_owned()), None),
+            Self::Conflict { retry_after, .. } | Self::Unavailable { retry_after, .. } => (None, Some(*retry_after)),
+            _ => (None, None),
         };
         let problem = Problem {
             kind: format!("urn:data-backup:problem:{slug}"),
@@ -135,6 +178,58 @@ impl From<JsonRejection> for ApiError {
             other => Self::BadRequest(other.body_text()),
         }
     }
+}
+
+/// Largest body of an error answer read to become a problem document's `detail` (axum's
+/// rejections are one line).
+const PLAIN_ERROR_LIMIT: usize = 4096;
+
+fn is_problem(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"))
+}
+
+/// Middleware: an error answer (4xx, 5xx) that is not a problem document already (axum's 404,
+/// 405, 413, query and path rejections) becomes one with the same status; its text becomes the
+/// `detail`, and its other headers (`Allow`, `Retry-After`, `WWW-Authenticate`) are kept.
+pub async fn problem_documents(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_problem(response.headers()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, PLAIN_ERROR_LIMIT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
+        StatusCode::NOT_FOUND if text.is_empty() => {
+            ApiError::NoRoute(format!("no route answers {method} {}", path.escape_debug()))
+        }
+        StatusCode::NOT_FOUND => ApiError::NotFound(text),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::MethodNotAllowed(format!("{} does not take {method} (see `Allow`)", path.escape_debug()))
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(text),
+        StatusCode::BAD_REQUEST => ApiError::BadRequest(text),
+        status => ApiError::Status {
+            status,
+            detail: if text.is_empty() { status.canonical_reason().unwrap_or("").to_owned() } else { text },
+        },
+    };
+    let mut problem = error.into_response();
+    *problem.status_mut() = status;
+    for name in parts.headers.keys() {
+        if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH || problem.headers().contains_key(name) {
+            continue;
+        }
+        for value in parts.headers.get_all(name) {
+            problem.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    problem
 }
 
 impl From<InvalidField> for ApiError {

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use crate::app::AppState;
-use crate::export::{ExportError, ExportOutcome, log_failed_attempt};
+use crate::export::{ExportError, ExportOutcome, ScopeError, log_failed_attempt};
 use crate::model::{
     DatabaseName, ExportTask, InstanceName, InvalidField, Label, ProjectId, RunDate, RunId, SourceName,
 };
@@ -37,7 +37,8 @@ pub struct ExportRequest {
     /// engine is its own.
     #[serde(default)]
     pub engine: Option<crate::model::Engine>,
-    /// Day the backup belongs to (`YYYY-MM-DD`, not in the future); default today (UTC).
+    /// Day the backup belongs to (`YYYY-MM-DD`, from 2000 on, not in the future, and not older than
+    /// the longest retention class keeps backups); default today (UTC).
     #[serde(default)]
     pub run_date: Option<String>,
     /// The run that asked; default `manual`.
@@ -49,6 +50,12 @@ pub struct ExportRequest {
     /// `already_exported`. Its failures are answered, not reported through the notifiers.
     #[serde(default)]
     pub label: Option<String>,
+    /// Export even when the database lies outside what the service is configured to back up (an
+    /// `[exclude]` pattern, the source's `databases` globs, or a project outside a `gcp` source's
+    /// folders and projects); without it such a request is refused with 422 naming the rule.
+    /// Deliveries of the queue (`X-CloudTasks-TaskName`) are not checked: `/schedule` made them.
+    #[serde(default)]
+    pub ignore_scope: bool,
 }
 
 /// What happened to the export.
@@ -82,13 +89,33 @@ pub struct ExportResponse {
     pub error: Option<String>,
 }
 
-fn task_of(state: &AppState, req: ExportRequest) -> Result<(ExportTask, Option<Label>), ApiError> {
+async fn task_of(
+    state: &AppState,
+    req: ExportRequest,
+    from_queue: bool,
+) -> Result<(ExportTask, Option<Label>), ApiError> {
     let label = req.label.map(Label::parse).transpose()?;
     let source = req.source.map(SourceName::parse).transpose()?;
     let project = ProjectId::parse(req.project)?;
     let instance = InstanceName::parse(req.instance)?;
     let database = DatabaseName::parse(req.database)?;
     let run_date = req.run_date.as_deref().map(RunDate::parse).transpose()?.unwrap_or_else(RunDate::today);
+    // A day older than the longest retention class keeps its backups would be pruned at once.
+    let longest = crate::retention::RetentionClass::ALL
+        .into_iter()
+        .map(|class| state.retention.rule(class, project.as_str()).keep_days)
+        .max()
+        .unwrap_or(0);
+    let age = (RunDate::today().date() - run_date.date()).num_days();
+    if age > i64::from(longest) {
+        return Err(InvalidField::new(
+            "run_date",
+            format!(
+                "{run_date} is {age} days ago, older than the longest retention class keeps backups ({longest} days)"
+            ),
+        )
+        .into());
+    }
     let run_id = req.run_id.map(RunId::parse).transpose()?.unwrap_or_else(RunId::manual);
     let source = state.service.source_for(source.as_ref(), &project, &instance).map_err(|e| {
         InvalidField::new(
@@ -96,7 +123,19 @@ fn task_of(state: &AppState, req: ExportRequest) -> Result<(ExportTask, Option<L
             e.to_string(),
         )
     })?;
-    Ok((ExportTask { db: source.database_in(&project, &instance, database, req.engine), run_date, run_id }, label))
+    let db = source.database_in(&project, &instance, database, req.engine);
+    if !req.ignore_scope && !from_queue {
+        state.service.check_scope(source, &db, &state.exclusions).await.map_err(|e| match e {
+            ScopeError::Outside { field, .. } => ApiError::Invalid(InvalidField::new(field, e.to_string())),
+            ScopeError::Unknown(d) if d.is_transient() => {
+                ApiError::Unavailable { detail: d.to_string(), retry_after: Duration::from_secs(30) }
+            }
+            ScopeError::Unknown(d) => {
+                ApiError::Invalid(InvalidField::new("project", format!("cannot tell whether it is in scope: {d}")))
+            }
+        })?;
+    }
+    Ok((ExportTask { db, run_date, run_id }, label))
 }
 
 fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
@@ -116,7 +155,7 @@ fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
         (status = 404, description = "The database does not exist (reported)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another export of the same task holds the lease", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field has an invalid value, or the export failed permanently (reported)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field has an invalid value, the database lies outside what the service backs up (without `ignore_scope`), or the export failed permanently (reported)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Transient failure: retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -127,8 +166,8 @@ pub async fn export(
     body: Result<Json<ExportRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    let (task, label) = task_of(&state, req)?;
     let delivery = Delivery::from_headers(&headers);
+    let (task, label) = task_of(&state, req, delivery.task_name.is_some()).await?;
     // Every event of this request carries the Cloud Tasks delivery it belongs to.
     let span = tracing::info_span!(
         "delivery",

@@ -1,7 +1,8 @@
 //! Hardening of the protected routes: a time limit per request (long for the routes that do the
 //! work, short for the rest), a global concurrency limit that sheds load with 503 + `Retry-After`
 //! instead of queueing, and the OpenAPI description of the answers every protected route may give
-//! because of them, of caller verification and of axum's extractors (400, 401, 403, 413, 503).
+//! because of them, of caller verification and of axum's extractors (400, 401, 403, 413, 503), and
+//! of the loopback guard of `guard.rs` on every route (421; 403 and 415 on POST routes).
 //!
 //! The 64 KiB body limit stays where it was (`DefaultBodyLimit` in [`super::router`]); `/healthz`
 //! is under none of these, so a saturated service still answers its liveness probe.
@@ -74,8 +75,8 @@ pub async fn overloaded(error: tower::BoxError) -> Response {
 
 /// Adds to every operation that requires the bearer scheme the answers the middleware may give:
 /// 401 (not verified), 403 (not allowed) and 503 (signing keys unreachable, saturated, time limit);
-/// 400 to those with parameters or a body, 413 to those with a body; unless the operation documents
-/// the code itself.
+/// 400 to those with parameters or a body, 413 to those with a body; and to every operation the
+/// loopback guard's 421 (415 to POST operations); unless the operation documents the code itself.
 pub fn document_protected_answers(openapi: &mut utoipa::openapi::OpenApi) {
     let problem = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
     let header = |description: &str, kind: Type| {
@@ -93,7 +94,7 @@ pub fn document_protected_answers(openapi: &mut utoipa::openapi::OpenApi) {
         (
             "403",
             ResponseBuilder::new()
-                .description("Verified caller not allowed on this route, or its email is not verified")
+                .description("Verified caller not allowed on this route, or its email is not verified; without `[auth]`, a state-changing request from a web page (foreign `Origin`, `Sec-Fetch-Site: cross-site`)")
                 .header("WWW-Authenticate", header("`Bearer realm=\"data-backup\", error=\"insufficient_scope\"`", Type::String))
                 .content("application/problem+json", problem())
                 .build(),
@@ -115,7 +116,19 @@ pub fn document_protected_answers(openapi: &mut utoipa::openapi::OpenApi) {
         .description("Body over the 64 KiB limit")
         .content("application/problem+json", problem())
         .build();
+    let misdirected = ResponseBuilder::new()
+        .description("Without `[auth]`: the `Host` is not the service's loopback address (DNS rebinding)")
+        .content("application/problem+json", problem())
+        .build();
+    let unsupported = ResponseBuilder::new()
+        .description("Without `[auth]`: a body whose content type is not JSON")
+        .content("application/problem+json", problem())
+        .build();
     for item in openapi.paths.paths.values_mut() {
+        // The loopback guard (guard.rs) answers on every route, and 415 on state-changing ones.
+        if let Some(post) = item.post.as_mut() {
+            post.responses.responses.entry("415".to_owned()).or_insert_with(|| unsupported.clone().into());
+        }
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -127,6 +140,7 @@ pub fn document_protected_answers(openapi: &mut utoipa::openapi::OpenApi) {
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
+            operation.responses.responses.entry("421".to_owned()).or_insert_with(|| misdirected.clone().into());
             if operation.security.as_ref().is_none_or(Vec::is_empty) {
                 continue;
             }
@@ -152,7 +166,7 @@ mod tests {
     #[test]
     fn the_routes_that_do_the_work_get_the_long_time_limit() {
         let http =
-            HttpSettings { request_timeout_secs: 30, long_request_timeout_secs: 3600, max_concurrent_requests: 8 };
+            HttpSettings { request_timeout_secs: 30, long_request_timeout_secs: 3600, ..HttpSettings::default() };
         assert_eq!(timeout_for(&http, "/export").as_secs(), 3600);
         assert_eq!(timeout_for(&http, "/schedule").as_secs(), 3600);
         assert_eq!(timeout_for(&http, "/backups/{id}").as_secs(), 3600);

@@ -4,15 +4,22 @@
 pub mod backups;
 pub mod error;
 pub mod export;
+pub mod guard;
 pub mod health;
 pub mod limits;
 pub mod prune;
 pub mod schedule;
+pub mod server;
 pub mod status;
+
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -55,10 +62,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The router: `/healthz` open, everything else behind caller verification, then (inside it) the
-/// concurrency limit and the time limit of `limits.rs`. The `Authorization` header is marked
-/// sensitive so that no trace layer can print it.
-pub fn router(state: AppState) -> Router {
+/// The router of the service bound to `local`: `/healthz` open, everything else behind caller
+/// verification, then (inside it) the concurrency limit and the time limit of `limits.rs`. Around
+/// all routes: without `[auth]`, the loopback guard of `guard.rs`; every error answer a problem
+/// document (`error::problem_documents`); `X-Content-Type-Options: nosniff` on every answer. The
+/// `Authorization` header is marked sensitive so that no trace layer can print it.
+pub fn router(state: AppState, local: SocketAddr) -> Router {
     let protected = Router::new()
         .route("/schedule", post(schedule::schedule))
         .route("/export", post(export::export))
@@ -80,11 +89,25 @@ pub fn router(state: AppState) -> Router {
                 .layer(GlobalConcurrencyLimitLayer::new(state.http.max_concurrent_requests)),
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_caller));
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .merge(protected)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    let routes =
+        Router::new().route("/healthz", get(health::healthz)).merge(protected).layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let routes = if state.auth.is_enabled() {
+        routes
+    } else {
+        routes.layer(axum::middleware::from_fn_with_state(guard::LoopbackGuard::new(local), guard::refuse_foreign))
+    };
+    routes
+        .layer(axum::middleware::from_fn(error::problem_documents))
+        .layer(axum::middleware::from_fn(nosniff))
         .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION]))
         .with_state(state)
+}
+
+/// Middleware: `X-Content-Type-Options: nosniff` on every answer, so that no browser reads a JSON
+/// or text answer as anything else.
+async fn nosniff(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }

@@ -3,7 +3,9 @@
 //! `status::StatusService`; this file parses queries and renders.
 //!
 //! The page is plain server-rendered HTML with inline CSS: no JavaScript, no fonts or assets from
-//! the network; its filters are a GET form.
+//! the network; its filters are a GET form. Its [`PAGE_CSP`] says exactly that to the browser, so
+//! that a name that escaped the escaping still could not run a script, load anything or frame the
+//! page.
 
 use std::fmt::Write as _;
 
@@ -63,6 +65,11 @@ pub struct PageQuery {
     pub state: Option<String>,
 }
 
+/// The page's `Content-Security-Policy`: inline CSS only; no script, image, font, connection or
+/// frame; the filter form submits to the page itself; no site may frame it.
+pub const PAGE_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
 /// The status page (HTML).
 #[utoipa::path(
     get,
@@ -70,7 +77,9 @@ pub struct PageQuery {
     tag = "status",
     params(PageQuery),
     responses(
-        (status = 200, description = "The status page", body = String, content_type = "text/html"),
+        (status = 200, description = "The status page", body = String, content_type = "text/html",
+            headers(("Content-Security-Policy" = String, description = "No script; inline CSS only; not to be framed"),
+                    ("Referrer-Policy" = String, description = "`no-referrer`"))),
         (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store could not be read: retry", body = Problem, content_type = "application/problem+json"),
     ),
@@ -79,7 +88,7 @@ pub struct PageQuery {
 pub async fn page(
     State(state): State<AppState>,
     query: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let wanted_state = match query.state.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(DbState::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown state `{s}`")))?),
@@ -87,7 +96,12 @@ pub async fn page(
     };
     let filter = StatusFilter { project: query.project, instance: query.instance, state: wanted_state };
     let report = state.status.status().await.map_err(|e| unavailable(&e))?;
-    Ok(Html(render_page(&report, &filter)))
+    let headers = [
+        (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    Ok((headers, Html(render_page(&report, &filter))))
 }
 
 /// Query of `GET /runs`.

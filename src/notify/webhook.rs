@@ -1,6 +1,13 @@
 //! Failure reports and run summaries POSTed as JSON to an incoming webhook (Slack, Teams, or any
 //! JSON receiver; a summary has `"kind": "run_summary"`).
 //! Retries a few times with backoff; a webhook that stays down never fails the export.
+//!
+//! The `text` field is what a chat channel displays, and it carries names and error messages that
+//! come from the databases. Slack reads `<…>` as a control sequence (`<!channel>`, `<@U123>`,
+//! `<https://x|link>`), and Teams renders the `text` of an incoming webhook's card as Markdown
+//! with HTML (an `<at>` mention, an `<a>` link). So `&`, `<` and `>` are sent as `&amp;`, `&lt;`
+//! and `&gt;` ([`chat_escape`]): Slack's own escaping, which both display as the characters
+//! themselves and neither turns into a mention, a link or markup. The other fields stay raw.
 
 use std::time::Duration;
 
@@ -38,8 +45,14 @@ impl Notifier for WebhookNotifier {
 }
 
 impl WebhookNotifier {
-    /// POSTs `report` as JSON, retrying with backoff.
+    /// POSTs `report` as JSON (its `text` escaped for chat), retrying with backoff.
     async fn post<T: serde::Serialize + Sync>(&self, report: &T) -> Result<(), NotifyError> {
+        let mut report =
+            serde_json::to_value(report).map_err(|e| NotifyError(format!("the report cannot be encoded: {e}")))?;
+        if let Some(serde_json::Value::String(text)) = report.get_mut("text") {
+            *text = chat_escape(text);
+        }
+        let report = &report;
         let mut last = String::new();
         for attempt in 1..=self.attempts {
             // The URL is a secret (it carries the webhook's token): errors are stripped of it.
@@ -54,5 +67,35 @@ impl WebhookNotifier {
             }
         }
         Err(NotifyError(format!("{last} after {} attempts", self.attempts)))
+    }
+}
+
+/// `text` for Slack's and Teams' `text` fields: `&`, `<` and `>` as entities, nothing else changed.
+#[must_use]
+pub fn chat_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chat_escape;
+
+    #[test]
+    fn mentions_and_links_in_names_do_nothing_in_chat() {
+        assert_eq!(
+            chat_escape("backup of p/i/<!channel> & <@U123> <https://evil.example|x> failed"),
+            "backup of p/i/&lt;!channel&gt; &amp; &lt;@U123&gt; &lt;https://evil.example|x&gt; failed"
+        );
+        assert_eq!(chat_escape("&lt;"), "&amp;lt;", "already escaped text is escaped again");
+        assert_eq!(chat_escape(":red_circle: app_db"), ":red_circle: app_db");
     }
 }

@@ -17,17 +17,19 @@
 //! A named (labelled) backup has no date in its key: a label names one backup of a database, so
 //! exporting the same label again finds its manifest and does nothing. Nothing that expires
 //! backups (prune, lifecycle rules) looks under `labels/`.
-//! Segments outside `[A-Za-z0-9._-]` are percent-encoded (names never contain `/` or `%`, see
-//! `model`), so every key parses back to the values it was built from.
+//! Each name is one segment, written by [`key_segment`]: ASCII outside `[A-Za-z0-9._-]` and control
+//! characters percent-encoded, other Unicode kept as UTF-8 (so the longest name of every engine fits
+//! a file name of a local store). Every key parses back to the values it was built from, and only
+//! the one spelling [`Key::path`] writes parses: a key is the same string on every backend (the
+//! buckets store it verbatim), so listing, parsing and building it again always name one object.
 
-use chrono::{NaiveDate, Weekday};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-
-use crate::model::{DatabaseName, DatabasePath, DatabaseRef, InstanceName, Label, ProjectId, RunDate, RunId};
+use crate::model::{
+    DatabaseName, DatabasePath, DatabaseRef, InstanceName, Label, ProjectId, RunDate, RunId, from_key_segment,
+    key_segment,
+};
 use crate::retention::{RetentionClass, class_of};
 use crate::store::manifest::DumpFormat;
-
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
+use chrono::{NaiveDate, Weekday};
 
 /// Every kind of object the service writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,11 +62,11 @@ pub enum Key {
 }
 
 fn enc(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
+    key_segment(s)
 }
 
 fn dec(s: &str) -> Option<String> {
-    percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned())
+    from_key_segment(s)
 }
 
 fn db_segments(db: &DatabasePath) -> String {
@@ -319,7 +321,21 @@ mod tests {
             ),
             (
                 Key::Manifest { class: RetentionClass::Daily, db: db("my proj", "é", "a.b"), date },
-                "daily/my%20proj/%C3%A9/a.b/2026-11-22/a.b.manifest.json",
+                "daily/my%20proj/é/a.b/2026-11-22/a.b.manifest.json",
+            ),
+            (
+                Key::Dump {
+                    class: RetentionClass::Daily,
+                    db: db("p", "i", "--result-file=x.txt"),
+                    date,
+                    format: DumpFormat::MysqlSqlZstd,
+                    encrypted: false,
+                },
+                "daily/p/i/--result-file%3Dx.txt/2026-11-22/--result-file%3Dx.txt.sql.zst",
+            ),
+            (
+                Key::Manifest { class: RetentionClass::Daily, db: db("50% off", "a/b", ".."), date },
+                "daily/50%25%20off/a%2Fb/.%2E/2026-11-22/.%2E.manifest.json",
             ),
             (Key::Latest { db: db("p", "i", "app") }, "latest/p/i/app.json"),
             (Key::RunLedger { date, run_id: RunId::parse("020000-abc").unwrap() }, "runs/2026-11-22/020000-abc.json"),
@@ -368,6 +384,8 @@ mod tests {
             "daily/p/i/d/2026-11-22/other.manifest.json",
             "daily/p/i/d/2026-11-22/d.exe",
             "daily/p/i/../2026-11-22/...manifest.json",
+            "daily/p/i/caf%C3%A9/2026-11-22/caf%C3%A9.manifest.json",
+            "latest/p/i/a b.json",
         ] {
             assert_eq!(Key::parse(path), None, "{path}");
         }

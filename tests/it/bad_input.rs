@@ -18,25 +18,28 @@ fn with(field: &str, value: Value) -> Value {
 #[tokio::test]
 async fn every_bad_export_request_is_refused_with_a_problem_naming_the_field_and_writes_nothing() {
     let app = TestApp::spawn(&crate::support::pg_source("pgsrc", "never_matches_*")).await;
-    let long = "x".repeat(256);
+    // Names are data (`..`, `a/b`, `%`, newlines are names like any other): only what no object
+    // key can hold is refused.
+    let long = "x".repeat(201);
     let cases: Vec<(Value, u16, &str)> = vec![
-        (with("database", json!("..")), 422, "database"),
-        (with("database", json!("a/b")), 422, "database"),
-        (with("database", json!("a%2Fb")), 422, "database"),
         (with("database", json!("a\u{0}b")), 422, "database"),
-        (with("database", json!("a\nb")), 422, "database"),
         (with("database", json!(long)), 422, "database"),
-        (with("project", json!("../etc")), 422, "project"),
+        (with("project", json!(" ".repeat(70))), 422, "project"),
         (with("instance", json!("")), 422, "instance"),
         (with("run_date", json!("2026-13-01")), 422, "run_date"),
         (with("run_date", json!("tomorrow")), 422, "run_date"),
         (with("run_date", json!("2999-01-01")), 422, "run_date"),
+        (with("run_date", json!("1999-12-31")), 422, "run_date"),
         (with("run_id", json!("a b")), 422, "run_id"),
         (with("source", json!("nope")), 422, "source"),
         (with("instance", json!("other")), 422, "instance"),
-        (with("label", json!("a/b")), 422, "label"),
-        (with("label", json!("..")), 422, "label"),
+        (with("label", json!("x".repeat(129))), 422, "label"),
+        (with("label", json!("")), 422, "label"),
+        // Outside the source's `databases` globs (`never_matches_*`): refused, naming the rule.
+        (with("database", json!("../etc")), 422, "never_matches_*"),
+        (with("database", json!("app")), 422, "databases"),
         (with("database", json!(42)), 400, "database"),
+        (with("ignore_scope", json!("yes")), 400, "ignore_scope"),
         (with("colour", json!("blue")), 400, "colour"),
         (
             {
@@ -56,6 +59,24 @@ async fn every_bad_export_request_is_refused_with_a_problem_naming_the_field_and
         let names_field = problem["field"] == field || problem["detail"].as_str().unwrap_or("").contains(field);
         assert!(names_field, "{body} → {problem} does not name {field}");
     }
+    assert!(app.store_files().is_empty(), "{:?}", app.store_files());
+}
+
+#[tokio::test]
+async fn a_run_date_older_than_every_retention_class_keeps_is_refused() {
+    let app = TestApp::spawn(&format!(
+        "{}[retention.daily]\nkeep_days = 3\n[retention.weekly]\nkeep_days = 3\n[retention.monthly]\nkeep_days = 3\n\
+         [retention.quarterly]\nkeep_days = 3\n[retention.yearly]\nkeep_days = 30\n",
+        crate::support::pg_source("pgsrc", "app")
+    ))
+    .await;
+    let old = (chrono::Utc::now().date_naive() - chrono::Days::new(31)).to_string();
+
+    let (status, _, problem) = app.post("/export", &with("run_date", json!(old))).await;
+
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "run_date", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("30 days"), "{problem}");
     assert!(app.store_files().is_empty(), "{:?}", app.store_files());
 }
 

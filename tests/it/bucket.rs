@@ -5,8 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use data_backup::model::{self, DatabaseName, DatabasePath, InstanceName, Label, ProjectId, RunDate};
+use data_backup::retention::RetentionClass;
 use data_backup::store::bucket::{Bucket, BucketError, ByteReader, GcsBucket, ObjectStoreBucket, PutOutcome};
+use data_backup::store::layout::Key;
+use data_backup::store::manifest::DumpFormat;
 use futures::{StreamExt, TryStreamExt};
+use proptest::prelude::{any, prop_oneof};
+use proptest::strategy::{Strategy, ValueTree};
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, required_env, unique_name};
@@ -90,6 +96,136 @@ async fn conformance(bucket: Arc<dyn Bucket>) {
 
 fn url(s: &str) -> url::Url {
     url::Url::parse(s).unwrap()
+}
+
+/// Each backend, empty under a fresh prefix: the local directory (kept alive by the returned guard),
+/// fake-gcs-server, moto and azurite.
+async fn every_backend(tag: &str) -> (tempfile::TempDir, Vec<(&'static str, Arc<dyn Bucket>)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let local = ObjectStoreBucket::open(&url(&format!("file://{}", dir.path().display())), &BTreeMap::new()).unwrap();
+    let gcs = GcsBucket::new(
+        &required_env("DATA_BACKUP_TEST_GCS_BUCKET"),
+        &unique_name(tag),
+        Some(&required_env("DATA_BACKUP_TEST_GCS_ENDPOINT")),
+        true,
+    )
+    .await
+    .unwrap();
+    let s3_options = BTreeMap::from([
+        ("aws_endpoint".to_owned(), required_env("DATA_BACKUP_TEST_S3_ENDPOINT")),
+        ("aws_allow_http".to_owned(), "true".to_owned()),
+        ("aws_region".to_owned(), "us-east-1".to_owned()),
+        ("aws_access_key_id".to_owned(), "test".to_owned()),
+        ("aws_secret_access_key".to_owned(), "test".to_owned()),
+    ]);
+    let s3_url = format!("s3://{}/{}", required_env("DATA_BACKUP_TEST_S3_BUCKET"), unique_name(tag));
+    let s3 = ObjectStoreBucket::open(&url(&s3_url), &s3_options).unwrap();
+    let az_options = BTreeMap::from([("azure_storage_use_emulator".to_owned(), "true".to_owned())]);
+    let az_url = format!("az://{}/{}", required_env("DATA_BACKUP_TEST_AZURE_CONTAINER"), unique_name(tag));
+    let az = ObjectStoreBucket::open(&url(&az_url), &az_options).unwrap();
+    let backends: Vec<(&'static str, Arc<dyn Bucket>)> =
+        vec![("local", Arc::new(local)), ("gcs", Arc::new(gcs)), ("s3", Arc::new(s3)), ("azure", Arc::new(az))];
+    (dir, backends)
+}
+
+/// Names as hostile as a database can hold: any Unicode, `%`, `+`, `#`, `?`, quotes, spaces, `/`,
+/// `\`, newlines, a leading `-`, combining marks, dots, up to the longest a key segment allows.
+fn hostile_name() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => proptest::sample::select(vec![
+            " ", "%", "%25", "%2F", "+", "#", "?", "&", "=", "'", "\"", "`", "-", "--", ".", "..", "/", "\\", "\n",
+            "\t", "*", "~", "<!channel>", "é", "\u{301}", "🦀", "\u{FFFF}", "\u{85}", "\u{202E}", "ß", "日本",
+        ])
+        .prop_map(str::to_owned),
+        2 => "[a-zA-Z0-9_]{1,8}",
+        1 => any::<char>().prop_filter("no NUL", |c| *c != '\0').prop_map(String::from),
+    ];
+    prop_oneof![
+        8 => proptest::collection::vec(piece, 1..12).prop_map(|p| p.concat()),
+        1 => (1..=model::MAX_SEGMENT_BYTES).prop_map(|n| "x".repeat(n)),
+        1 => (1..=model::MAX_SEGMENT_BYTES / 2).prop_map(|n| "é".repeat(n)),
+    ]
+}
+
+#[tokio::test]
+async fn every_name_round_trips_through_layout_bucket_list_and_parse_on_every_backend() {
+    // Sampled once with a fixed seed, so every backend sees the same names and a failure repeats.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let triple = (hostile_name(), hostile_name(), hostile_name());
+    let mut paths = Vec::new();
+    while paths.len() < 48 {
+        let (p, i, d) = triple.new_tree(&mut runner).unwrap().current();
+        let (Ok(project), Ok(instance), Ok(database)) =
+            (ProjectId::parse(&p), InstanceName::parse(&i), DatabaseName::parse(&d))
+        else {
+            // Only what no object key can hold is refused.
+            for name in [&p, &i, &d] {
+                assert!(
+                    name.contains('\0') || model::key_segment(name).len() > model::MAX_SEGMENT_BYTES,
+                    "{name:?} was refused"
+                );
+            }
+            continue;
+        };
+        paths.push(DatabasePath { project, instance, database });
+    }
+    // The names that found the faults, always.
+    for (p, i, d) in [("local", "127.0.0.1", "café app"), ("-p", "%", "--result-file=x.txt"), (".", "..", "a/b")] {
+        paths.push(DatabasePath {
+            project: ProjectId::parse(p).unwrap(),
+            instance: InstanceName::parse(i).unwrap(),
+            database: DatabaseName::parse(d).unwrap(),
+        });
+    }
+    let date = RunDate::parse("2026-11-23").unwrap();
+    let label = Label::parse("before <!here> 100% -x").unwrap();
+    let keys: Vec<Key> = paths
+        .iter()
+        .flat_map(|db| {
+            [
+                Key::Dump {
+                    class: RetentionClass::Weekly,
+                    db: db.clone(),
+                    date,
+                    format: DumpFormat::MysqlSqlZstd,
+                    encrypted: true,
+                },
+                Key::Manifest { class: RetentionClass::Weekly, db: db.clone(), date },
+                Key::Latest { db: db.clone() },
+                Key::Lease { db: db.clone(), date, seq: 1 },
+                Key::Report { db: db.clone(), date },
+                Key::Verification { db: db.clone(), date },
+                Key::LabelManifest { label: label.clone(), db: db.clone() },
+            ]
+        })
+        .collect();
+
+    let (_dir, backends) = every_backend("names").await;
+    for (backend, bucket) in backends {
+        for key in &keys {
+            let outcome = bucket.put_if_absent(&key.path(), Bytes::from(key.path())).await;
+            assert!(matches!(outcome, Ok(PutOutcome::Created)), "{backend}: {key:?}: {outcome:?}");
+        }
+        let listed = bucket.list("").await.unwrap();
+        let mut parsed = Vec::new();
+        for object in &listed {
+            let key = Key::parse(&object.key)
+                .unwrap_or_else(|| panic!("{backend}: listed key {:?} does not parse", object.key));
+            assert_eq!(key.path(), object.key, "{backend}: one spelling per key");
+            parsed.push(key);
+        }
+        for key in &keys {
+            assert!(parsed.contains(key), "{backend}: {key:?} not listed back as itself");
+            let body = bucket.get(&key.path()).await.unwrap();
+            assert_eq!(body, Some(Bytes::from(key.path())), "{backend}: {key:?}");
+            assert_eq!(
+                bucket.put_if_absent(&key.path(), Bytes::new()).await.unwrap(),
+                PutOutcome::AlreadyExists,
+                "{backend}: the second write of {key:?} finds the first"
+            );
+        }
+        assert_eq!(listed.len(), keys.len(), "{backend}: nothing more, nothing less");
+    }
 }
 
 #[tokio::test]

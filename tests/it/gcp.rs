@@ -156,6 +156,38 @@ fn scopes(summary: &Value, field: &str) -> BTreeSet<String> {
 }
 
 #[tokio::test]
+async fn an_export_by_hand_outside_the_folders_projects_and_exclusions_is_refused_naming_the_rule() {
+    let google = Google::start(org()).await;
+    let source = "[[sources]]\nname = \"org\"\nkind = \"gcp\"\nfolders = [\"folders/11\"]\nprojects = [\"p-outside\"]\n\
+                  [exclude]\npatterns = [\"*/*/billing\"]\n";
+    let app = TestApp::spawn(&format!("{source}{}", google.gcp_toml())).await;
+    let export = |project: &str, instance: &str, database: &str, ignore_scope: bool| json!({"project": project, "instance": instance, "database": database, "ignore_scope": ignore_scope});
+    let refused_for_scope = |problem: &Value| problem["detail"].as_str().unwrap_or("").contains("ignore_scope");
+
+    // p-top sits in folders/1, above the configured folders/11.
+    let (status, _, outside) = app.post("/export", &export("p-top", "pg-main", "app", false)).await;
+    assert_eq!((status, outside["field"].as_str()), (422, Some("project")), "{outside}");
+    assert!(outside["detail"].as_str().unwrap().contains("folders/1 → organizations/1"), "{outside}");
+    // A project nobody can read (or that does not exist) is outside too.
+    let (status, _, unknown) = app.post("/export", &export("p-nowhere", "pg", "app", false)).await;
+    assert_eq!((status, unknown["field"].as_str()), (422, Some("project")), "{unknown}");
+    // An exclusion pattern.
+    let (status, _, excluded) = app.post("/export", &export("p-outside", "pg", "billing", false)).await;
+    assert_eq!(status, 422, "{excluded}");
+    assert!(excluded["detail"].as_str().unwrap().contains("*/*/billing"), "{excluded}");
+    assert!(app.store_files().is_empty(), "nothing was exported: {:?}", app.store_files());
+    // Inside: two levels under folders/11, or listed in `projects`; or outside but asked explicitly.
+    for (project, instance, database, ignore) in
+        [("p-deep", "mssql", "erp", false), ("p-outside", "pg", "app", false), ("p-top", "pg-main", "app", true)]
+    {
+        let (_, _, answer) = app.post("/export", &export(project, instance, database, ignore)).await;
+        assert!(!refused_for_scope(&answer), "{project}: {answer}");
+        // It reached the exporter, which wants a gs:// store (this test's is a local directory).
+        assert!(answer["detail"].as_str().unwrap().contains("Cloud SQL writes its exports"), "{project}: {answer}");
+    }
+}
+
+#[tokio::test]
 async fn walk_finds_every_database_of_a_three_level_tree_paged_one_by_one_and_says_what_it_skipped() {
     let google = Google::start(org()).await;
     let app = TestApp::spawn(&format!("{}{}", source_toml("walk"), google.gcp_toml())).await;

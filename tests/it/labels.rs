@@ -101,9 +101,10 @@ async fn named_backups_are_stored_under_labels_idempotent_listed_and_kept_by_pru
 }
 
 #[tokio::test]
-async fn a_label_is_validated_like_a_name() {
+async fn a_label_is_refused_only_when_it_cannot_be_stored() {
     let app = TestApp::spawn(&pg_source("pgsrc", "never_matches_*")).await;
-    for bad in ["", "a/b", "..", "50%", "x\ny"] {
+    let long = "x".repeat(129);
+    for bad in ["", "a\0b", long.as_str()] {
         let (status, _, problem) = app.post("/export", &labelled("app", "2025-01-01", bad)).await;
         assert_eq!((status, problem["field"].as_str()), (422, Some("label")), "{bad:?}: {problem}");
     }
@@ -141,7 +142,7 @@ async fn cli_exports_lists_and_restores_a_named_backup() {
         run(&["restore", "--database", &database, "--label", "release-1", "--target", &target, "--create"]);
     assert!(ok, "{err}");
     assert_eq!(into.sql("SELECT count(*) FROM t"), "7");
-    let (ok, _, err) = run(&["export", "--database", &database, "--label", "a/b"]);
+    let (ok, _, err) = run(&["export", "--database", &database, "--label", &"x".repeat(129)]);
     assert!(!ok && err.contains("label"), "{err}");
 }
 

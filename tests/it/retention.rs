@@ -339,7 +339,7 @@ async fn prune_refuses_to_apply_as_of_a_day_that_has_not_come() {
 // --- POST /prune and the prune after /schedule ------------------------------------------------
 
 /// Three weeks of January 2025 for `pgsrc/pg/app`.
-async fn january(app: &TestApp) {
+pub(crate) async fn january(app: &TestApp) {
     let db = database("pgsrc", "app");
     for day in 1..=21 {
         write_backup(&app.state.service.store, &db, NaiveDate::from_ymd_opt(2025, 1, day).unwrap()).await;

@@ -68,6 +68,14 @@ impl ObjectStoreBucket {
     }
 }
 
+/// The `object_store` path of a store key, taken verbatim. `Path::from` would percent-encode the
+/// key's `%` once more (a key is already encoded by `Layout`), so listings would give back keys that
+/// differ from the ones written; `Path::parse` keeps the key as it is and refuses only what no
+/// `Layout` key holds (empty, `.` or `..` segments, ASCII control characters).
+fn path(key: &str) -> Result<Path, BucketError> {
+    Path::parse(key).map_err(|e| BucketError::Permanent(format!("invalid object key {key:?}: {e}")))
+}
+
 fn classify(e: object_store::Error) -> BucketError {
     use object_store::Error as E;
     match e {
@@ -86,7 +94,7 @@ fn classify(e: object_store::Error) -> BucketError {
 
 fn info(meta: &object_store::ObjectMeta) -> ObjectInfo {
     ObjectInfo {
-        key: meta.location.to_string(),
+        key: meta.location.as_ref().to_owned(),
         size: meta.size,
         version: meta.e_tag.clone().or_else(|| meta.version.clone()),
     }
@@ -95,8 +103,7 @@ fn info(meta: &object_store::ObjectMeta) -> ObjectInfo {
 #[async_trait]
 impl Bucket for ObjectStoreBucket {
     async fn put_stream(&self, key: &str, mut body: ByteReader) -> Result<ObjectInfo, BucketError> {
-        let path = Path::from(key);
-        let upload = self.store.put_multipart(&path).await.map_err(classify)?;
+        let upload = self.store.put_multipart(&path(key)?).await.map_err(classify)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut buf = vec![0u8; READ_BUF];
         loop {
@@ -123,7 +130,7 @@ impl Bucket for ObjectStoreBucket {
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<PutOutcome, BucketError> {
         let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-        match self.store.put_opts(&Path::from(key), PutPayload::from(body), opts).await {
+        match self.store.put_opts(&path(key)?, PutPayload::from(body), opts).await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                 Ok(PutOutcome::AlreadyExists)
@@ -133,11 +140,11 @@ impl Bucket for ObjectStoreBucket {
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<(), BucketError> {
-        self.store.put(&Path::from(key), PutPayload::from(body)).await.map(|_| ()).map_err(classify)
+        self.store.put(&path(key)?, PutPayload::from(body)).await.map(|_| ()).map_err(classify)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BucketError> {
-        match self.store.get(&Path::from(key)).await {
+        match self.store.get(&path(key)?).await {
             Ok(r) => r.bytes().await.map(Some).map_err(classify),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(classify(e)),
@@ -145,7 +152,7 @@ impl Bucket for ObjectStoreBucket {
     }
 
     async fn get_stream(&self, key: &str) -> Result<Option<ByteStream>, BucketError> {
-        match self.store.get(&Path::from(key)).await {
+        match self.store.get(&path(key)?).await {
             Ok(r) => Ok(Some(r.into_stream().map_err(classify).boxed())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(classify(e)),
@@ -153,7 +160,7 @@ impl Bucket for ObjectStoreBucket {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, BucketError> {
-        match self.store.head(&Path::from(key)).await {
+        match self.store.head(&path(key)?).await {
             Ok(meta) => Ok(Some(info(&meta))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(classify(e)),
@@ -162,7 +169,7 @@ impl Bucket for ObjectStoreBucket {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BucketError> {
         let prefix = prefix.trim_end_matches('/');
-        let prefix = (!prefix.is_empty()).then(|| Path::from(prefix));
+        let prefix = if prefix.is_empty() { None } else { Some(path(prefix)?) };
         let mut out: Vec<ObjectInfo> =
             self.store.list(prefix.as_ref()).map_ok(|m| info(&m)).try_collect().await.map_err(classify)?;
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -170,7 +177,7 @@ impl Bucket for ObjectStoreBucket {
     }
 
     async fn delete(&self, key: &str) -> Result<(), BucketError> {
-        match self.store.delete(&Path::from(key)).await {
+        match self.store.delete(&path(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(classify(e)),
         }

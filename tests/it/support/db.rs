@@ -22,9 +22,13 @@ pub struct PgDb {
 impl PgDb {
     /// Creates a new empty database named `prefix_<random>`.
     pub fn create(prefix: &str) -> Self {
-        let name = unique_name(prefix);
-        Self::psql_on("postgres", &format!("CREATE DATABASE \"{name}\""));
-        Self { name }
+        Self::named(&unique_name(prefix))
+    }
+
+    /// Creates a new empty database named exactly `name` (any name: it is quoted).
+    pub fn named(name: &str) -> Self {
+        Self::psql_on("postgres", &format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\"")));
+        Self { name: name.to_owned() }
     }
 
     fn psql_on(db: &str, sql: &str) -> String {
@@ -82,7 +86,7 @@ impl Drop for PgDb {
     fn drop(&mut self) {
         let _ = Command::new("psql")
             .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name.replace('"', "\"\"")))
             .output();
     }
 }
@@ -96,9 +100,13 @@ pub struct MyDb {
 impl MyDb {
     /// Creates a new empty schema named `prefix_<random>`.
     pub fn create(prefix: &str) -> Self {
-        let name = unique_name(prefix);
-        Self::mysql_on(None, &format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"));
-        Self { name }
+        Self::named(&unique_name(prefix))
+    }
+
+    /// Creates a new empty schema named exactly `name` (any name: it is quoted).
+    pub fn named(name: &str) -> Self {
+        Self::mysql_on(None, &format!("CREATE DATABASE `{}` CHARACTER SET utf8mb4", name.replace('`', "``")));
+        Self { name: name.to_owned() }
     }
 
     fn mysql_on(db: Option<&str>, sql: &str) -> String {
@@ -114,8 +122,11 @@ impl MyDb {
             "-B",
             "--default-character-set=utf8mb4",
         ];
+        // `--database=NAME`, never a bare argument: a schema may be called `--result-file=x.txt`.
+        let database;
         if let Some(db) = db {
-            args.push(db);
+            database = format!("--database={db}");
+            args.push(&database);
         }
         args.extend(["-e", sql]);
         run("mysql", &args)
@@ -157,7 +168,7 @@ impl MyDb {
                 "root",
                 "--protocol=TCP",
                 "--default-character-set=utf8mb4",
-                &self.name,
+                &format!("--database={}", self.name),
             ],
             dump,
         );
@@ -168,7 +179,7 @@ impl Drop for MyDb {
     fn drop(&mut self) {
         let _ = Command::new("mysql")
             .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "--protocol=TCP", "-e"])
-            .arg(format!("DROP DATABASE IF EXISTS `{}`", self.name))
+            .arg(format!("DROP DATABASE IF EXISTS `{}`", self.name.replace('`', "``")))
             .output();
     }
 }

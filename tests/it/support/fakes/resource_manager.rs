@@ -1,5 +1,8 @@
 //! Resource Manager v3 fake: `GET /v3/folders?parent=` and `GET /v3/projects?parent=`, direct
-//! children only, paged. Projects in every state are returned (as with `showDeleted=true`), so
+//! children only, paged; `GET /v3/projects/{id}` and `GET /v3/folders/{n}` (`projects.get`,
+//! `folders.get`), whose `parent` lets a caller walk a project's ancestry. As in Google's API, a
+//! project or folder that does not exist answers 403 `PERMISSION_DENIED` ("or it may not exist"),
+//! as does a folder in `Org::denied_folders`. Projects in every state are returned (as with `showDeleted=true`), so
 //! that discovery's own `ACTIVE` filter is what the tests check. A folder in `Org::denied_folders`
 //! answers both listings with 403 `PERMISSION_DENIED`, as a folder the caller has no
 //! `resourcemanager.folders.list` / `projects.list` on does.
@@ -7,7 +10,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::google::{ApiState, Shared, error, page, query};
@@ -75,6 +78,43 @@ impl Respond for Projects {
     }
 }
 
+struct GetProject(Arc<Shared>, Arc<ApiState>);
+struct GetFolder(Arc<Shared>, Arc<ApiState>);
+
+impl Respond for GetProject {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(r) = self.1.enter(request) {
+            return r;
+        }
+        let name = request.url.path().trim_start_matches("/v3/").to_owned();
+        let org = self.0.org.lock().unwrap();
+        let id = name.trim_start_matches("projects/");
+        match org.projects.iter().position(|p| p.id == id) {
+            Some(n) => {
+                let p = &org.projects[n];
+                ResponseTemplate::new(200).set_body_json(json!({"name": format!("projects/{}", 1000 + n),
+                    "parent": p.parent, "projectId": p.id, "displayName": p.id, "state": p.state}))
+            }
+            None => denied(&name, "resourcemanager.projects.get"),
+        }
+    }
+}
+
+impl Respond for GetFolder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(r) = self.1.enter(request) {
+            return r;
+        }
+        let name = request.url.path().trim_start_matches("/v3/").to_owned();
+        let org = self.0.org.lock().unwrap();
+        match org.folders.iter().find(|f| f.name == name) {
+            Some(f) if !org.denied_folders.contains(&f.name) => ResponseTemplate::new(200)
+                .set_body_json(json!({"name": f.name, "parent": f.parent, "displayName": f.name, "state": "ACTIVE"})),
+            _ => denied(&name, "resourcemanager.folders.get"),
+        }
+    }
+}
+
 impl ResourceManagerFake {
     /// Starts the fake over `shared`.
     pub async fn start(shared: Arc<Shared>) -> Self {
@@ -87,7 +127,17 @@ impl ResourceManagerFake {
             .await;
         Mock::given(method("GET"))
             .and(path("/v3/projects"))
-            .respond_with(Projects(shared, api.clone()))
+            .respond_with(Projects(shared.clone(), api.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex("^/v3/projects/[^/]+$"))
+            .respond_with(GetProject(shared.clone(), api.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex("^/v3/folders/[^/]+$"))
+            .respond_with(GetFolder(shared, api.clone()))
             .mount(&server)
             .await;
         Self { server, api }
