@@ -399,6 +399,7 @@ async fn run_restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<E
             replace: args.replace,
             terminate_connections: args.terminate_connections,
             keep_owners: args.keep_owners,
+            strip_definers: false,
             progress: true,
         },
     };

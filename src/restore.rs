@@ -24,7 +24,8 @@
 //!
 //! `--replace` restores into a side database `<target>_restore_<random>`, runs the transforms
 //! there, and only then swaps in one transaction: `ALTER DATABASE target RENAME TO
-//! target_old_<YYYYMMDDHHMMSS>; ALTER DATABASE side RENAME TO target`. The old database is kept.
+//! target_old_<YYYYMMDDHHMMSS>_<random>; ALTER DATABASE side RENAME TO target`. The old database is
+//! kept. Side and old names carry a random part, so two restores of one target never share one.
 //! If anything fails, the side database is dropped and the target is untouched.
 //! **Open connections:** PostgreSQL refuses to rename a database anyone is connected to, so a swap
 //! never happens under an open session. By default the restore then fails at the swap (the side
@@ -37,7 +38,7 @@
 //! **MySQL/MariaDB.** The dump (which has no `CREATE DATABASE`/`USE`) is loaded with the `mysql`
 //! client into a side schema `<target>_restore_<random>`, the transforms run there, and the tables
 //! are swapped in with one atomic multi-table `RENAME TABLE` (old tables move to
-//! `<target>_old_<YYYYMMDDHHMMSS>`). What MySQL cannot roll back: every DDL statement commits
+//! `<target>_old_<YYYYMMDDHHMMSS>_<random>`). What MySQL cannot roll back: every DDL statement commits
 //! implicitly, so a failed load or transform cannot be undone inside the side schema; it is
 //! dropped instead (the target is untouched). The swap itself is several statements: triggers
 //! must be dropped before their tables may change schema and views cannot change schema at all,
@@ -46,8 +47,14 @@
 //! target's tables exist without their triggers and views: stop writers during a `--replace`. The
 //! swap waits at most 30 s for other sessions' metadata locks (an open transaction on a target
 //! table holds one). If it fails before the rename, the target's own triggers, views, routines and
-//! events are put back and the restore is discarded; if it fails after, nothing is dropped and the
-//! error says where each part is.
+//! events are put back and the restore is discarded (only the schemas this restore created are
+//! dropped: never one that existed before it, or another restore's); if it fails after, nothing is
+//! dropped and the error says where each part is.
+//!
+//! **Whose privileges.** Restoring runs code the backup holds (PostgreSQL functions behind
+//! constraints, defaults and triggers; MySQL objects as their `DEFINER`) with the privileges of the
+//! account that restores: a `restore` uses the target URL's, as the operator chose; restore drills
+//! restore as a throwaway account that owns only their scratch database ([`DrillAccount`], ADR 0012).
 //!
 //! **Guards.** A target whose database name or host matches `restore.production_patterns` is
 //! refused without `--i-know-this-is-production`. Passwords come from the target URL (or
@@ -88,6 +95,11 @@ use crate::store::layout::Key;
 use crate::store::manifest::{DumpFormat, Manifest};
 use crate::store::{BackupStore, StoreError};
 use crate::verify::{VerificationRecord, VerificationSummary};
+
+mod definers;
+mod drill_account;
+
+pub use drill_account::{ACCOUNT_PREFIX, DrillAccount, SCRATCH_PREFIX};
 
 /// Copy buffer between the stages.
 const PUMP_BUF: usize = 256 * 1024;
@@ -483,6 +495,10 @@ pub struct RestoreOptions {
     pub terminate_connections: bool,
     /// PostgreSQL: keep the dump's owners and privileges (the roles must exist on the target).
     pub keep_owners: bool,
+    /// MySQL: remove the dump's `DEFINER=` clauses, so its views, routines, triggers and events
+    /// are defined by (and run as) the restoring account. Restore drills set it: they restore as
+    /// a throwaway account that may not name another definer.
+    pub strip_definers: bool,
     /// Print progress on stderr when it is a terminal.
     pub progress: bool,
 }
@@ -1098,8 +1114,10 @@ fn side_name(base: &str, max: usize) -> String {
     fit(base, &format!("_restore_{:08x}", rand::random::<u32>()), max)
 }
 
+/// `<base>_old_<YYYYMMDDHHMMSS>_<random>`: dated for people, unique per restore (two restores in
+/// one second must not meet in one schema, or one's cleanup could drop the other's).
 fn old_name(base: &str, max: usize) -> String {
-    fit(base, &format!("_old_{}", Utc::now().format("%Y%m%d%H%M%S")), max)
+    fit(base, &format!("_old_{}_{:08x}", Utc::now().format("%Y%m%d%H%M%S"), rand::random::<u32>()), max)
 }
 
 fn password_of(target: &ServerUrl, env: &str) -> Option<SecretString> {
@@ -1231,6 +1249,8 @@ mod pg {
             .env("PGHOST", &server.host)
             .env("PGPORT", server.port.to_string())
             .env("PGUSER", &server.user)
+            // Never `-d`: libpq expands a `-d` value holding `=` or starting with `postgres://` as
+            // a connection string; PGDATABASE is always just a name.
             .env("PGDATABASE", db)
             .env("PGAPPNAME", "data-backup restore")
             .env("PGCONNECT_TIMEOUT", "10");
@@ -1462,7 +1482,10 @@ mod my {
             .ip_or_hostname(server.host.clone())
             .tcp_port(server.port)
             .user(Some(server.user.clone()))
-            .pass(password_of(server, "MYSQL_PWD").map(|p| p.expose_secret().to_owned()));
+            .pass(password_of(server, "MYSQL_PWD").map(|p| p.expose_secret().to_owned()))
+            // TCP, like the `mysql` client this module runs: the server sees both come from one
+            // host (a drill's account exists for exactly that host).
+            .prefer_socket(false);
         mysql_async::Conn::new(opts).await.map_err(|e| db_error(server, &e))
     }
 
@@ -1625,7 +1648,8 @@ mod my {
 
     /// Everything up to and including the atomic `RENAME TABLE`: the schemas it needs, then the
     /// triggers and views (which cannot move with their tables) and the target's routines and
-    /// events dropped, then the rename. `names` is (target, side, old).
+    /// events dropped, then the rename. `names` is (target, side, old); each schema it creates is
+    /// pushed on `created` as soon as it exists, so a cleanup drops those and nothing else.
     async fn before_rename(
         conn: &mut mysql_async::Conn,
         server: &ServerUrl,
@@ -1633,13 +1657,16 @@ mod my {
         charset: Option<&str>,
         new: &Objects,
         previous: &Objects,
+        created: &mut Vec<String>,
     ) -> Res<()> {
         if charset.is_none() {
             let cs = schema_exists(conn, server, side).await?.unwrap_or_default();
             run(conn, server, &format!("CREATE DATABASE {}{cs}", ident(db))).await?;
+            created.push(db.to_owned());
         }
         if let Some(o) = old {
             run(conn, server, &format!("CREATE DATABASE {}{}", ident(o), charset.unwrap_or_default())).await?;
+            created.push(o.to_owned());
         }
         for (schema, objs) in [(side, new), (db, previous)] {
             for t in &objs.triggers {
@@ -1747,6 +1774,8 @@ mod my {
             .arg(format!("--host={}", server.host))
             .arg(format!("--port={}", server.port))
             .arg(format!("--user={}", server.user))
+            // After `--`, the schema is a name whatever it starts with, never an option.
+            .arg("--")
             .arg(side)
             .env_remove("MYSQL_PWD");
         if let Some(pw) = password_of(server, "MYSQL_PWD") {
@@ -1758,7 +1787,10 @@ mod my {
             bytes.extend_from_slice(b"\n;\n");
             Segment { label: Some(t.path.display().to_string()), bytes }
         }));
-        let fetch = open_dump(store, manifest, ids).await?;
+        let mut fetch = open_dump(store, manifest, ids).await?;
+        if options.strip_definers {
+            fetch.reader = Box::pin(definers::StripDefiners::new(fetch.reader));
+        }
         let progress =
             Progress::start(options.progress, fetch.read.clone(), manifest.bytes, format!("restoring {side}"));
         let r = run_load(
@@ -1792,10 +1824,13 @@ mod my {
         let others = |o: &Objects| -> Vec<Stored> {
             o.views.iter().chain(&o.routines).chain(&o.triggers).chain(&o.events).cloned().collect()
         };
-        let before = before_rename(conn, server, (db, side, old.as_deref()), charset, &new, &previous).await;
+        let mut created = vec![side.to_owned()];
+        let before =
+            before_rename(conn, server, (db, side, old.as_deref()), charset, &new, &previous, &mut created).await;
         if let Err(e) = before {
             // Nothing has moved: put back those of the target's own triggers, views, routines and
-            // events that were already dropped, and discard the restore (and the schemas made for it).
+            // events that were already dropped, and discard the restore and the schemas this
+            // restore created (a schema it failed to create is someone else's: it stays).
             let still: std::collections::HashSet<(&str, String)> = match objects(conn, server, db).await {
                 Ok(now) => others(&now).into_iter().map(|o| (o.kind, o.name)).collect(),
                 Err(_) => std::collections::HashSet::new(),
@@ -1803,7 +1838,7 @@ mod my {
             let missing: Vec<Stored> =
                 others(&previous).into_iter().filter(|o| !still.contains(&(o.kind, o.name.clone()))).collect();
             let lost = create_objects(conn, &missing, db, db).await;
-            for schema in [Some(side), old.as_deref(), charset.is_none().then_some(db)].into_iter().flatten() {
+            for schema in &created {
                 let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(schema))).await;
             }
             let lost = if lost.iter().all(|l| l.contains("already exists")) {
@@ -1836,32 +1871,6 @@ mod my {
             .map_err(|e| after("dropping the side schema", e))?;
         tracing::info!(db.name = %db, previous = ?old, "swapped the restored tables in");
         Ok(old)
-    }
-
-    /// Drops a schema; failures are logged.
-    pub(super) async fn drop_schema(server: &ServerUrl, schema: &str) {
-        match connect(server).await {
-            Ok(mut conn) => {
-                if let Err(e) = conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(schema))).await {
-                    tracing::warn!(db.name = %schema, error = %e, "could not drop a schema");
-                }
-                let _ = conn.disconnect().await;
-            }
-            Err(e) => tracing::warn!(db.name = %schema, error = %e, "could not drop a schema"),
-        }
-    }
-}
-
-/// Drops a scratch database (PostgreSQL) or schema (MySQL); failures are returned as text.
-pub async fn drop_scratch(target: &ServerUrl, database: &str) -> Result<(), String> {
-    if target.scheme == "postgres" {
-        let admin = pg::admin(target).await.map_err(|e| e.to_string())?;
-        pg::drop_database(&admin, database).await;
-        let still = pg::exists(&admin, target, database).await.map_err(|e| e.to_string())?;
-        if still { Err(format!("database `{database}` could not be dropped")) } else { Ok(()) }
-    } else {
-        my::drop_schema(target, database).await;
-        Ok(())
     }
 }
 
@@ -1944,7 +1953,8 @@ mod tests {
         let long = "x".repeat(80);
         assert_eq!(side_name(&long, PG_MAX_IDENT).len(), PG_MAX_IDENT);
         assert!(side_name("app", PG_MAX_IDENT).starts_with("app_restore_"));
-        assert_eq!(old_name("app", PG_MAX_IDENT).len(), "app_old_".len() + 14);
+        assert_eq!(old_name("app", PG_MAX_IDENT).len(), "app_old_".len() + 14 + 9);
+        assert_ne!(old_name("app", PG_MAX_IDENT), old_name("app", PG_MAX_IDENT), "unique within a second");
         assert_eq!(fit("ééé", "_s", 5), "é_s");
     }
 

@@ -823,9 +823,13 @@ pub struct RestoreSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifySettings {
-    /// PostgreSQL server scratch databases are created on.
+    /// PostgreSQL server scratch databases are created on. Its account creates, for each drill, a
+    /// throwaway role owning the scratch database, which restores (ADR 0012): it needs
+    /// `CREATEROLE` and `CREATEDB` (or is a superuser).
     pub url: Option<ServerUrl>,
-    /// MySQL/MariaDB server scratch schemas are created on.
+    /// MySQL/MariaDB server scratch schemas are created on. Its account creates, for each drill, a
+    /// throwaway user granted only the scratch schema, which restores: it needs `CREATE USER` and
+    /// `GRANT OPTION`.
     pub mysql_url: Option<ServerUrl>,
     /// age identity file for verifying encrypted backups (without it they fail verification).
     pub identity_file: Option<PathBuf>,

@@ -7,6 +7,11 @@
 //! `verifications/<project>/<instance>/<database>/<run date>.json`, and reports a failure through
 //! the notifiers.
 //!
+//! **The backup's code never runs with the configured account's privileges.** The configured URL
+//! only creates a throwaway account owning nothing but the scratch database, and drops both
+//! afterwards; the restore, the row counts and the checks connect as that account (see
+//! `restore::drill_account` and ADR 0012). A backup whose code reaches for more fails its drill.
+//!
 //! Row counts are compared exactly when the manifest says they were counted in the dump's own
 //! snapshot (`row_counts_exact`, always true for PostgreSQL); otherwise (MySQL/MariaDB, whose counts
 //! come from a snapshot taken just before the dump's) they are recorded as information only.
@@ -34,8 +39,8 @@ use utoipa::ToSchema;
 use crate::model::{DatabaseName, DatabasePath, Engine, InstanceName, ProjectId, RunDate};
 use crate::notify::{FailureReport, Notifier};
 use crate::restore::{
-    RestoreError, RestoreOptions, ToolDirs, count_rows, drop_scratch, path_text, query_value, restore_manifest,
-    stored_backups,
+    DrillAccount, RestoreError, RestoreOptions, SCRATCH_PREFIX, ToolDirs, count_rows, path_text, query_value,
+    restore_manifest, stored_backups,
 };
 use crate::settings::{ServerUrl, Settings, SourceKind, VerifyCheck, VerifySettings};
 use crate::store::layout::Key;
@@ -340,7 +345,6 @@ impl Verifier {
     async fn drill(&self, db: &DatabasePath, manifest: &Manifest, server: &ServerUrl) -> VerificationRecord {
         let started_at = Utc::now();
         let t0 = Instant::now();
-        let scratch = format!("data_backup_verify_{:08x}", rand::random::<u32>());
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let (mut tables, mut checks, mut compared, mut bytes) = (Vec::new(), Vec::new(), false, 0);
@@ -354,13 +358,28 @@ impl Verifier {
             },
             None => None,
         };
-        if errors.is_empty() {
-            let options = RestoreOptions { create: true, ..RestoreOptions::default() };
+        // The backup's code runs during the restore and the checks: all of it as a throwaway
+        // account that owns only the scratch database (module `restore::drill_account`, ADR 0012).
+        let account = if errors.is_empty() {
+            match DrillAccount::create(server).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    errors.push(format!("cannot create the drill's scratch database and account: {e}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let scratch = account.as_ref().map_or_else(|| format!("{SCRATCH_PREFIX}-"), |a| a.database().to_owned());
+        if let Some(account) = &account {
+            let as_account = account.url();
+            let options = RestoreOptions { create: true, strip_definers: true, ..RestoreOptions::default() };
             match restore_manifest(
                 &self.store,
                 &self.tools,
                 manifest,
-                server,
+                as_account,
                 &scratch,
                 identities.as_deref(),
                 &[],
@@ -370,7 +389,7 @@ impl Verifier {
             {
                 Ok(report) => {
                     bytes = report.bytes;
-                    match count_rows(server, &scratch).await {
+                    match count_rows(as_account, &scratch).await {
                         Ok(restored) => {
                             let (t, e, c) = compare(manifest, &restored);
                             (tables, compared) = (t, c);
@@ -379,7 +398,7 @@ impl Verifier {
                         Err(e) => errors.push(format!("cannot count the restored rows: {e}")),
                     }
                     for check in self.settings.checks.iter().filter(|c| Self::applies(c, db, manifest.engine)) {
-                        let outcome = match query_value(server, &scratch, &check.sql).await {
+                        let outcome = match query_value(as_account, &scratch, &check.sql).await {
                             Ok(v) => CheckOutcome {
                                 name: check.name.clone(),
                                 passed: truthy(v.as_deref()),
@@ -399,8 +418,10 @@ impl Verifier {
                 Err(e) => errors.push(format!("restore failed: {e}")),
             }
         }
-        if let Err(e) = drop_scratch(server, &scratch).await {
-            warnings.push(format!("the scratch database was not dropped: {e}"));
+        if let Some(account) = &account
+            && let Err(e) = account.remove().await
+        {
+            warnings.push(format!("the scratch database or the drill's account was not dropped: {e}"));
         }
         VerificationRecord {
             version: RECORD_VERSION,

@@ -6,6 +6,11 @@
 //! stored size. The checks run *before* the upload is allowed to complete: the reader fed to the
 //! store answers an error at end of stream when the child failed, so the upload is aborted and no
 //! object appears. Passwords reach the child through its environment, never its arguments.
+//!
+//! **Names are data.** A database name reaches a tool only where it cannot be read as anything
+//! else: `pg_dump` gets it in `PGDATABASE` (never expanded as a connection string, unlike `-d`),
+//! `mariadb-dump` after `--` (so `--all-databases` or `--result-file=x` is a schema, not an
+//! option), and SQL quotes it as an identifier.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -374,6 +379,10 @@ impl Exporter for DumpExporter {
                     .env("PGHOST", &self.source.url.host)
                     .env("PGPORT", self.source.url.port.to_string())
                     .env("PGUSER", &self.source.url.user)
+                    // The database travels in PGDATABASE, which libpq never expands: as `-d NAME`
+                    // or a positional argument, a name holding `=` or starting with
+                    // `postgres://` would be read as a connection string, and one starting with
+                    // `-` as an option.
                     .env("PGDATABASE", db.database.as_str())
                     .env("PGAPPNAME", "data-backup")
                     .env("PGCONNECT_TIMEOUT", "10")
@@ -410,6 +419,9 @@ impl Exporter for DumpExporter {
                 .arg(format!("--host={}", self.source.url.host))
                 .arg(format!("--port={}", self.source.url.port))
                 .arg(format!("--user={}", self.source.url.user))
+                // A schema name is data: after `--` it cannot be an option (`--result-file=…`,
+                // `--all-databases`), whatever it starts with.
+                .arg("--")
                 .arg(db.database.as_str())
                 .env_remove("MYSQL_PWD");
                 if let Some(pw) = &password {

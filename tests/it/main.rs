@@ -20,4 +20,5 @@ mod retention;
 mod schedule;
 mod shutdown;
 mod status;
+mod tool_arguments;
 mod verify;

@@ -406,6 +406,40 @@ async fn mariadb_restores_through_a_side_schema_with_triggers_views_and_routines
 }
 
 #[tokio::test]
+async fn a_mariadb_replace_never_meets_nor_drops_a_schema_named_like_its_dated_one() {
+    let src = MyDb::create("rst_myuniq");
+    src.sql("CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2)");
+    let app = TestApp::spawn(&mysql_source("mysrc", &src.name)).await;
+    export(&app, "mysrc", "maria", &src.name, "2026-11-20").await;
+    let into = MyDb::create("rst_myuniq_into");
+    into.sql("CREATE TABLE mine (n INT); INSERT INTO mine VALUES (7)");
+    // What another restore of the same target, in the same seconds, would have made its dated
+    // schema: someone else's, with tables in it.
+    let now = chrono::Utc::now();
+    let others: Vec<MyDb> = (0..6)
+        .map(|s| {
+            let name = format!("{}_old_{}", into.name, (now + chrono::Duration::seconds(s)).format("%Y%m%d%H%M%S"));
+            into.sql(&format!(
+                "CREATE DATABASE `{name}`; CREATE TABLE `{name}`.keep (n INT); INSERT INTO `{name}`.keep VALUES (1)"
+            ));
+            MyDb { name }
+        })
+        .collect();
+    let mut req = request("mysrc", "maria", &src.name, target(&mysql_url(), &into.name));
+    req.options.replace = true;
+
+    let report = restore(&app, "", &req).await.unwrap();
+
+    let previous = MyDb { name: report.previous.clone().expect("the previous tables were kept") };
+    assert!(others.iter().all(|o| o.name != previous.name), "{}", previous.name);
+    assert_eq!(previous.sql("SELECT n FROM mine"), "7");
+    assert_eq!(into.sql("SELECT COUNT(*) FROM t"), "2");
+    for other in &others {
+        assert_eq!(other.sql("SELECT COUNT(*) FROM keep"), "1", "{} was left alone", other.name);
+    }
+}
+
+#[tokio::test]
 async fn a_mariadb_swap_blocked_by_an_open_transaction_gives_up_and_puts_the_target_back() {
     use mysql_async::prelude::Queryable;
     let src = MyDb::create("rst_mylock");

@@ -6,7 +6,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::restore::export;
-use crate::support::{MyDb, PgDb, TestApp, mysql_source, mysql_url, pg_source, pg_url};
+use crate::support::{MyDb, PgDb, TestApp, mysql_source, mysql_url, pg_source, pg_url, unique_name};
 
 /// `[verify]` pointing at the test servers, plus a webhook for failure reports.
 fn verify_settings(hook: &MockServer, extra: &str) -> String {
@@ -217,6 +217,108 @@ async fn verify_of_mariadb_restores_and_counts() {
     let left =
         src.sql(&format!("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{scratch}%'"));
     assert_eq!(left, "0", "scratch schema dropped");
+}
+
+/// Runs SQL in the `postgres` database; answers psql's unaligned output.
+fn pg_admin(sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+        .args(["-c", sql])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The drill's account, from its scratch database's name (they share their random part).
+fn drill_account(record: &Value) -> String {
+    let scratch = record["scratch_database"].as_str().unwrap();
+    let id = scratch.strip_prefix(data_backup::restore::SCRATCH_PREFIX).expect("a drill's scratch name");
+    format!("{}{id}", data_backup::restore::ACCOUNT_PREFIX)
+}
+
+#[tokio::test]
+async fn a_drill_runs_the_backups_code_without_the_verification_servers_privileges() {
+    let victim = unique_name("ver_victim");
+    let evil = unique_name("ver_evil");
+    pg_admin(&format!("CREATE ROLE {victim} NOLOGIN"));
+    let src = PgDb::create("ver_hostile");
+    // A CHECK constraint runs its function for every restored row; it reaches for the restoring
+    // role's privileges only in a drill's scratch database (not here, at set-up), and once, so
+    // that with a superuser the restore would succeed and commit.
+    src.sql(&format!(
+        "CREATE FUNCTION public.escalate(n int) RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN
+           IF current_database() LIKE 'data_backup_verify%'
+              AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{evil}') THEN
+             EXECUTE 'ALTER ROLE {victim} SUPERUSER';
+             EXECUTE 'CREATE ROLE {evil} SUPERUSER LOGIN';
+           END IF;
+           RETURN true;
+         END $$;
+         CREATE TABLE t (n int CHECK (public.escalate(n)));
+         INSERT INTO t VALUES (1), (2);"
+    ));
+    let superusers = || pg_admin("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper");
+    let before = superusers();
+    let hook = hook().await;
+    let app = TestApp::spawn(&format!("{}\n{}", pg_source("pgsrc", &src.name), verify_settings(&hook, ""))).await;
+    export(&app, "pgsrc", "pg", &src.name, "2026-11-20").await;
+
+    let (status, record) = verify(&app, "pgsrc", "pg", &src.name).await;
+
+    let evil_exists = pg_admin(&format!("SELECT count(*) FROM pg_roles WHERE rolname = '{evil}'"));
+    let victim_super = pg_admin(&format!("SELECT rolsuper FROM pg_roles WHERE rolname = '{victim}'"));
+    let account_left = pg_admin(&format!("SELECT count(*) FROM pg_roles WHERE rolname = '{}'", drill_account(&record)));
+    let after = superusers();
+    pg_admin(&format!("DROP ROLE IF EXISTS {evil}; DROP ROLE {victim}"));
+    assert_eq!(status, 200, "{record}");
+    assert_eq!((victim_super.as_str(), evil_exists.as_str()), ("f", "0"), "the backup's code escalated: {record}");
+    assert_eq!(after, before, "superusers of the verification server");
+    assert_eq!(record["result"], "failed", "a restore that failed is no ok: {record}");
+    let errors = record["errors"].to_string();
+    assert!(errors.contains("restore failed") && errors.contains("ALTER ROLE"), "{errors}");
+    assert!(!pg_exists(record["scratch_database"].as_str().unwrap()), "scratch database dropped");
+    assert_eq!(account_left, "0", "the drill's role is dropped");
+}
+
+#[tokio::test]
+async fn a_mariadb_drill_runs_views_and_routines_as_its_own_throwaway_user() {
+    let loot = MyDb::create("ver_loot");
+    loot.sql("CREATE TABLE loot (who TEXT)");
+    let src = MyDb::create("ver_my_hostile");
+    // Defined by root: without the drill's own account, selecting the view would run the function
+    // as root, and root may write into any schema of the verification server.
+    let schema = format!(
+        "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2);\nDELIMITER //\n\
+         CREATE FUNCTION grab() RETURNS INT MODIFIES SQL DATA SQL SECURITY DEFINER \
+           BEGIN INSERT INTO `{}`.loot VALUES (CURRENT_USER()); RETURN 1; END //\nDELIMITER ;\n\
+         CREATE SQL SECURITY DEFINER VIEW v AS SELECT grab() AS g;\n",
+        loot.name
+    );
+    let args = ["-h", "127.0.0.1", "-u", "root", "--protocol=TCP", "--", &src.name];
+    crate::support::run_with_stdin("mariadb", &args, schema.as_bytes());
+    let hook = hook().await;
+    let checks = "[[verify.checks]]\nname = \"the view answers\"\nsql = \"SELECT g FROM v\"\n";
+    let app =
+        TestApp::spawn(&format!("{}\n{}", mysql_source("mysrc", &src.name), verify_settings(&hook, checks))).await;
+    export(&app, "mysrc", "maria", &src.name, "2026-11-20").await;
+
+    let (status, record) = verify(&app, "mysrc", "maria", &src.name).await;
+
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(loot.sql("SELECT COUNT(*) FROM loot"), "0", "the backup's code wrote outside its schema: {record}");
+    assert_eq!(record["result"], "failed", "{record}");
+    assert_eq!(record["tables"][0]["restored"], 2, "the restore itself worked: {record}");
+    let check = record["checks"][0]["detail"].as_str().unwrap();
+    assert!(check.contains(&drill_account(&record)), "the function ran as the drill's user: {check}");
+    let scratch = record["scratch_database"].as_str().unwrap();
+    let left = src.sql(&format!(
+        "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{scratch}%') + \
+                (SELECT COUNT(*) FROM mysql.user WHERE user = '{}')",
+        drill_account(&record)
+    ));
+    assert_eq!(left, "0", "scratch schemas and the drill's user are dropped");
 }
 
 #[tokio::test]
