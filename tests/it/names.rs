@@ -2,10 +2,12 @@
 //! are found again by everything that lists the store, and restore with the stock tools; a name
 //! never changes what a command does.
 
+use std::path::Path;
+
 use serde_json::{Value, json};
 
-use crate::support::db::PgDb;
-use crate::support::{TestApp, pg_source, pg_url, unzstd};
+use crate::support::db::{MyDb, PgDb};
+use crate::support::{TestApp, mysql_source, mysql_url, pg_source, pg_url, unzstd};
 
 /// Days before today, as `YYYY-MM-DD`.
 fn days_ago(n: u64) -> String {
@@ -79,5 +81,25 @@ async fn a_postgres_database_called_cafe_app_backs_up_once_and_every_reader_find
     assert!(key.contains(&format!("/{}/", src.name.replace(' ', "%20"))), "{key}");
     let copy = PgDb::create("cafe_restored");
     copy.restore(&unzstd(&app.store_dir.path().join(key)));
+    assert_eq!(copy.fingerprint(), src.fingerprint());
+}
+
+#[tokio::test]
+async fn a_mariadb_schema_called_like_an_option_is_dumped_as_a_name() {
+    let file = format!("x_{:08x}.txt", rand::random::<u32>());
+    let src = MyDb::named(&format!("--result-file={file}"));
+    src.sql("CREATE TABLE t (n INT PRIMARY KEY, s TEXT); INSERT INTO t SELECT seq, md5(seq) FROM seq_1_to_300");
+    let app =
+        TestApp::spawn(&format!("{}[verify]\nmysql_url = \"{}\"\n", mysql_source("mysrc", &src.name), mysql_url()))
+            .await;
+
+    let answer = export_and_find(&app, "mysrc", "maria", &src.name).await;
+
+    assert!(!Path::new(&file).exists(), "the name reached mariadb-dump as an option and wrote {file}");
+    let dump = String::from_utf8(unzstd(&app.store_dir.path().join(answer["key"].as_str().unwrap()))).unwrap();
+    assert!(dump.contains("CREATE TABLE `t`"), "the schema's own table is in the dump");
+    assert!(!dump.contains("global_priv") && !dump.contains("`mysql`"), "no other schema is in the dump");
+    let copy = MyDb::create("opt_restored");
+    copy.restore(dump.as_bytes());
     assert_eq!(copy.fingerprint(), src.fingerprint());
 }
