@@ -78,9 +78,11 @@ pub enum Command {
     /// `--url URL` and a bearer token (`--token-file`, `DATA_BACKUP_AUTH__BEARER_TOKEN`) or a
     /// Google ID token minted from the local credentials; prints the answer.
     Call(crate::client::CallArgs),
-    /// Print the state of every database (ok, stale, failing, missing, gone, unverified, excluded)
-    /// and the newest run's summary; exit status 2 when any database shown is stale, failing or
-    /// missing (for cron and health checks), 1 when the status could not be computed.
+    /// Print the state of every database (ok, stale, failing, missing, gone, unverified,
+    /// unverifiable, excluded), how many are backed up and how many proven, and the newest run's
+    /// summary. Exit status (for cron and health checks): 2 when any database shown is stale,
+    /// failing or missing; else 3 when any is unverified (backed up, not proven by a recent restore
+    /// drill); 0 otherwise; 1 when the status could not be computed.
     Status {
         /// Print the JSON of `GET /status` instead of the table.
         #[arg(long)]
@@ -191,7 +193,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let state = state
                 .map(|s| {
                     crate::status::DbState::parse(&s).with_context(|| {
-                        format!("unknown state `{s}` (ok, stale, failing, missing, gone, unverified, excluded)")
+                        format!(
+                            "unknown state `{s}` (ok, stale, failing, missing, gone, unverified, unverifiable, excluded)"
+                        )
                     })
                 })
                 .transpose()?;
@@ -204,7 +208,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
                 print!("{}", crate::status::render_table(&shown, color));
             }
-            Ok(if crate::status::alarming(&shown).is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            Ok(ExitCode::from(crate::status::exit_status(&shown)))
         }
         Command::Restore(args) => run_restore(&settings, args).await,
         Command::Verify(args) => run_verify(&settings, args).await,

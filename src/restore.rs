@@ -35,8 +35,10 @@
 //! and connections are allowed again on both databases; clients that reconnect by name reach the
 //! restored database.
 //!
-//! **MySQL/MariaDB.** The dump (which has no `CREATE DATABASE`/`USE`) is loaded with the `mysql`
-//! client into a side schema `<target>_restore_<random>`, the transforms run there, and the tables
+//! **MySQL/MariaDB.** The dump (which has no `CREATE DATABASE`/`USE`; in a Cloud SQL export, which
+//! has them, they are pointed at the side schema as it streams, and one naming any other database
+//! fails the restore: module `database_lines`) is loaded with the `mysql` client into a side schema
+//! `<target>_restore_<random>`, the transforms run there, and the tables
 //! are swapped in with one atomic multi-table `RENAME TABLE` (old tables move to
 //! `<target>_old_<YYYYMMDDHHMMSS>_<random>`). What MySQL cannot roll back: every DDL statement commits
 //! implicitly, so a failed load or transform cannot be undone inside the side schema; it is
@@ -96,8 +98,10 @@ use crate::store::manifest::{DumpFormat, Manifest};
 use crate::store::{BackupStore, StoreError};
 use crate::verify::{VerificationRecord, VerificationSummary};
 
+mod database_lines;
 mod definers;
 mod drill_account;
+mod line_filter;
 
 pub use drill_account::{ACCOUNT_PREFIX, DrillAccount, SCRATCH_PREFIX};
 
@@ -637,6 +641,14 @@ pub async fn restore(
     .await
 }
 
+/// Why the backup `manifest` describes cannot be restored by this service at all, if it cannot:
+/// SQL Server BAK files (restore drills record them `unverifiable` with this reason).
+#[must_use]
+pub fn unrestorable(manifest: &Manifest) -> Option<&'static str> {
+    (manifest.format == DumpFormat::SqlServerBak || manifest.engine == Engine::Sqlserver)
+        .then_some("SQL Server BAK files need a SQL Server to restore; none is configured")
+}
+
 /// Restores the backup `manifest` describes into `database` on `target` (no guard, no lookup).
 #[expect(
     clippy::too_many_arguments,
@@ -655,15 +667,14 @@ pub async fn restore_manifest(
     let started = Instant::now();
     let expected = match (manifest.format, manifest.engine) {
         (DumpFormat::PgCustomZstd, _) | (DumpFormat::CloudSqlGz, Engine::Postgres) => "postgres",
-        (DumpFormat::MysqlSqlZstd, _) => "mysql",
-        // Cloud SQL's MySQL export names its database (CREATE DATABASE, USE): loaded as is it would
-        // write into that name, not the target; SQL Server BAK files need SQL Server.
+        // A Cloud SQL MySQL export names its database: `my::load` points it at the target.
+        (DumpFormat::MysqlSqlZstd, _) | (DumpFormat::CloudSqlGz, Engine::Mysql) => "mysql",
         _ => {
             return Err(RestoreError::Unsupported(format!(
-                "{} is a Cloud SQL {} export: this version restores Cloud SQL exports of PostgreSQL only \
-                 (import it with `gcloud sql import`)",
+                "{} is a Cloud SQL {} export: {} (import it with `gcloud sql import`)",
                 manifest.key,
-                manifest.engine.as_str()
+                manifest.engine.as_str(),
+                unrestorable(manifest).unwrap_or("this version cannot restore it")
             )));
         }
     };
@@ -681,11 +692,10 @@ pub async fn restore_manifest(
         });
     }
     let ids = if encrypted { identities } else { None };
-    let (previous, bytes) = match manifest.format {
-        DumpFormat::PgCustomZstd | DumpFormat::CloudSqlGz => {
-            pg::restore(store, tools, manifest, target, database, ids, transforms, options).await?
-        }
-        _ => my::restore(store, tools, manifest, target, database, ids, transforms, options).await?,
+    let (previous, bytes) = if expected == "postgres" {
+        pg::restore(store, tools, manifest, target, database, ids, transforms, options).await?
+    } else {
+        my::restore(store, tools, manifest, target, database, ids, transforms, options).await?
     };
     Ok(RestoreReport {
         key: manifest.key.clone(),
@@ -1788,8 +1798,11 @@ mod my {
             Segment { label: Some(t.path.display().to_string()), bytes }
         }));
         let mut fetch = open_dump(store, manifest, ids).await?;
+        if manifest.format == DumpFormat::CloudSqlGz {
+            fetch.reader = Box::pin(database_lines::point_at(fetch.reader, &manifest.database, side));
+        }
         if options.strip_definers {
-            fetch.reader = Box::pin(definers::StripDefiners::new(fetch.reader));
+            fetch.reader = Box::pin(definers::strip_definers(fetch.reader));
         }
         let progress =
             Progress::start(options.progress, fetch.read.clone(), manifest.bytes, format!("restoring {side}"));

@@ -12,8 +12,15 @@
 //! `excluded` (the newest run excluded it on purpose) · `gone` (has a backup, the newest run did not
 //! discover it, and its source was listed without error) · `failing` (expected by the newest run,
 //! a failure was reported for that day, no backup for it) · `missing` (expected by the newest run,
-//! never backed up) · `stale` (newest backup older than `slo_hours`) · `unverified` (no successful
-//! restore drill within `verify_within_days`; 0 turns it off) · `ok`.
+//! never backed up) · `stale` (newest backup older than `slo_hours`) · `unverifiable` (fresh, but no
+//! drill can restore it: a SQL Server BAK file; neutral, never counted as proven) · `unverified` (no
+//! successful restore drill within `verify_within_days`; 0 turns both off) · `ok`.
+//!
+//! **Proven** is what the badge and the totals count: a database in state `ok` with a successful
+//! drill on record (within `verify_within_days` when drills are required). `backed_up` counts the
+//! databases with a backup that are still in scope (not `gone` or `excluded`), so "4 backed up,
+//! 0 proven" is never "fine": [`StatusReport::all_proven`] is false, the page's badge says so, and
+//! `data-backup status` exits 3 ([`exit_status`]).
 //!
 //! [`StatusService`] caches a computed status for `cache_secs` and per-run reports (for good once
 //! their day is two days past), and sends the one summary notification per run: [`report_run`] when
@@ -62,6 +69,8 @@ pub enum DbState {
     Stale,
     /// Fresh, but no successful restore drill within `verify_within_days`.
     Unverified,
+    /// Fresh, but no drill can restore it here (a SQL Server BAK file): not proven, not an alarm.
+    Unverifiable,
     /// Fresh (and verified, when drills are required).
     Ok,
     /// Backed up before, no longer discovered.
@@ -72,8 +81,16 @@ pub enum DbState {
 
 impl DbState {
     /// Every state, most severe first.
-    pub const ALL: [Self; 7] =
-        [Self::Failing, Self::Missing, Self::Stale, Self::Unverified, Self::Ok, Self::Gone, Self::Excluded];
+    pub const ALL: [Self; 8] = [
+        Self::Failing,
+        Self::Missing,
+        Self::Stale,
+        Self::Unverified,
+        Self::Unverifiable,
+        Self::Ok,
+        Self::Gone,
+        Self::Excluded,
+    ];
 
     /// The state's name (`ok`, `stale`, …).
     #[must_use]
@@ -83,6 +100,7 @@ impl DbState {
             Self::Missing => "missing",
             Self::Stale => "stale",
             Self::Unverified => "unverified",
+            Self::Unverifiable => "unverifiable",
             Self::Ok => "ok",
             Self::Gone => "gone",
             Self::Excluded => "excluded",
@@ -99,6 +117,11 @@ impl DbState {
     #[must_use]
     pub fn is_alarm(self) -> bool {
         matches!(self, Self::Failing | Self::Missing | Self::Stale)
+    }
+
+    /// Whether a database in this state counts towards the totals (not `gone`, not `excluded`).
+    fn in_scope(self) -> bool {
+        !matches!(self, Self::Gone | Self::Excluded)
     }
 }
 
@@ -217,6 +240,14 @@ pub struct StatusReport {
     pub verify_within_days: u32,
     /// False when any database is stale, failing or missing.
     pub healthy: bool,
+    /// Databases with a backup, `gone` and `excluded` ones left out.
+    pub backed_up: usize,
+    /// Of those, the ones proven restorable: state `ok` with a successful restore drill on record
+    /// (within `verify_within_days` when drills are required).
+    pub proven: usize,
+    /// True when nothing is in an alarm state and every database backed up is proven (`unverified`
+    /// and `unverifiable` ones are not).
+    pub all_proven: bool,
     /// Databases per state (every state, zeros included), over all databases.
     pub counts: BTreeMap<String, usize>,
     /// The newest run (without its database list).
@@ -331,6 +362,11 @@ pub fn classify(facts: &Facts<'_>, now: DateTime<Utc>, settings: &StatusSettings
     let age = hours_since(latest.finished_at, now);
     if age > f64::from(settings.slo_hours) {
         return (DbState::Stale, format!("newest backup is {} old (SLO {} h)", age_words(age), settings.slo_hours));
+    }
+    if settings.verify_within_days > 0
+        && let Some(why) = crate::restore::unrestorable(latest)
+    {
+        return (DbState::Unverifiable, format!("fresh backup, not provable here: {why}"));
     }
     if settings.verify_within_days > 0 {
         let within = chrono::Duration::days(i64::from(settings.verify_within_days));
@@ -743,6 +779,7 @@ pub async fn compute(
     all.extend(planned.keys().filter(|k| !latest.contains_key(*k)).cloned());
     all.sort();
     let mut rows = Vec::with_capacity(all.len());
+    let (mut backed_up, mut proven) = (0, 0);
     for k in all {
         let m = latest.get(&k);
         let task = planned.get(&k);
@@ -761,6 +798,10 @@ pub async fn compute(
             verified_ok_at: v.and_then(|v| v.last_ok_at),
         };
         let (state, reason) = classify(&facts, now, settings);
+        if m.is_some() && state.in_scope() {
+            backed_up += 1;
+            proven += usize::from(state == DbState::Ok && facts.verified_ok_at.is_some());
+        }
         let previous_bytes = previous.get(&k).copied();
         #[expect(clippy::cast_precision_loss, reason = "a percentage needs no more than f64's 52 bits")]
         let change = match (m.map(|m| m.bytes), previous_bytes) {
@@ -789,11 +830,15 @@ pub async fn compute(
     rows.sort_by(|a, b| {
         (a.state, &a.project, &a.instance, &a.database).cmp(&(b.state, &b.project, &b.instance, &b.database))
     });
+    let healthy = !rows.iter().any(|r| r.state.is_alarm());
     Ok(StatusReport {
         generated_at: now,
         slo_hours: settings.slo_hours,
         verify_within_days: settings.verify_within_days,
-        healthy: !rows.iter().any(|r| r.state.is_alarm()),
+        healthy,
+        backed_up,
+        proven,
+        all_proven: healthy && proven == backed_up,
         counts: counts_of(&rows),
         latest_run,
         databases: rows,
@@ -1091,6 +1136,7 @@ fn ansi(state: DbState) -> &'static str {
     match state {
         DbState::Failing | DbState::Missing | DbState::Stale => "\x1b[1;31m",
         DbState::Unverified => "\x1b[33m",
+        DbState::Unverifiable => "\x1b[36m",
         DbState::Ok => "\x1b[32m",
         DbState::Gone | DbState::Excluded => "\x1b[2m",
     }
@@ -1119,7 +1165,14 @@ pub fn render_table(report: &StatusReport, color: bool) -> String {
         None => out.push_str("no run in the last days\n"),
     }
     let counts: Vec<String> = report.counts.iter().filter(|(_, n)| **n > 0).map(|(s, n)| format!("{s} {n}")).collect();
-    let _ = writeln!(out, "{} databases: {}\n", report.databases.len(), counts.join(", "));
+    let _ = writeln!(
+        out,
+        "{} databases: {}; {} backed up, {} proven\n",
+        report.databases.len(),
+        counts.join(", "),
+        report.backed_up,
+        report.proven
+    );
     let header = ["STATE", "DATABASE", "LAST BACKUP", "AGE", "SIZE", "VERIFIED", "WHY"];
     let rows: Vec<[String; 7]> = report
         .databases
@@ -1173,6 +1226,21 @@ pub fn alarming(report: &StatusReport) -> Vec<&DatabaseStatus> {
     report.databases.iter().filter(|r| r.state.is_alarm()).collect()
 }
 
+/// Exit status of `data-backup status` for the rows `report` shows: 2 when any is stale, failing
+/// or missing; else 3 when any is `unverified` (backed up, not proven by a recent drill); else 0
+/// (every database proven, or `unverifiable` by nature, `gone` or `excluded`). 1 is left for
+/// errors.
+#[must_use]
+pub fn exit_status(report: &StatusReport) -> u8 {
+    if !alarming(report).is_empty() {
+        2
+    } else if report.databases.iter().any(|r| r.state == DbState::Unverified) {
+        3
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1195,6 +1263,12 @@ mod tests {
         let old = manifest(&d(3), 72, now);
         let verified = Some(now - chrono::Duration::days(1));
         let long_ago = Some(now - chrono::Duration::days(30));
+        let sql_server = |m: &Manifest| Manifest {
+            engine: Engine::Sqlserver,
+            format: crate::store::manifest::DumpFormat::SqlServerBak,
+            ..m.clone()
+        };
+        let (bak, old_bak) = (sql_server(&fresh), sql_server(&old));
         let facts = |latest, expectation, failure, verified_ok_at| Facts {
             latest,
             expectation,
@@ -1215,6 +1289,8 @@ mod tests {
             (facts(Some(&fresh), Expectation::Expected, None, long_ago), DbState::Unverified),
             (facts(Some(&fresh), Expectation::NoRun, None, None), DbState::Unverified),
             (facts(Some(&old), Expectation::NoRun, None, None), DbState::Stale),
+            (facts(Some(&bak), Expectation::Expected, None, None), DbState::Unverifiable),
+            (facts(Some(&old_bak), Expectation::Expected, None, None), DbState::Stale),
         ];
         for (i, (f, want)) in table.iter().enumerate() {
             let (got, why) = classify(f, now, &settings);
@@ -1222,6 +1298,7 @@ mod tests {
         }
         let off = StatusSettings { verify_within_days: 0, ..StatusSettings::default() };
         assert_eq!(classify(&facts(Some(&fresh), Expectation::NoRun, None, None), now, &off).0, DbState::Ok);
+        assert_eq!(classify(&facts(Some(&bak), Expectation::NoRun, None, None), now, &off).0, DbState::Ok);
     }
 
     #[test]

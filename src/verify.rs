@@ -5,7 +5,9 @@
 //! compares the row count of every table with the manifest's `row_counts`, runs the configured
 //! check queries, **always** drops the scratch database, writes a [`VerificationRecord`] under
 //! `verifications/<project>/<instance>/<database>/<run date>.json`, and reports a failure through
-//! the notifiers.
+//! the notifiers. A backup no drill can restore (a SQL Server BAK file: restoring it needs a SQL
+//! Server) gets the record `unverifiable` with its reason instead, without a drill: neither a
+//! proof nor a failure, and never reported.
 //!
 //! **The backup's code never runs with the configured account's privileges.** The configured URL
 //! only creates a throwaway account owning nothing but the scratch database, and drops both
@@ -58,6 +60,9 @@ pub enum VerificationResult {
     Ok,
     /// Something failed: see `errors`.
     Failed,
+    /// The backup cannot be restored here at all (a SQL Server BAK file): see `reason`. Neither a
+    /// proof nor a failure; never reported.
+    Unverifiable,
 }
 
 /// One table's rows: what the manifest recorded and what the restore holds.
@@ -101,8 +106,11 @@ pub struct VerificationRecord {
     pub run_date: String,
     /// The dump verified.
     pub key: String,
-    /// `ok` or `failed`.
+    /// `ok`, `failed` or `unverifiable`.
     pub result: VerificationResult,
+    /// Why the backup cannot be verified (when `result` is `unverifiable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// When the verification started.
     pub started_at: DateTime<Utc>,
     /// When it ended.
@@ -131,11 +139,11 @@ pub struct VerificationRecord {
 /// The part of a record a listing shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerificationSummary {
-    /// `ok` or `failed`.
+    /// `ok`, `failed` or `unverifiable`.
     pub result: VerificationResult,
     /// When it was verified.
     pub verified_at: DateTime<Utc>,
-    /// The first error, when it failed.
+    /// The first error, when it failed; why not, when it is unverifiable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -144,7 +152,11 @@ impl VerificationRecord {
     /// What a listing shows of it.
     #[must_use]
     pub fn summary(&self) -> VerificationSummary {
-        VerificationSummary { result: self.result, verified_at: self.finished_at, error: self.errors.first().cloned() }
+        VerificationSummary {
+            result: self.result,
+            verified_at: self.finished_at,
+            error: self.errors.first().or(self.reason.as_ref()).cloned(),
+        }
     }
 }
 
@@ -327,8 +339,10 @@ impl Verifier {
         let Some(manifest) = self.store.read::<Manifest>(&chosen.manifest).await? else {
             return Err(VerifyError::NotFound(format!("no backup of {}{what}", path_text(db))));
         };
-        let server = self.server_for(manifest.engine)?;
-        let record = self.drill(db, &manifest, &server).await;
+        let record = match crate::restore::unrestorable(&manifest) {
+            Some(reason) => Self::unverifiable(db, &manifest, reason),
+            None => self.drill(db, &manifest, &self.server_for(manifest.engine)?).await,
+        };
         if record.result == VerificationResult::Failed {
             self.report(&manifest, &record).await;
         }
@@ -340,6 +354,33 @@ impl Verifier {
             duration_secs = record.duration_secs, "verification finished"
         );
         Ok(record)
+    }
+
+    /// The honest verdict on a backup no drill can restore: no server, no account, nothing run.
+    fn unverifiable(db: &DatabasePath, manifest: &Manifest, reason: &str) -> VerificationRecord {
+        let now = Utc::now();
+        VerificationRecord {
+            version: RECORD_VERSION,
+            project: db.project.to_string(),
+            instance: db.instance.to_string(),
+            database: db.database.to_string(),
+            engine: manifest.engine,
+            run_date: manifest.run_date.clone(),
+            key: manifest.key.clone(),
+            result: VerificationResult::Unverifiable,
+            reason: Some(reason.to_owned()),
+            started_at: now,
+            finished_at: now,
+            duration_secs: 0.0,
+            server: String::new(),
+            scratch_database: String::new(),
+            bytes_checked: 0,
+            row_counts_compared: false,
+            tables: Vec::new(),
+            checks: Vec::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     async fn drill(&self, db: &DatabasePath, manifest: &Manifest, server: &ServerUrl) -> VerificationRecord {
@@ -432,6 +473,7 @@ impl Verifier {
             run_date: manifest.run_date.clone(),
             key: manifest.key.clone(),
             result: if errors.is_empty() { VerificationResult::Ok } else { VerificationResult::Failed },
+            reason: None,
             started_at,
             finished_at: Utc::now(),
             duration_secs: t0.elapsed().as_secs_f64(),
@@ -474,15 +516,20 @@ impl Verifier {
     }
 
     /// The nightly drill: verifies the newest backups of the `n` least recently verified databases
-    /// (databases whose engine has no verification server are skipped).
+    /// (databases whose engine has no verification server are skipped; an `unverifiable` verdict
+    /// is recorded and returned but does not count towards `n`).
     pub async fn pick(&self, n: usize) -> Result<Vec<VerificationRecord>, VerifyError> {
         let mut records = Vec::new();
+        let mut drilled = 0;
         for (db, last) in least_recently_verified(&self.store).await? {
-            if records.len() >= n {
+            if drilled >= n {
                 break;
             }
             match self.verify(&db, None).await {
-                Ok(r) => records.push(r),
+                Ok(r) => {
+                    drilled += usize::from(r.result != VerificationResult::Unverifiable);
+                    records.push(r);
+                }
                 Err(e @ (VerifyError::NotConfigured(_) | VerifyError::NotFound(_))) => {
                     tracing::info!(db.path = %path_text(&db), last_verified = ?last, "skipped by the drill: {e}");
                 }

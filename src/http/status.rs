@@ -61,7 +61,7 @@ pub struct PageQuery {
     pub project: Option<String>,
     /// Only this instance.
     pub instance: Option<String>,
-    /// Only this state (`ok`, `stale`, `failing`, `missing`, `gone`, `unverified`, `excluded`).
+    /// Only this state (`ok`, `stale`, `failing`, `missing`, `gone`, `unverified`, `unverifiable`, `excluded`).
     pub state: Option<String>,
 }
 
@@ -239,6 +239,8 @@ header h1 { font-size: 20px; margin: 0; }
 .overall { font-weight: 600; padding: 2px 10px; border-radius: 4px; }
 .overall.healthy { background: #15803d; }
 .overall.alarm { background: #dc2626; }
+.overall.unproven { background: #b45309; }
+.overall.empty { background: #4b5563; }
 main { padding: 16px 24px; }
 .run { border: 1px solid #d1d5db; border-radius: 6px; padding: 10px 14px; margin-bottom: 14px; }
 .run h2 { font-size: 15px; margin: 0 0 6px 0; }
@@ -255,6 +257,7 @@ td { padding: 6px 8px; border-bottom: 1px solid #ffffff; vertical-align: top; }
 .badge { display: inline-block; min-width: 72px; text-align: center; padding: 1px 6px; border-radius: 4px; font-weight: 600; color: #ffffff; }
 tr.state-ok { background: #dcfce7; } .state-ok .badge, .chip.state-ok { background: #15803d; color: #ffffff; }
 tr.state-unverified { background: #fef3c7; } .state-unverified .badge, .chip.state-unverified { background: #b45309; color: #ffffff; }
+tr.state-unverifiable { background: #f1f5f9; } .state-unverifiable .badge, .chip.state-unverifiable { background: #475569; color: #ffffff; }
 tr.state-stale { background: #fecaca; } .state-stale .badge, .chip.state-stale { background: #dc2626; color: #ffffff; }
 tr.state-failing { background: #fecaca; } .state-failing .badge, .chip.state-failing { background: #991b1b; color: #ffffff; }
 tr.state-missing { background: #fecaca; } .state-missing .badge, .chip.state-missing { background: #7f1d1d; color: #ffffff; }
@@ -333,16 +336,28 @@ fn row(r: &DatabaseStatus) -> String {
     )
 }
 
+/// The badge's class and words: only what is proven counts as fine ("4 backed up, 0 proven" is not).
+fn overall(report: &StatusReport) -> (&'static str, String) {
+    let alarms = report.databases.iter().filter(|r| r.state.is_alarm()).count();
+    let total = report.databases.len();
+    let tally = format!("{} backed up, {} proven", report.backed_up, report.proven);
+    let unverifiable = report.counts.get(DbState::Unverifiable.as_str()).copied().unwrap_or(0);
+    let unverifiable = if unverifiable > 0 { format!(", {unverifiable} unverifiable") } else { String::new() };
+    if !report.healthy {
+        ("alarm", format!("{alarms} of {total} databases need attention · {tally}{unverifiable}"))
+    } else if report.backed_up == 0 {
+        ("empty", "no database backed up".to_owned())
+    } else if report.all_proven {
+        ("healthy", format!("all {} databases backed up and proven", report.proven))
+    } else {
+        ("unproven", format!("{tally}{unverifiable}"))
+    }
+}
+
 /// The whole status page for `report`, rows kept by `filter`.
 #[must_use]
 pub fn render_page(report: &StatusReport, filter: &StatusFilter) -> String {
-    let alarms = report.databases.iter().filter(|r| r.state.is_alarm()).count();
-    let total = report.databases.len();
-    let (class, overall) = if report.healthy {
-        ("healthy", format!("all {total} databases fine"))
-    } else {
-        ("alarm", format!("{alarms} of {total} databases need attention"))
-    };
+    let (class, overall) = overall(report);
     let shown = report.filtered(filter);
     let mut projects: Vec<String> = report.databases.iter().map(|r| r.project.clone()).collect();
     projects.sort();

@@ -15,17 +15,13 @@
 //! throwaway account's `CREATE` fail, and with it the drill.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use super::line_filter::{Filtered, LineCore};
 
 /// How a row line starts in a `mariadb-dump`/`mysqldump` dump.
 const DATA_PREFIX: &[u8] = b"INSERT INTO ";
 /// Longest non-data line held for rewriting.
 const LINE_MAX: usize = 1 << 20;
-/// Bytes read from the inner reader at a time.
-const CHUNK: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Mode {
@@ -40,7 +36,7 @@ enum Mode {
 
 /// The synchronous core: bytes in, bytes out.
 #[derive(Debug, Default)]
-struct Stripper {
+pub(super) struct Stripper {
     mode: Mode,
     line: Vec<u8>,
 }
@@ -150,48 +146,19 @@ fn strip(line: &[u8]) -> Vec<u8> {
 }
 
 /// `inner` with the `DEFINER=` clauses of its non-data lines removed (see the module docs).
-pub(super) struct StripDefiners<R> {
-    inner: R,
-    core: Stripper,
-    chunk: Vec<u8>,
-    out: Vec<u8>,
-    pos: usize,
-    done: bool,
+pub(super) fn strip_definers<R>(inner: R) -> Filtered<R, Stripper> {
+    Filtered::new(inner, Stripper::default())
 }
 
-impl<R> StripDefiners<R> {
-    pub(super) fn new(inner: R) -> Self {
-        Self { inner, core: Stripper::default(), chunk: vec![0; CHUNK], out: Vec::new(), pos: 0, done: false }
+impl LineCore for Stripper {
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        Stripper::feed(self, input, out);
+        Ok(())
     }
-}
 
-impl<R: AsyncRead + Unpin> AsyncRead for StripDefiners<R> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let me = self.get_mut();
-        loop {
-            if me.pos < me.out.len() {
-                let n = buf.remaining().min(me.out.len() - me.pos);
-                buf.put_slice(&me.out[me.pos..me.pos + n]);
-                me.pos += n;
-                if me.pos == me.out.len() {
-                    me.out.clear();
-                    me.pos = 0;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            if me.done {
-                return Poll::Ready(Ok(()));
-            }
-            let mut rb = ReadBuf::new(&mut me.chunk);
-            ready!(Pin::new(&mut me.inner).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            if n == 0 {
-                me.core.finish(&mut me.out);
-                me.done = true;
-            } else {
-                me.core.feed(&me.chunk[..n], &mut me.out);
-            }
-        }
+    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        Stripper::finish(self, out);
+        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@ mod hardening;
 mod labels;
 mod names;
 mod openapi;
+mod proof;
 mod restore;
 mod retention;
 mod schedule;
