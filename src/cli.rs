@@ -46,7 +46,8 @@ pub enum Command {
     },
     /// Export one database now, in this process; prints its manifest.
     Export {
-        /// PROJECT/INSTANCE/DATABASE (self-hosted: SOURCE/INSTANCE/DATABASE, as `schedule --dry-run` lists).
+        /// PROJECT/INSTANCE/DATABASE (self-hosted: SOURCE/INSTANCE/DATABASE, as `schedule --dry-run`
+        /// lists); a Cloud SQL database's engine is its instance's.
         #[arg(long)]
         database: DatabasePath,
         /// Day the backup belongs to (default today, UTC).
@@ -280,10 +281,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let source = source.map(SourceName::parse).transpose()?;
             let src = state.service.source_for(source.as_ref(), &database.project, &database.instance)?;
             let run_date = date.as_deref().map(RunDate::parse).transpose()?.unwrap_or_else(RunDate::today);
-            let task = ExportTask { db: src.database(database.database), run_date, run_id: RunId::manual() };
+            let mut db = src.database_in(&database.project, &database.instance, database.database, None);
             if !ignore_scope {
-                state.service.check_scope(src, &task.db, &state.exclusions).await?;
+                state.service.check_scope(src, &db, &state.exclusions).await?;
             }
+            db.engine = src.engine_of(&db, None).await?;
+            let task = ExportTask { db, run_date, run_id: RunId::manual() };
             let store = match label {
                 Some(label) => state.service.store.with_label(label),
                 None => state.service.store.clone(),

@@ -49,7 +49,8 @@ pub enum CallCommand {
     },
     /// `POST /export`: export one database now.
     Export {
-        /// PROJECT/INSTANCE/DATABASE (self-hosted: SOURCE/INSTANCE/DATABASE).
+        /// PROJECT/INSTANCE/DATABASE (self-hosted: SOURCE/INSTANCE/DATABASE); the service takes a
+        /// Cloud SQL database's engine from its instance.
         #[arg(long)]
         database: DatabasePath,
         /// Day the backup belongs to (default today, UTC).

@@ -5,7 +5,8 @@
 //! One attempt (run under the export's lease, so concurrent deliveries of a task never both get
 //! here):
 //! 1. `instances.get`: the instance exists (else `gone`), its `databaseVersion`, service account
-//!    and labels (the `offload` override).
+//!    and labels (the `offload` override). A task whose engine is not the instance's is refused
+//!    here, before anything starts: its export would be a dump of another engine under the key.
 //! 2. `operations.list` of the instance: an `EXPORT` operation for the same URI that is PENDING or
 //!    RUNNING is **attached to**, never started again; one that is DONE without error names the
 //!    object that is already there.
@@ -22,6 +23,10 @@
 //!    failure names the account, the role and the bucket), the database is gone, else transient.
 //! 6. DONE: the object's size, CRC32C and generation from the bucket; non-empty and starting like
 //!    a dump of its engine; then the manifest (with the operation's name).
+//!
+//! [`Exporter::engine`] is step 1 alone: `/export` and `data-backup export` ask it for a database
+//! named without an engine (or with one to check), so the task carries the instance's engine from
+//! the start; a queue delivery carries the engine discovery read, checked again in step 1.
 //!
 //! Every call goes through the process's Cloud SQL Admin limiter (`GcpApis::sql_admin`): exports
 //! and discovery share the per-caller quota.
@@ -41,8 +46,8 @@ use tokio::io::AsyncReadExt as _;
 use tokio::sync::OnceCell;
 
 use super::{ExportError, Exporter, OperationFailure};
-use crate::discovery::gcp::{CallError, GcpApis, credentials};
-use crate::model::{Engine, ExportTask};
+use crate::discovery::gcp::{CallError, GcpApis, credentials, engine_of};
+use crate::model::{DatabaseRef, Engine, ExportTask};
 use crate::settings::{ExportSettings, GcpSettings};
 use crate::store::bucket::ObjectInfo;
 use crate::store::layout::Key;
@@ -362,6 +367,18 @@ impl Exporter for CloudSqlExporter {
             ));
         };
         let instance = self.instance(task.db.project.as_str(), task.db.instance.as_str()).await?;
+        if let Some(engine) = engine_of(&instance.database_version)
+            && engine != task.db.engine
+        {
+            return Err(ExportError::Invalid(format!(
+                "the task's engine is {}, but Cloud SQL instance {}:{} is {}: nothing was started (an export \
+                 asked for without an engine takes the instance's)",
+                task.db.engine.as_str(),
+                task.db.project,
+                task.db.instance,
+                instance.database_version
+            )));
+        }
         let op = match self.find_operation(task, &uri).await? {
             Some(op) => {
                 tracing::info!(db.path = %task.db, operation = %op.name, uri, "attaching to the running export operation");
@@ -389,6 +406,17 @@ impl Exporter for CloudSqlExporter {
         }
         let name = op.name.clone();
         self.manifest(task, store, &key, format, &instance, name, started_at, false).await
+    }
+
+    /// The instance's engine, from its `databaseVersion` (`instances.get`).
+    async fn engine(&self, db: &DatabaseRef) -> Result<Option<(Engine, String)>, ExportError> {
+        let (project, name) = (db.project.as_str(), db.instance.as_str());
+        let version = self.instance(project, name).await?.database_version;
+        let said = format!("Cloud SQL instance {project}:{name} is {version}");
+        match engine_of(&version) {
+            Some(engine) => Ok(Some((engine, said))),
+            None => Err(ExportError::Invalid(format!("{said}, an engine this service cannot export"))),
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! Contract of an `Exporter`: it writes the dump under the layout's key (streamed; visible only when
 //! complete) and returns the manifest to commit. It never writes the manifest itself, so a dump
 //! without a manifest is at most an orphan that the next attempt replaces. Errors say whether a
-//! retry can help ([`ExportError::is_transient`]).
+//! retry can help ([`ExportError::is_transient`]). An exporter that learns a database's engine from
+//! its server (Cloud SQL: the instance's `databaseVersion`) says it through [`Exporter::engine`],
+//! a read that starts nothing, and refuses a task whose engine contradicts it.
 //!
 //! `run_export`: manifest present → `AlreadyExported`; another live lease → `LeaseHeld`;
 //! otherwise take the lease, renew it while the exporter runs, commit the manifest (conditional
@@ -178,6 +180,13 @@ impl ExportError {
 pub trait Exporter: Send + Sync {
     /// Writes the dump of `task` into `store` and returns the manifest to commit.
     async fn export(&self, task: &ExportTask, store: &BackupStore) -> Result<Manifest, ExportError>;
+
+    /// The engine of `db` as its server says it, with the words that say where it comes from
+    /// (`Cloud SQL instance p:i is MYSQL_8_0`), for an exporter that learns it there; `None` when
+    /// the source's configured engine is the answer. A read: nothing is started or written.
+    async fn engine(&self, _db: &DatabaseRef) -> Result<Option<(Engine, String)>, ExportError> {
+        Ok(None)
+    }
 }
 
 /// What [`run_export`] did.
@@ -353,14 +362,15 @@ impl Source {
     }
 
     /// The reference to `project/instance/database` of this source: for a `gcp` source the given
-    /// project, instance and engine (default PostgreSQL); for a self-hosted one its own.
+    /// project and instance with the `presumed` engine (default PostgreSQL, until
+    /// [`Source::engine_of`] says the instance's); for a self-hosted one its own.
     #[must_use]
     pub fn database_in(
         &self,
         project: &ProjectId,
         instance: &InstanceName,
         database: DatabaseName,
-        engine: Option<Engine>,
+        presumed: Option<Engine>,
     ) -> DatabaseRef {
         if !self.any_instance {
             return self.database(database);
@@ -370,7 +380,25 @@ impl Source {
             project: project.clone(),
             instance: instance.clone(),
             database,
-            engine: engine.unwrap_or(self.engine),
+            engine: presumed.unwrap_or(self.engine),
+        }
+    }
+
+    /// The engine of `db`: for a `gcp` source the instance's (`instances.get` through the
+    /// exporter), for a self-hosted one its own. An engine `stated` by the caller that contradicts
+    /// it is refused. Nothing is started or written either way.
+    pub async fn engine_of(&self, db: &DatabaseRef, stated: Option<Engine>) -> Result<Engine, EngineError> {
+        let (actual, said) = if self.any_instance {
+            match self.exporter.engine(db).await? {
+                Some(found) => found,
+                None => return Ok(stated.unwrap_or(self.engine)),
+            }
+        } else {
+            (self.engine, format!("source `{}` is a {} server", self.name, self.engine.as_str()))
+        };
+        match stated {
+            Some(stated) if stated != actual => Err(EngineError::Contradicts { stated, actual, said }),
+            _ => Ok(actual),
         }
     }
 
@@ -444,6 +472,28 @@ impl ExportService {
             None => Ok(()),
         }
     }
+}
+
+/// The engine of a database asked for by hand could not be settled.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The caller named an engine that is not the database's.
+    #[error(
+        "`engine` is {}, but {said}: leave `engine` out (it defaults to the instance's) or name {}",
+        stated.as_str(),
+        actual.as_str()
+    )]
+    Contradicts {
+        /// What the caller said.
+        stated: Engine,
+        /// What the database is.
+        actual: Engine,
+        /// Who says so (`Cloud SQL instance p:i is MYSQL_8_0`).
+        said: String,
+    },
+    /// Reading the instance failed (gone, denied, unreachable).
+    #[error(transparent)]
+    Export(#[from] ExportError),
 }
 
 /// A request names no configured source.

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use crate::app::AppState;
-use crate::export::{ExportError, ExportOutcome, ScopeError, log_failed_attempt};
+use crate::export::{EngineError, ExportError, ExportOutcome, ScopeError, log_failed_attempt};
 use crate::model::{
     DatabaseName, ExportTask, InstanceName, InvalidField, Label, ProjectId, RunDate, RunId, SourceName,
 };
@@ -33,8 +33,9 @@ pub struct ExportRequest {
     pub instance: String,
     /// Database.
     pub database: String,
-    /// Engine of a Cloud SQL database (`gcp` sources; default `postgres`); a self-hosted source's
-    /// engine is its own.
+    /// Engine of the database. Default: the instance's (a `gcp` source reads the instance's
+    /// `databaseVersion`) or the self-hosted source's own. One that contradicts it is refused with
+    /// 422 before anything starts.
     #[serde(default)]
     pub engine: Option<crate::model::Engine>,
     /// Day the backup belongs to (`YYYY-MM-DD`, from 2000 on, not in the future, and not older than
@@ -123,7 +124,7 @@ async fn task_of(
             e.to_string(),
         )
     })?;
-    let db = source.database_in(&project, &instance, database, req.engine);
+    let mut db = source.database_in(&project, &instance, database, req.engine);
     if !req.ignore_scope && !from_queue {
         state.service.check_scope(source, &db, &state.exclusions).await.map_err(|e| match e {
             ScopeError::Outside { field, .. } => ApiError::Invalid(InvalidField::new(field, e.to_string())),
@@ -135,7 +136,25 @@ async fn task_of(
             }
         })?;
     }
+    // A queue delivery carries the engine discovery read from the instance (the exporter checks it
+    // again); any other request learns it from the source now, so an `engine` that contradicts the
+    // instance is refused before anything starts.
+    if !(from_queue && req.engine.is_some()) {
+        db.engine = source.engine_of(&db, req.engine).await.map_err(engine_error)?;
+    }
     Ok((ExportTask { db, run_date, run_id }, label))
+}
+
+fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Contradicts { .. } => ApiError::Invalid(InvalidField::new("engine", e.to_string())),
+        EngineError::Export(e) if e.is_gone() => ApiError::NotFound(e.to_string()),
+        EngineError::Export(e) if e.is_transient() => ApiError::Unavailable {
+            detail: e.to_string(),
+            retry_after: e.retry_after().unwrap_or_else(|| jittered(Duration::from_secs(30))),
+        },
+        EngineError::Export(e) => ApiError::Unprocessable(e.to_string()),
+    }
 }
 
 fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
@@ -155,7 +174,7 @@ fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
         (status = 404, description = "The database does not exist (reported)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another export of the same task holds the lease", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field has an invalid value, the database lies outside what the service backs up (without `ignore_scope`), or the export failed permanently (reported)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field has an invalid value (an `engine` that is not the instance's), the database lies outside what the service backs up (without `ignore_scope`), or the export failed permanently (reported)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Transient failure: retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

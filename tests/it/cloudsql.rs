@@ -4,7 +4,10 @@
 //! instance; a crash between export and manifest (adopted, not exported again); an object left by
 //! an earlier attempt, complete or truncated; a permission error reported once, with the fix, on
 //! the webhook and on Pub/Sub; the retry threshold of transient failures; two concurrent
-//! deliveries of one task.
+//! deliveries of one task. Every engine (PostgreSQL, MySQL, SQL Server's BAK, the serverless
+//! `offload` path) exported with only project, instance and database, the engine read from the
+//! instance; an `engine` that contradicts the instance refused before anything starts; the object
+//! an earlier wrong-engine attempt left adopted; `data-backup export` of a Cloud SQL database.
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::fakes::google::{FakeInstance, Org, SqlAccess, shared};
 use crate::support::fakes::pubsub::PubSubFake;
 use crate::support::fakes::sql_admin::SqlAdminFake;
-use crate::support::{PgDb, TestApp, required_env, unique_name};
+use crate::support::{MyDb, PgDb, TestApp, required_env, unique_name};
 
 const TOPIC: &str = "projects/ops/topics/backup-reports";
 const RUN_DATE: &str = "2026-11-20";
@@ -34,12 +37,19 @@ struct CloudSql {
     prefix: String,
     src: PgDb,
     app: TestApp,
+    /// The service's settings (TOML), for the command line.
+    toml: String,
 }
 
 impl CloudSql {
     /// A PostgreSQL instance `p-sql:pg` holding one real database, and the service with `[export]`
     /// `extra` settings.
     async fn start(export: &str) -> Self {
+        Self::start_beside(export, Vec::new()).await
+    }
+
+    /// [`CloudSql::start`], with more instances in project `p-sql`.
+    async fn start_beside(export: &str, others: Vec<FakeInstance>) -> Self {
         let endpoint = required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");
         let bucket_name = required_env("DATA_BACKUP_TEST_GCS_BUCKET");
         let prefix = unique_name("cloudsql");
@@ -53,11 +63,14 @@ impl CloudSql {
             "POSTGRES_16",
             &["postgres", src.name.as_str()],
         ));
+        for other in others {
+            org.instance(other);
+        }
         let sql = SqlAdminFake::start_with_storage(shared(org, 2), &endpoint).await;
         let pubsub = PubSubFake::start(&[TOPIC]).await;
         let hook = MockServer::start().await;
         Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&hook).await;
-        let app = TestApp::spawn(&format!(
+        let toml = format!(
             "[[sources]]\nname = \"org\"\nkind = \"gcp\"\nprojects = [\"p-sql\"]\n\
              [store]\nurl = \"gs://{bucket_name}/{prefix}\"\n\
              [gcp]\ncredentials = \"anonymous\"\nstorage_endpoint = \"{endpoint}\"\nsql_admin_endpoint = \"{}\"\n\
@@ -69,10 +82,10 @@ impl CloudSql {
             pubsub.server.uri(),
             hook.uri(),
             crate::support::pg_url(),
-        ))
-        .await;
+        );
+        let app = TestApp::spawn(&toml).await;
         let bucket = GcsBucket::new(&bucket_name, &prefix, Some(&endpoint), true).await.unwrap();
-        Self { sql, pubsub, hook, bucket, bucket_name, prefix, src, app }
+        Self { sql, pubsub, hook, bucket, bucket_name, prefix, src, app, toml }
     }
 
     fn body(&self) -> Value {
@@ -121,7 +134,11 @@ impl CloudSql {
     }
 
     async fn object(&self) -> Option<Vec<u8>> {
-        let stream = self.bucket.get_stream(&self.key()).await.unwrap()?;
+        self.object_at(&self.key()).await
+    }
+
+    async fn object_at(&self, key: &str) -> Option<Vec<u8>> {
+        let stream = self.bucket.get_stream(key).await.unwrap()?;
         let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(stream).await.unwrap();
         Some(chunks.concat())
     }
@@ -136,6 +153,29 @@ impl CloudSql {
             .filter(|v| v.get("error_class").is_some())
             .collect()
     }
+}
+
+/// An instance of project `p-sql` holding `databases`.
+fn instance(name: &str, version: &str, databases: &[&str]) -> FakeInstance {
+    FakeInstance::runnable("p-sql", name, version, databases)
+}
+
+/// A MariaDB schema with a table of 300 customers.
+fn mysql_source() -> MyDb {
+    let db = MyDb::create("csql_my");
+    db.sql("CREATE TABLE customers (id int PRIMARY KEY, email varchar(100) NOT NULL)");
+    let rows: Vec<String> = (1..=300).map(|i| format!("({i}, 'user{i}@example.com')")).collect();
+    db.sql(&format!("INSERT INTO customers VALUES {}", rows.join(", ")));
+    db
+}
+
+/// Restores a Cloud SQL MySQL export (it creates and uses its own schema) with the stock client.
+fn mysql_restore(sql: &[u8]) {
+    crate::support::run_with_stdin(
+        "mysql",
+        &["-h", "127.0.0.1", "-P", "3306", "-u", "root", "--protocol=TCP", "--default-character-set=utf8mb4"],
+        sql,
+    );
 }
 
 fn gunzip(data: &[u8]) -> Vec<u8> {
@@ -495,4 +535,164 @@ async fn a_cloud_sql_export_is_verified_and_restored_with_a_transform_in_one_tra
     assert!(ok, "{out}{err}");
     assert_eq!(target.sql("SELECT count(*) FROM customers"), "2000");
     assert_eq!(target.sql("SELECT count(*) FROM customers WHERE email LIKE '%@example.com'"), "0");
+}
+
+/// The `/export` body of `database` on instance `instance` of `p-sql`: no engine.
+fn body_of(instance: &str, database: &str) -> Value {
+    json!({"project": "p-sql", "instance": instance, "database": database, "run_date": RUN_DATE})
+}
+
+/// The daily key of `database` on `instance`, with the dump's extension.
+fn key_of(instance: &str, database: &str, extension: &str) -> String {
+    format!("daily/p-sql/{instance}/{database}/{RUN_DATE}/{database}.{extension}")
+}
+
+#[tokio::test]
+async fn every_engine_exports_through_export_with_only_project_instance_and_database() {
+    let my = mysql_source();
+    let t = CloudSql::start_beside(
+        "",
+        vec![
+            instance("my", "MYSQL_8_0", &["mysql", my.name.as_str()]),
+            instance("ms", "SQLSERVER_2019_STANDARD", &["master", "billing"]),
+        ],
+    )
+    .await;
+    let my_before = my.fingerprint();
+
+    let (pg_status, _, pg) = t.app.post("/export", &t.body()).await;
+    let (my_status, _, mysql) = t.app.post("/export", &body_of("my", &my.name)).await;
+    let (ms_status, _, sqlserver) = t.app.post("/export", &body_of("ms", "billing")).await;
+
+    assert_eq!((pg_status, pg["status"].as_str()), (200, Some("exported")), "{pg}");
+    assert_eq!((pg["manifest"]["engine"].as_str(), pg["key"].as_str()), (Some("postgres"), Some(t.key().as_str())));
+    assert_eq!(pg["manifest"]["tools"]["server"], "POSTGRES_16");
+    let copy = PgDb::create("csql_copy");
+    psql_restore(&copy, &gunzip(&t.object().await.unwrap()));
+    assert_eq!(copy.fingerprint(), t.src.fingerprint());
+
+    assert_eq!((my_status, mysql["status"].as_str()), (200, Some("exported")), "{mysql}");
+    let my_key = key_of("my", &my.name, "sql.gz");
+    assert_eq!((mysql["manifest"]["engine"].as_str(), mysql["key"].as_str()), (Some("mysql"), Some(my_key.as_str())));
+    assert_eq!(mysql["manifest"]["format"], "cloud_sql_gz");
+    assert_eq!(mysql["manifest"]["tools"]["server"], "MYSQL_8_0");
+    let dump = gunzip(&t.object_at(&my_key).await.expect("the MySQL export is in the bucket"));
+    my.sql("DROP TABLE customers");
+    mysql_restore(&dump);
+    assert_eq!(my.fingerprint(), my_before, "the export restores like the source");
+
+    assert_eq!((ms_status, sqlserver["status"].as_str()), (200, Some("exported")), "{sqlserver}");
+    let ms_key = key_of("ms", "billing", "bak");
+    assert_eq!(sqlserver["manifest"]["engine"], "sqlserver");
+    assert_eq!(
+        (sqlserver["manifest"]["format"].as_str(), sqlserver["key"].as_str()),
+        (Some("sql_server_bak"), Some(ms_key.as_str()))
+    );
+    assert!(t.object_at(&ms_key).await.expect("the BAK is in the bucket").starts_with(b"TAPE"));
+    let ops = t.sql.exports.ops.lock().unwrap().clone();
+    let file_types: Vec<(&str, &str)> = ops.iter().map(|o| (o.instance.as_str(), o.file_type.as_str())).collect();
+    assert_eq!(file_types, [("pg", "SQL"), ("my", "SQL"), ("ms", "BAK")], "one operation each");
+    assert!(t.hook_reports().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_offloaded_export_of_a_mysql_instance_needs_no_engine_either() {
+    let my = mysql_source();
+    let mut offloaded = instance("my", "MYSQL_8_0", &["mysql", my.name.as_str()]);
+    offloaded.labels.insert("data-backup-offload".into(), "true".into());
+    let t = CloudSql::start_beside("", vec![offloaded]).await;
+
+    let (status, _, answer) = t.app.post("/export", &body_of("my", &my.name)).await;
+
+    assert_eq!((status, answer["status"].as_str()), (200, Some("exported")), "{answer}");
+    let m = &answer["manifest"];
+    assert_eq!((m["engine"].as_str(), m["cloud_sql"]["offload"].as_bool()), (Some("mysql"), Some(true)), "{m}");
+    let op = t.sql.exports.ops.lock().unwrap()[0].clone();
+    assert!(op.offload, "serverless export asked for: {op:?}");
+    let dump = gunzip(&t.object_at(&key_of("my", &my.name, "sql.gz")).await.unwrap());
+    let text = String::from_utf8_lossy(&dump);
+    assert!(text.contains("CREATE TABLE `customers`") && text.contains("-- Dump completed"), "{text}");
+}
+
+#[tokio::test]
+async fn an_engine_that_contradicts_the_instance_is_refused_with_422_before_anything_starts() {
+    let my = mysql_source();
+    let t = CloudSql::start_beside("", vec![instance("my", "MYSQL_8_0", &["mysql", my.name.as_str()])]).await;
+    let mut on_postgres = t.body();
+    on_postgres["engine"] = json!("mysql");
+    let mut on_mysql = body_of("my", &my.name);
+    on_mysql["engine"] = json!("postgres");
+
+    let (pg_status, _, pg_problem) = t.app.post("/export", &on_postgres).await;
+    let (my_status, _, my_problem) = t.app.post("/export", &on_mysql).await;
+
+    for (status, problem, version) in [(pg_status, &pg_problem, "POSTGRES_16"), (my_status, &my_problem, "MYSQL_8_0")] {
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["field"], "engine", "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains(version), "{problem}");
+    }
+    assert_eq!(t.sql.exports.started(), 0, "no operation was started");
+    assert!(t.bucket.list("").await.unwrap().is_empty(), "nothing was written");
+    assert!(t.hook_reports().await.is_empty(), "a refused request is answered, not reported");
+    // The instance's own engine, named or not, exports.
+    on_mysql["engine"] = json!("mysql");
+    let (status, _, answer) = t.app.post("/export", &on_mysql).await;
+    assert_eq!((status, answer["manifest"]["engine"].as_str()), (200, Some("mysql")), "{answer}");
+}
+
+#[tokio::test]
+async fn an_object_left_by_an_earlier_wrong_engine_attempt_is_adopted_by_the_next() {
+    let my = mysql_source();
+    let t = CloudSql::start_beside("", vec![instance("my", "MYSQL_8_0", &["mysql", my.name.as_str()])]).await;
+    let key = key_of("my", &my.name, "sql.gz");
+    let uri = format!("gs://{}/{}/{key}", t.bucket_name, t.prefix);
+    // The earlier attempt, as the service made it when a request without `engine` meant PostgreSQL:
+    // an SQL export under the key, which its check then refused ("does not start like a postgres dump").
+    let started = reqwest::Client::new()
+        .post(format!("{}/v1/projects/p-sql/instances/my/export", t.sql.server.uri()))
+        .json(&json!({"exportContext": {"kind": "sql#exportContext", "uri": uri, "databases": [my.name], "fileType": "SQL"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 200);
+    while t.sql.exports.ops.lock().unwrap()[0].status != "DONE" {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = t.object_at(&key).await.expect("the earlier attempt left its object");
+
+    let (status, _, answer) = t.app.post("/export", &body_of("my", &my.name)).await;
+
+    assert_eq!((status, answer["status"].as_str()), (200, Some("exported")), "{answer}");
+    assert_eq!(answer["manifest"]["engine"], "mysql");
+    assert_eq!(answer["manifest"]["bytes"], left.len(), "the object left in the way is the backup");
+    assert_eq!(t.sql.exports.started_for(&uri), 1, "never exported again");
+    // With the operation gone from the instance's list, it is read whole and adopted all the same.
+    t.bucket.delete(&key.replace(".sql.gz", ".manifest.json")).await.unwrap();
+    t.sql.exports.ops.lock().unwrap().clear();
+    let (status, _, adopted) = t.app.post("/export", &body_of("my", &my.name)).await;
+    assert_eq!(status, 200, "{adopted}");
+    assert_eq!(adopted["manifest"]["cloud_sql"]["operation"], "adopted");
+    assert_eq!(adopted["manifest"]["engine"], "mysql");
+}
+
+#[tokio::test]
+async fn data_backup_export_of_a_cloud_sql_database_takes_the_instance_and_its_engine() {
+    let my = mysql_source();
+    let t = CloudSql::start_beside("", vec![instance("my", "MYSQL_8_0", &["mysql", my.name.as_str()])]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("{}[schedule]\ndaily_at = \"\"\n", t.toml)).unwrap();
+
+    let database = format!("p-sql/my/{}", my.name);
+    let (ok, out, err) = crate::support::cli(&cfg, &["export", "--database", &database, "--date", RUN_DATE]);
+
+    assert!(ok, "{out}{err}");
+    let manifest: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (manifest["project"].as_str(), manifest["instance"].as_str(), manifest["engine"].as_str()),
+        (Some("p-sql"), Some("my"), Some("mysql")),
+        "{manifest}"
+    );
+    assert_eq!(manifest["key"], key_of("my", &my.name, "sql.gz"));
+    assert_eq!(t.sql.exports.started(), 1);
 }

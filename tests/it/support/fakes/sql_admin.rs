@@ -7,8 +7,11 @@
 //! then DONE (with or without `error`) after [`Exports::duration`]; a second operation on a busy
 //! instance answers 409 `operationInProgress`; `operations.list` is newest first and paged. The
 //! export really happens: the database of a PostgreSQL instance is dumped with `pg_dump` (plain
-//! SQL), of a MySQL one with `mariadb-dump`, from the local servers, gzip-compressed and written
-//! into the Cloud Storage emulator with `ifGenerationMatch=0`, so an object already there fails
+//! SQL), of a MySQL one with `mariadb-dump`, from the local servers, gzip-compressed (`fileType`
+//! `SQL`); a SQL Server instance exports only `fileType` `BAK` (there is no SQL Server here: the
+//! file is a Microsoft Tape Format header, `TAPE`, and the database's name), and a `BAK` of another
+//! engine is refused with 400, as the real API does. The file is written into the Cloud Storage
+//! emulator with `ifGenerationMatch=0`, so an object already there fails
 //! the operation ("the request succeeds, but the operation fails"). An instance in
 //! [`Exports::bucket_denied`] fails its exports the way a service account without
 //! `storage.objects.create` does.
@@ -55,6 +58,8 @@ pub struct FakeOperation {
     pub databases: Vec<String>,
     /// `exportContext.offload`.
     pub offload: bool,
+    /// `exportContext.fileType`: `SQL` or `BAK`.
+    pub file_type: String,
     /// `error.errors[0]` (code, message) once DONE with an error.
     pub error: Option<(String, String)>,
     /// `insertTime`.
@@ -77,7 +82,7 @@ impl FakeOperation {
         if self.kind == "EXPORT" {
             v["exportContext"] = json!({
                 "kind": "sql#exportContext", "uri": self.uri, "databases": self.databases,
-                "fileType": "SQL", "offload": self.offload,
+                "fileType": self.file_type, "offload": self.offload,
             });
         }
         if let Some((code, message)) = &self.error {
@@ -164,6 +169,7 @@ impl Exports {
             uri: uri.into(),
             databases: databases.to_vec(),
             offload,
+            file_type: "SQL".into(),
             error: None,
             inserted: Utc::now(),
         });
@@ -185,10 +191,15 @@ impl Exports {
         uri: &str,
         databases: &[String],
         offload: bool,
+        file_type: &str,
     ) -> Option<String> {
         let mut ops = self.ops.lock().unwrap();
         let busy = ops.iter().any(|o| o.project == project && o.instance == instance && o.status != "DONE");
-        (!busy).then(|| self.push(&mut ops, project, instance, "EXPORT", uri, databases, offload))
+        (!busy).then(|| {
+            let name = self.push(&mut ops, project, instance, "EXPORT", uri, databases, offload);
+            ops.last_mut().expect("just pushed").file_type = file_type.into();
+            name
+        })
     }
 
     fn get(&self, project: &str, name: &str) -> Option<FakeOperation> {
@@ -196,8 +207,15 @@ impl Exports {
     }
 }
 
-/// Dumps `database` of a local server the way Cloud SQL's SQL export does (plain SQL), gzipped.
+/// Dumps `database` of a local server the way Cloud SQL's SQL export does (plain SQL), gzipped; of a
+/// SQL Server instance, a BAK: the Microsoft Tape Format's `TAPE` descriptor block, then the name.
 fn dump(version: &str, database: &str) -> Result<Vec<u8>, String> {
+    if version.starts_with("SQLSERVER") {
+        let mut bak = b"TAPE".to_vec();
+        bak.extend_from_slice(&[0; 48]);
+        bak.extend_from_slice(format!("Microsoft SQL Server backup of {database}").as_bytes());
+        return Ok(bak);
+    }
     let output = if version.starts_with("POSTGRES") {
         std::process::Command::new("pg_dump")
             .args(["--no-owner", "--no-acl", "-h", "127.0.0.1", "-U", "postgres", "-d", database])
@@ -224,12 +242,12 @@ fn dump(version: &str, database: &str) -> Result<Vec<u8>, String> {
 /// Writes `body` to `uri` in the emulator unless an object is there: Err(message) as Cloud SQL says it.
 /// A multipart upload, because fake-gcs-server enforces `ifGenerationMatch=0` on those (not on
 /// `uploadType=media`).
-fn upload(gcs: &str, uri: &str, body: &[u8]) -> Result<(), String> {
+fn upload(gcs: &str, uri: &str, body: &[u8], content_type: &str) -> Result<(), String> {
     let (bucket, name) = uri.trim_start_matches("gs://").split_once('/').ok_or("bad uri")?;
     let url = format!("{gcs}/upload/storage/v1/b/{bucket}/o?uploadType=multipart&ifGenerationMatch=0");
     let boundary = "fake-cloud-sql-export";
     let mut payload = format!(
-        "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{}\r\n--{boundary}\r\nContent-Type: application/gzip\r\n\r\n",
+        "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{}\r\n--{boundary}\r\nContent-Type: {content_type}\r\n\r\n",
         json!({"name": name})
     )
     .into_bytes();
@@ -357,10 +375,32 @@ impl Sql {
                 "invalid",
             );
         }
+        // Proto3 JSON: an enum is its name or its number (the Rust SDK sends the number).
+        let file_type = match &ctx["fileType"] {
+            Value::String(name) => name.clone(),
+            Value::Number(n) => match n.as_u64() {
+                Some(1) => "SQL".to_owned(),
+                Some(2) => "CSV".to_owned(),
+                Some(4) => "BAK".to_owned(),
+                other => format!("{other:?}"),
+            },
+            _ => "SQL".to_owned(),
+        };
+        let sqlserver = instance.version.starts_with("SQLSERVER");
+        if file_type != "SQL" && file_type != "BAK" || (file_type == "BAK") != sqlserver {
+            return error(
+                400,
+                "INVALID_ARGUMENT",
+                &format!("Invalid request: fileType {file_type} is not supported for a {} instance.", instance.version),
+                "invalid",
+            );
+        }
         let exports = &self.2;
         // Check and start under one lock, as the real API serialises operations per instance.
         let offload = ctx["offload"].as_bool().unwrap_or(false);
-        let Some(name) = exports.start_unless_busy(&instance.project, &instance.name, &uri, &databases, offload) else {
+        let Some(name) =
+            exports.start_unless_busy(&instance.project, &instance.name, &uri, &databases, offload, &file_type)
+        else {
             exports.busy_answers.fetch_add(1, Ordering::SeqCst);
             return error(
                 409,
@@ -384,7 +424,8 @@ impl Sql {
             } else if !instance.databases.contains(database) {
                 Err(format!("database \"{database}\" does not exist"))
             } else {
-                dump(&instance.version, database).and_then(|body| upload(&me.gcs_endpoint, &uri, &body))
+                let content_type = if sqlserver { "application/octet-stream" } else { "application/gzip" };
+                dump(&instance.version, database).and_then(|body| upload(&me.gcs_endpoint, &uri, &body, content_type))
             };
             std::thread::sleep(duration - duration / 5);
             me.set(&name, "DONE", outcome.err().map(|m| ("ERROR_RDBMS".to_owned(), m)));
