@@ -7,7 +7,9 @@
 #     be installed (terraform on PATH only);
 #   - Dockerfile: the runtime stage installs and runs every database client binary src/ calls;
 #     cargo-chef, non-root, exec form, PORT; hadolint;
-#   - .gitlab-ci.yml: parses and has the expected jobs.
+#   - .gitlab-ci.yml: its structure (stages in order, plan before apply, production manual, a state
+#     per environment, no deprecated image), release-plz.toml;
+#   - the supply chain: rust-toolchain.toml, LICENSE, deny.toml, the provider lock file, the module's README.
 #
 #   scripts/deploy-checks.sh [PYTEST ARGS...]
 #
