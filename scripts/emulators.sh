@@ -121,7 +121,11 @@ emu_install() {
   elif [ ! -x "$EMU_AZURITE" ]; then
     emu_say "installing azurite@3 from npm into $EMU_CACHE/azurite"
     mkdir -p "$EMU_CACHE/azurite"
-    npm install --prefix "$EMU_CACHE/azurite" --no-audit --no-fund --loglevel=error azurite@3 >/dev/null
+    # npm trusts only its own CA list; add the system's, which holds any CA installed locally (a
+    # TLS-inspecting proxy's, say), as pip and cargo already trust it.
+    local ca=${NODE_EXTRA_CA_CERTS:-}
+    if [ -z "$ca" ] && [ -s /etc/ssl/certs/ca-certificates.crt ]; then ca=/etc/ssl/certs/ca-certificates.crt; fi
+    NODE_EXTRA_CA_CERTS=$ca npm install --prefix "$EMU_CACHE/azurite" --no-audit --no-fund --loglevel=error azurite@3 >/dev/null
   fi
 }
 
