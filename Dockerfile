@@ -11,7 +11,7 @@
 # scripts/deploy-checks.sh lints this file and checks that the runtime stage installs every client
 # binary src/ calls.
 
-ARG RUST_VERSION=1.95
+ARG RUST_VERSION=1.95.0
 ARG DEBIAN_RELEASE=trixie
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS chef

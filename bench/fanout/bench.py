@@ -46,7 +46,9 @@ def _json(raw: bytes):
 
 
 def get(url: str, data: bytes | None = None, timeout: float = 600) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    # A POST says its body is JSON: the service refuses form-encoded bodies when it runs without [auth].
+    headers = {"content-type": "application/json"} if data is not None else {}
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, _json(r.read())
@@ -123,6 +125,8 @@ cloud_tasks_per_minute = {QUOTA["cloudtasks"] * 9 // 10}
         t0 = time.monotonic()
         status, summary = get(f"http://127.0.0.1:{port}/schedule", data=b"")
         wall = time.monotonic() - t0
+        if status not in (200, 503):  # 503: some tasks not enqueued, still a measured run
+            raise SystemExit(f"{strategy}: POST /schedule answered {status}: {summary}")
         rss = hwm_kib(svc.pid)
         _, stats = get(f"{fake_url}/stats")
     finally:
