@@ -239,6 +239,23 @@ variable "schedule" {
   default     = "0 3 * * *"
 }
 
+variable "drill_schedule" {
+  description = "Cron schedule of the restore drills (Cloud Scheduler calls POST /verify/due), in schedule_time_zone; after the night's exports are done. Empty: no drill job."
+  type        = string
+  default     = "0 7 * * *"
+}
+
+variable "drill_count" {
+  description = "Databases proven by each drill job (`verify.nightly_count`): the least recently verified, never-verified first. At least the number of databases divided by 7 proves all of them every week."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.drill_count >= 1
+    error_message = "drill_count: at least 1."
+  }
+}
+
 variable "schedule_time_zone" {
   description = "Time zone of schedule. The run date the backups are filed under is always the UTC date of the scheduled time."
   type        = string
