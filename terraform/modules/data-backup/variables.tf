@@ -197,7 +197,7 @@ variable "cpu" {
 }
 
 variable "memory" {
-  description = "Memory limit of the service container (memory does not grow with database size: dumps are streamed)."
+  description = "Memory limit of the service container. Exports do not grow with database size (dumps are streamed); a restore drill does: its scratch server lives in /tmp, which is memory on Cloud Run, so it needs about 150 MB plus the restored database (README \"Restore drills\"); drill bigger databases on a configured server (DATA_BACKUP_VERIFY__URL / MYSQL_URL)."
   type        = string
   default     = "1Gi"
 }
