@@ -7,7 +7,8 @@
 #
 # Stages: chef (cargo-chef) → planner (the dependency recipe) → builder (dependencies cooked in a layer
 # of their own, so a source change rebuilds only the crate) → runtime (Debian slim with the database
-# clients the exporter and restore call, a non-root user, tini as PID 1).
+# clients the exporter and restore call, the servers a restore drill starts for itself, a non-root
+# user, tini as PID 1).
 # scripts/deploy-checks.sh lints this file and checks that the runtime stage installs every client
 # binary src/ calls.
 
@@ -37,6 +38,9 @@ ARG PG_MAJOR=18
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Debian's package versions are not pinned: its security updates replace them in the archive, and a
 # pinned version would stop the build from resolving once that happens.
+# The servers (postgresql-N: initdb, postgres, pg_ctl; mariadb-server-core: mariadbd,
+# mariadb-install-db) are for restore drills on a throwaway server of their own (ADR 0014): no
+# cluster is created at install time and nothing runs them but a drill.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
@@ -46,17 +50,25 @@ RUN apt-get update \
     && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt ${DEBIAN_RELEASE}-pgdg main" \
         > /etc/apt/sources.list.d/pgdg.list \
     && apt-get update \
-    && apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" mariadb-client tini \
+    && install -d -m 0755 /etc/postgresql-common/createcluster.d \
+    && echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/no-main-cluster.conf \
+    && apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" "postgresql-${PG_MAJOR}" \
+        mariadb-client mariadb-server-core util-linux tini \
     && apt-get purge -y --auto-remove curl \
     && rm -rf /var/lib/apt/lists/*
-# Every client binary the exporter and restore call must answer here, or the build fails
+# Every client and server binary the exporter, restore and drills call must answer here, or the build fails
 # (scripts/deploy-checks.sh compares this list with the names in src/).
 RUN "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump" --version \
     && pg_dump --version \
     && pg_restore --version \
     && psql --version \
     && mariadb-dump --version \
-    && mariadb --version
+    && mariadb --version \
+    && "/usr/lib/postgresql/${PG_MAJOR}/bin/initdb" --version \
+    && "/usr/lib/postgresql/${PG_MAJOR}/bin/postgres" --version \
+    && "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_ctl" --version \
+    && mariadbd --version \
+    && setpriv --version
 RUN groupadd --system --gid 10001 data-backup \
     && useradd --system --uid 10001 --gid data-backup --home-dir /var/lib/data-backup --shell /usr/sbin/nologin data-backup \
     && install -d -o data-backup -g data-backup -m 0750 /var/lib/data-backup

@@ -67,6 +67,8 @@ pub struct AppState {
     pub status: Arc<crate::status::StatusService>,
     /// Whether tasks go to the embedded queue (then this process sends each run's summary).
     local_mode: bool,
+    /// Whether each run's drills follow its summary (`serve` with `verify.after_run`, embedded queue).
+    drills_after_run: bool,
     /// Run summaries waiting for their run's tasks (see [`AppState::schedule`]).
     run_reports: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
@@ -138,6 +140,7 @@ impl AppState {
             status,
             metrics,
             local_mode: settings.queue.kind == crate::settings::QueueKind::Local,
+            drills_after_run: false,
             run_reports: Arc::default(),
         })
     }
@@ -226,10 +229,12 @@ impl AppState {
     /// Embedded queue: once every task is resolved (the queue is idle: exported, or failed and
     /// reported) or 24 hours have passed, sends the run's one summary through the notifiers.
     /// Overlapping runs wait for each other (the queue is idle only when all are resolved).
+    /// Under `serve` (with `verify.after_run`), the run's drills follow: `Verifier::drill_due`.
     fn report_when_resolved(&self, summary: &ScheduleSummary, run_date: RunDate) {
         let Ok(run_id) = crate::model::RunId::parse(summary.run_id.clone()) else { return };
         let (queue, store, notifiers, status) =
             (self.queue.clone(), self.service.store.clone(), self.service.notifiers.clone(), self.status.clone());
+        let drills = self.drills_after_run.then(|| self.verifier.clone());
         let task = tokio::spawn(async move {
             tokio::select! {
                 () = queue.wait_idle() => {}
@@ -239,6 +244,16 @@ impl AppState {
                 tracing::warn!(run.id = %run_id, error = %e, "run summary not sent: {e}");
             }
             status.invalidate().await;
+            if let Some(verifier) = drills {
+                match verifier.drill_due().await {
+                    Ok(_) => {}
+                    Err(crate::verify::VerifyError::Interrupted) => {
+                        tracing::info!(run.id = %run_id, "the run's drills were interrupted: the service is stopping");
+                    }
+                    Err(e) => tracing::warn!(run.id = %run_id, error = %e, "the run's drills did not run: {e}"),
+                }
+                status.invalidate().await;
+            }
         });
         let mut pending = self.run_reports.lock().expect("lock");
         pending.retain(|t| !t.is_finished());
@@ -267,7 +282,8 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .await
             .map_err(|source| BuildError::Bind { addr: settings.bind, source })?;
-        let state = AppState::build(settings).await?;
+        let mut state = AppState::build(settings).await?;
+        state.drills_after_run = settings.verify.after_run && state.local_mode;
         if !state.auth.is_enabled() {
             tracing::warn!(bind = %settings.bind, "no authentication configured: anyone who can reach this address may call the service");
         }
@@ -302,8 +318,13 @@ impl Application {
             t.abort();
         }
         token.cancel();
+        // Running drills stop their scratch servers and record nothing.
+        self.state.verifier.interrupt();
         let grace = self.state.grace;
         let (_, served) = tokio::join!(self.state.local_queue.shutdown(grace), tokio::time::timeout(grace, server));
+        if tokio::time::timeout(grace, self.state.verifier.stopped()).await.is_err() {
+            tracing::warn!("grace period over: drills still stopping were abandoned (their servers are killed)");
+        }
         self.state.metrics.shutdown();
         match served {
             Ok(Ok(())) => Ok(()),

@@ -102,8 +102,10 @@ mod database_lines;
 mod definers;
 mod drill_account;
 mod line_filter;
+mod scratch_server;
 
 pub use drill_account::{ACCOUNT_PREFIX, DrillAccount, SCRATCH_PREFIX};
+pub use scratch_server::{SCRATCH_DIR_PREFIX, ScratchError, ScratchServer, dumped_major};
 
 /// Copy buffer between the stages.
 const PUMP_BUF: usize = 256 * 1024;
@@ -1494,9 +1496,16 @@ mod my {
             .user(Some(server.user.clone()))
             .pass(password_of(server, "MYSQL_PWD").map(|p| p.expose_secret().to_owned()))
             // TCP, like the `mysql` client this module runs: the server sees both come from one
-            // host (a drill's account exists for exactly that host).
-            .prefer_socket(false);
+            // host (a drill's account exists for exactly that host). A host that is a path is a
+            // socket (a drill's scratch server): both connect through it.
+            .socket(is_socket(server).then(|| server.host.clone()))
+            .prefer_socket(is_socket(server));
         mysql_async::Conn::new(opts).await.map_err(|e| db_error(server, &e))
+    }
+
+    /// Whether the server's host is a Unix socket path (a drill's scratch server).
+    fn is_socket(server: &ServerUrl) -> bool {
+        server.host.starts_with('/')
     }
 
     type Res<T> = Result<T, RestoreError>;
@@ -1780,9 +1789,12 @@ mod my {
     ) -> Result<u64, RestoreError> {
         let mysql = client(dirs).await?;
         let mut cmd = Command::new(&mysql);
-        cmd.args(["--protocol=TCP", "--default-character-set=utf8mb4", "--max-allowed-packet=1073741824"])
-            .arg(format!("--host={}", server.host))
-            .arg(format!("--port={}", server.port))
+        if is_socket(server) {
+            cmd.arg("--protocol=SOCKET").arg(format!("--socket={}", server.host));
+        } else {
+            cmd.arg("--protocol=TCP").arg(format!("--host={}", server.host)).arg(format!("--port={}", server.port));
+        }
+        cmd.args(["--default-character-set=utf8mb4", "--max-allowed-packet=1073741824"])
             .arg(format!("--user={}", server.user))
             // After `--`, the schema is a name whatever it starts with, never an option.
             .arg("--")

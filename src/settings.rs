@@ -813,7 +813,11 @@ pub struct RestoreSettings {
 /// url = "postgres://postgres@127.0.0.1:5432/"   # scratch server for PostgreSQL backups
 /// mysql_url = "mysql://root@127.0.0.1:3306/"    # scratch server for MySQL/MariaDB backups
 /// identity_file = "/run/secrets/age-identity"   # to verify encrypted backups
-/// nightly_count = 3                             # `verify --pick` without a number
+/// nightly_count = 3        # drills after each run (and `verify --pick` without a number)
+/// nightly_secs = 1800      # no drill of a run's budget starts later than this after the first
+/// after_run = true         # `serve`: drill after each run's exports (the nightly timer, --now)
+/// scratch = true           # no url for an engine: drill on a throwaway server of its own
+/// scratch_dir = "/var/tmp" # where scratch servers live (default the temporary directory)
 /// [[verify.checks]]
 /// name = "has an admin"
 /// sql = "SELECT count(*) > 0 FROM users WHERE role = 'admin'"   # passes when true / non-zero
@@ -823,7 +827,8 @@ pub struct RestoreSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifySettings {
-    /// PostgreSQL server scratch databases are created on. Its account creates, for each drill, a
+    /// PostgreSQL server scratch databases are created on (default: a throwaway server of the
+    /// drill's own, see `scratch`). Its account creates, for each drill, a
     /// throwaway role owning the scratch database, which restores (ADR 0012): it needs
     /// `CREATEROLE` and `CREATEDB` (or is a superuser).
     pub url: Option<ServerUrl>,
@@ -833,15 +838,37 @@ pub struct VerifySettings {
     pub mysql_url: Option<ServerUrl>,
     /// age identity file for verifying encrypted backups (without it they fail verification).
     pub identity_file: Option<PathBuf>,
-    /// Databases verified by `verify --pick` when no number is given.
+    /// Databases drilled after each run of `serve` and by `POST /verify/due`, and by `verify --pick`
+    /// when no number is given. Default 3: 20 databases are all proven within a week.
     pub nightly_count: usize,
+    /// Time budget of those drills in seconds: no drill starts later than this after the first
+    /// (a drill running then finishes).
+    pub nightly_secs: u64,
+    /// Whether `serve` drills after each run's exports (the embedded timer and `--now`).
+    pub after_run: bool,
+    /// Whether an engine without a configured server (`url`, `mysql_url`) is drilled on a
+    /// throwaway server started from the installed server binaries (ADR 0014).
+    pub scratch: bool,
+    /// Directory the throwaway servers' directories are created in (default the temporary
+    /// directory; on Cloud Run that is memory).
+    pub scratch_dir: Option<PathBuf>,
     /// Check queries run in every matching restored backup.
     pub checks: Vec<VerifyCheck>,
 }
 
 impl Default for VerifySettings {
     fn default() -> Self {
-        Self { url: None, mysql_url: None, identity_file: None, nightly_count: 1, checks: Vec::new() }
+        Self {
+            url: None,
+            mysql_url: None,
+            identity_file: None,
+            nightly_count: 3,
+            nightly_secs: 1800,
+            after_run: true,
+            scratch: true,
+            scratch_dir: None,
+            checks: Vec::new(),
+        }
     }
 }
 

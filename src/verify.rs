@@ -28,21 +28,31 @@
 //!
 //! The nightly drill ([`Verifier::pick`]) verifies the N least recently verified databases: every
 //! database with a `latest/` copy, never-verified ones first, then by the time of the record of
-//! their newest verified backup.
+//! their newest verified backup. [`Verifier::drill_due`] is that pick within the `[verify]` budget
+//! (`nightly_count` drills, none started after `nightly_secs`): `serve` runs it after each run's
+//! exports, and `POST /verify/due` (Cloud Scheduler) on Cloud Run.
+//!
+//! **Where a drill restores.** On the configured server of the backup's engine (`url`,
+//! `mysql_url`); without one (and with `scratch`, the default), on a throwaway server the drill
+//! starts from the installed server binaries, private to it, and stops afterwards
+//! (`restore::scratch_server`, ADR 0014). Nothing is ever created on a source server. A drill
+//! interrupted by [`Verifier::interrupt`] (the service is stopping) stops its scratch server,
+//! drops what it created and records nothing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::model::{DatabaseName, DatabasePath, Engine, InstanceName, ProjectId, RunDate};
 use crate::notify::{FailureReport, Notifier};
 use crate::restore::{
-    DrillAccount, RestoreError, RestoreOptions, SCRATCH_PREFIX, ToolDirs, count_rows, path_text, query_value,
-    restore_manifest, stored_backups,
+    DrillAccount, RestoreError, RestoreOptions, SCRATCH_PREFIX, ScratchServer, ToolDirs, count_rows, dumped_major,
+    path_text, query_value, restore_manifest, stored_backups,
 };
 use crate::settings::{ServerUrl, Settings, SourceKind, VerifyCheck, VerifySettings};
 use crate::store::layout::Key;
@@ -172,14 +182,25 @@ pub enum VerifyError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The service is stopping: the drill was stopped and recorded nothing.
+    #[error("the service is stopping: the drill was interrupted")]
+    Interrupted,
 }
 
 impl VerifyError {
     /// True when retrying may help.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Store(e) if e.is_transient())
+        matches!(self, Self::Interrupted) || matches!(self, Self::Store(e) if e.is_transient())
     }
+}
+
+/// The server a drill restores into.
+enum Target {
+    /// The configured verification server.
+    Configured(ServerUrl),
+    /// A throwaway server of the drill's own.
+    Scratch,
 }
 
 /// Runs restore drills; one per process, shared by the CLI and `POST /verify`.
@@ -188,6 +209,9 @@ pub struct Verifier {
     settings: VerifySettings,
     tools: ToolDirs,
     notifiers: Vec<Arc<dyn Notifier>>,
+    stop: CancellationToken,
+    /// Held (shared) by every running drill; [`Verifier::stopped`] takes it exclusively.
+    running: tokio::sync::RwLock<()>,
 }
 
 fn placeholder_db() -> DatabasePath {
@@ -295,21 +319,90 @@ impl Verifier {
     /// A verifier over `store` with the settings' `[verify]` section and tool directories.
     #[must_use]
     pub fn new(store: BackupStore, settings: &Settings, notifiers: Vec<Arc<dyn Notifier>>) -> Self {
-        Self { store, settings: settings.verify.clone(), tools: ToolDirs::from_settings(settings), notifiers }
+        Self {
+            store,
+            settings: settings.verify.clone(),
+            tools: ToolDirs::from_settings(settings),
+            notifiers,
+            stop: CancellationToken::new(),
+            running: tokio::sync::RwLock::new(()),
+        }
     }
 
-    fn server_for(&self, engine: Engine) -> Result<ServerUrl, VerifyError> {
+    /// Stops every running drill (their scratch servers are stopped and removed, nothing is
+    /// recorded) and refuses new ones: the service is stopping.
+    pub fn interrupt(&self) {
+        self.stop.cancel();
+    }
+
+    /// Completes when no drill is running (after [`Verifier::interrupt`]: when every interrupted
+    /// drill has stopped its scratch server and removed its directory).
+    pub async fn stopped(&self) {
+        let _ = self.running.write().await;
+    }
+
+    fn server_for(&self, engine: Engine) -> Result<Target, VerifyError> {
         let (url, key) = match engine {
             Engine::Postgres => (&self.settings.url, "verify.url"),
             Engine::Mysql => (&self.settings.mysql_url, "verify.mysql_url"),
             Engine::Sqlserver => (&None, "verify"),
         };
-        url.clone().ok_or_else(|| {
-            VerifyError::NotConfigured(format!(
-                "no verification server is configured for {} backups: set `{key}`",
+        match url {
+            Some(url) => Ok(Target::Configured(url.clone())),
+            None if self.settings.scratch && engine != Engine::Sqlserver => Ok(Target::Scratch),
+            None => Err(VerifyError::NotConfigured(format!(
+                "no verification server is configured for {} backups: set `{key}` (or `verify.scratch = true`)",
                 engine.as_str()
-            ))
-        })
+            ))),
+        }
+    }
+
+    /// Runs the drill on its target: the configured server, or a scratch server started for it and
+    /// stopped after it, also when the drill fails or is interrupted.
+    async fn drill_on(
+        &self,
+        db: &DatabasePath,
+        manifest: &Manifest,
+        target: Target,
+    ) -> Result<VerificationRecord, VerifyError> {
+        let _running = self.running.read().await;
+        if self.stop.is_cancelled() {
+            return Err(VerifyError::Interrupted);
+        }
+        match target {
+            Target::Configured(url) => tokio::select! {
+                record = self.drill(db, manifest, &url) => Ok(record),
+                () = self.stop.cancelled() => Err(VerifyError::Interrupted),
+            },
+            Target::Scratch => {
+                let started_at = Utc::now();
+                let min = if manifest.engine == Engine::Postgres { dumped_major(&manifest.tools.server) } else { None };
+                let start =
+                    ScratchServer::start(manifest.engine, &self.tools, min, self.settings.scratch_dir.as_deref());
+                let server = tokio::select! {
+                    s = start => s,
+                    () = self.stop.cancelled() => return Err(VerifyError::Interrupted),
+                };
+                let server = match server {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let mut record = Self::unverifiable(db, manifest, "");
+                        record.result = VerificationResult::Failed;
+                        record.reason = None;
+                        record.started_at = started_at;
+                        record.server = "scratch".into();
+                        record.errors = vec![format!("cannot start a scratch server for the drill: {e}")];
+                        return Ok(record);
+                    }
+                };
+                let outcome = tokio::select! {
+                    record = self.drill(db, manifest, server.url()) => Ok(record),
+                    () = self.stop.cancelled() => Err(VerifyError::Interrupted),
+                };
+                server.stop().await;
+                outcome
+            }
+        }
     }
 
     fn applies(check: &VerifyCheck, db: &DatabasePath, engine: Engine) -> bool {
@@ -341,7 +434,7 @@ impl Verifier {
         };
         let record = match crate::restore::unrestorable(&manifest) {
             Some(reason) => Self::unverifiable(db, &manifest, reason),
-            None => self.drill(db, &manifest, &self.server_for(manifest.engine)?).await,
+            None => self.drill_on(db, &manifest, self.server_for(manifest.engine)?).await?,
         };
         if record.result == VerificationResult::Failed {
             self.report(&manifest, &record).await;
@@ -519,10 +612,29 @@ impl Verifier {
     /// (databases whose engine has no verification server are skipped; an `unverifiable` verdict
     /// is recorded and returned but does not count towards `n`).
     pub async fn pick(&self, n: usize) -> Result<Vec<VerificationRecord>, VerifyError> {
+        self.pick_within(n, None).await
+    }
+
+    /// The drills due after a run: [`Verifier::pick`] of `nightly_count` databases, none but the
+    /// first started later than `nightly_secs` after the first.
+    pub async fn drill_due(&self) -> Result<Vec<VerificationRecord>, VerifyError> {
+        let budget = Duration::from_secs(self.settings.nightly_secs);
+        let records = self.pick_within(self.settings.nightly_count, Some(budget)).await?;
+        tracing::info!(drills = records.len(), "the drills due after the run are done");
+        Ok(records)
+    }
+
+    async fn pick_within(&self, n: usize, budget: Option<Duration>) -> Result<Vec<VerificationRecord>, VerifyError> {
+        let t0 = Instant::now();
         let mut records = Vec::new();
         let mut drilled = 0;
         for (db, last) in least_recently_verified(&self.store).await? {
             if drilled >= n {
+                break;
+            }
+            // The time budget never starves the first drill.
+            if !records.is_empty() && budget.is_some_and(|b| t0.elapsed() >= b) {
+                tracing::info!(db.path = %path_text(&db), "the drills' time budget is spent: left for the next run");
                 break;
             }
             match self.verify(&db, None).await {

@@ -1,5 +1,6 @@
-//! `GET /backups` (the backups of one database, newest first, paged) and `POST /verify` (a restore
-//! drill of one backup): parse, call the domain, map the outcome.
+//! `GET /backups` (the backups of one database, newest first, paged), `POST /verify` (a restore
+//! drill of one backup) and `POST /verify/due` (the drills due, for a scheduler): parse, call the
+//! domain, map the outcome.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -118,5 +119,36 @@ pub async fn verify(
             Err(ApiError::Unavailable { detail: e.to_string(), retry_after: std::time::Duration::from_secs(30) })
         }
         Err(e) => Err(ApiError::Unprocessable(e.to_string())),
+    }
+}
+
+/// Run the drills due: the least recently verified databases, never-verified first, within the
+/// `[verify]` budget (`nightly_count` drills, none started after `nightly_secs`). Cloud Scheduler
+/// calls it after the nightly run (`serve` on the embedded queue drills after each run by itself).
+/// The drills run to their end even when the caller stops waiting.
+#[utoipa::path(
+    post,
+    path = "/verify/due",
+    tag = "backups",
+    responses(
+        (status = 200, description = "The drills ran, one record each (failures are also reported through the notifiers); empty when nothing is due", body = Vec<VerificationRecord>),
+        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is temporarily unavailable, or the service is stopping", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn verify_due(State(state): State<AppState>) -> Result<Json<Vec<VerificationRecord>>, ApiError> {
+    let verifier = state.verifier.clone();
+    let drills = tokio::spawn(async move { verifier.drill_due().await });
+    match drills.await {
+        Ok(Ok(records)) => {
+            state.status.invalidate().await;
+            Ok(Json(records))
+        }
+        Ok(Err(e)) if e.is_transient() => {
+            Err(ApiError::Unavailable { detail: e.to_string(), retry_after: std::time::Duration::from_secs(60) })
+        }
+        Ok(Err(e)) => Err(ApiError::Unprocessable(e.to_string())),
+        Err(e) => Err(ApiError::Unprocessable(format!("the drills stopped: {e}"))),
     }
 }

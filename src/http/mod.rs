@@ -36,7 +36,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "data-backup", description = "Backs up every database, every night, and proves the backups are good."),
-    paths(schedule::schedule, export::export, prune::prune, backups::list_backups, backups::verify, status::status, status::page, status::runs, status::run, status::metrics, health::healthz, health::doctor),
+    paths(schedule::schedule, export::export, prune::prune, backups::list_backups, backups::verify, backups::verify_due, status::status, status::page, status::runs, status::run, status::metrics, health::healthz, health::doctor),
     components(schemas(error::Problem, crate::store::manifest::Manifest, crate::schedule::ScheduleSummary, crate::retention::PrunePlan, crate::restore::BackupPage, crate::verify::VerificationRecord, crate::status::StatusReport, crate::status::RunReport, status::RunList)),
     modifiers(&BearerAuth),
     tags((name = "backups", description = "Discovery, export, listing and restore drills"), (name = "status", description = "Freshness, coverage, runs and metrics"), (name = "operations", description = "Health and metadata"))
@@ -74,6 +74,7 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
         .route("/prune", post(prune::prune))
         .route("/backups", get(backups::list_backups))
         .route("/verify", post(backups::verify))
+        .route("/verify/due", post(backups::verify_due))
         .route("/openapi.json", get(health::openapi))
         .route("/", get(status::page))
         .route("/status", get(status::status))

@@ -31,6 +31,16 @@ CLIENT_PACKAGES = {
     "mysqldump": "mariadb-client",
     "mariadb": "mariadb-client",
     "mysql": "mariadb-client",
+    # The servers a restore drill starts for itself (src/restore/scratch_server.rs), and setpriv, which
+    # runs them as their system user when the service runs as root.
+    "initdb": "postgresql-${PG_MAJOR}",
+    "postgres": "postgresql-${PG_MAJOR}",
+    "pg_ctl": "postgresql-${PG_MAJOR}",
+    "mariadbd": "mariadb-server-core",
+    "mysqld": "mariadb-server-core",
+    "mariadb-install-db": "mariadb-server-core",
+    "mysql_install_db": "mariadb-server-core",
+    "setpriv": "util-linux",
 }
 # A line that names a tool to run (not a URL scheme or an engine name): a path is built from it or it
 # is one of the names tried in turn.

@@ -106,7 +106,12 @@ class Evaluator:
             return json.dumps(self.expr(m.group(1)), separators=(",", ":"))  # as terraform writes it
         if m := re.fullmatch(r"\[(.*)\]", e):
             return [self.expr(x) for x in split_top(m.group(1))]
-        if m := re.fullmatch(r"(var\.\w+) - (\d+)", e):
+        if re.fullmatch(r"\d+", e):
+            return int(e)
+        if m := re.fullmatch(r"(max|min)\((.*)\)", e):
+            args = [self.expr(x) for x in split_top(m.group(2))]
+            return max(args) if m.group(1) == "max" else min(args)
+        if m := re.fullmatch(r"(.+) - (\d+)", e):
             return self.expr(m.group(1)) - int(m.group(2))
         if m := re.fullmatch(r"(.*?) \? (.*) : null", e, re.S):
             return self.expr(m.group(2)) if self.expr(m.group(1)) else None

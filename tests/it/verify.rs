@@ -429,3 +429,53 @@ async fn the_nightly_pick_verifies_the_least_recently_verified_first() {
         [b.name.clone(), a.name.clone()]
     );
 }
+
+#[tokio::test]
+async fn the_drills_due_keep_to_their_budget_least_recently_verified_first() {
+    let prefix = crate::support::unique_name("ver_due");
+    let dbs: Vec<PgDb> = ["a", "b", "c"].iter().map(|s| PgDb::named(&format!("{prefix}_{s}"))).collect();
+    for db in &dbs {
+        db.sql("CREATE TABLE t (n int); INSERT INTO t VALUES (1)");
+    }
+    let hook = hook().await;
+    let budget = "nightly_count = 2\nnightly_secs = 3600";
+    let app =
+        TestApp::spawn(&format!("{}\n{}", pg_source("pgsrc", &format!("{prefix}_*")), verify_settings(&hook, budget)))
+            .await;
+    for db in &dbs {
+        export(&app, "pgsrc", "pg", &db.name, "2026-11-20").await;
+    }
+    let (_, first) = verify(&app, "pgsrc", "pg", &dbs[0].name).await;
+    assert_eq!(first["result"], "ok");
+
+    let (status, _, due) = app.post("/verify/due", &Value::Null).await;
+    assert_eq!(status, 200, "{due}");
+    let drilled: Vec<&str> = due.as_array().unwrap().iter().map(|r| r["database"].as_str().unwrap()).collect();
+    assert_eq!(drilled, [dbs[1].name.as_str(), dbs[2].name.as_str()], "nightly_count, never verified first");
+    assert!(due.as_array().unwrap().iter().all(|r| r["result"] == "ok"), "{due:#}");
+
+    let (_, _, due) = app.post("/verify/due", &Value::Null).await;
+    assert_eq!(due[0]["database"], dbs[0].name.as_str(), "then the one verified longest ago");
+}
+
+#[tokio::test]
+async fn a_spent_time_budget_stops_the_drills_due_after_the_first() {
+    let prefix = crate::support::unique_name("ver_budget");
+    let dbs: Vec<PgDb> = ["a", "b"].iter().map(|s| PgDb::named(&format!("{prefix}_{s}"))).collect();
+    for db in &dbs {
+        db.sql("CREATE TABLE t (n int); INSERT INTO t VALUES (1)");
+    }
+    let hook = hook().await;
+    let budget = "nightly_count = 5\nnightly_secs = 0";
+    let app =
+        TestApp::spawn(&format!("{}\n{}", pg_source("pgsrc", &format!("{prefix}_*")), verify_settings(&hook, budget)))
+            .await;
+    for db in &dbs {
+        export(&app, "pgsrc", "pg", &db.name, "2026-11-20").await;
+    }
+
+    let records = app.state.verifier.drill_due().await.unwrap();
+
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].database, dbs[0].name);
+}

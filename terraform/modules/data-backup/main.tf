@@ -44,6 +44,10 @@ locals {
   topic_id     = "projects/${var.project_id}/topics/${google_pubsub_topic.reports.name}"
   invoker      = google_service_account.invoker.email
 
+  # No drill of POST /verify/due starts later than this, so that the last one ends within the
+  # Scheduler job's attempt deadline (min(request_timeout_secs, 1800)): ten minutes are left to it.
+  drill_budget_secs = max(60, min(var.request_timeout_secs, 1800) - 600)
+
   # List- and table-valued settings are passed as the settings loader's inline values: arrays
   # `[…]` and tables `{key=value,…}`. jsonencode gives a string literal (and a list of them) in the
   # same syntax and escapes.
@@ -77,6 +81,9 @@ locals {
     DATA_BACKUP_AUTH__OIDC_AUDIENCE             = local.service_url
     DATA_BACKUP_AUTH__ROUTE_EMAILS__SCHEDULE    = jsonencode([local.invoker])
     DATA_BACKUP_AUTH__ROUTE_EMAILS__EXPORT      = jsonencode([local.invoker])
+    DATA_BACKUP_AUTH__ROUTE_EMAILS__VERIFY      = jsonencode([local.invoker])
+    DATA_BACKUP_VERIFY__NIGHTLY_COUNT           = tostring(var.drill_count)
+    DATA_BACKUP_VERIFY__NIGHTLY_SECS            = tostring(local.drill_budget_secs)
     DATA_BACKUP_EXPORT__WAIT_SECS               = tostring(var.export_wait_secs)
     DATA_BACKUP_EXPORT__OFFLOAD                 = tostring(var.export_offload)
     DATA_BACKUP_EXPORT__REPORT_AFTER_RETRIES    = tostring(var.report_after_retries)

@@ -32,6 +32,39 @@ resource "google_cloud_scheduler_job" "schedule" {
   depends_on = [google_project_service.apis, google_cloud_run_v2_service_iam_member.invoker]
 }
 
+# The restore drills: POST /verify/due after the night's exports. Each call drills the drill_count
+# least recently verified databases (never-verified first), each on a throwaway server the service
+# starts inside its own container (ADR 0014); no drill starts after min(request_timeout_secs, 1800)
+# - 600 s. A retry drills the next least recently verified databases, which is just as good.
+resource "google_cloud_scheduler_job" "drills" {
+  count = var.drill_schedule == "" ? 0 : 1
+
+  project          = var.project_id
+  region           = var.region
+  name             = "${var.name}-drills"
+  description      = "data-backup: prove the least recently verified backups by restoring them (POST /verify/due)"
+  schedule         = var.drill_schedule
+  time_zone        = var.schedule_time_zone
+  attempt_deadline = "${min(var.request_timeout_secs, 1800)}s"
+
+  retry_config {
+    retry_count          = 1
+    min_backoff_duration = "300s"
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = "${local.service_url}/verify/due"
+
+    oidc_token {
+      service_account_email = local.invoker
+      audience              = local.service_url
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_cloud_run_v2_service_iam_member.invoker]
+}
+
 # Hourly GET /status: recomputes freshness and coverage, so the collector exports current
 # data_backup_databases and data_backup_last_success_timestamp_seconds between nights.
 resource "google_cloud_scheduler_job" "status_refresh" {

@@ -197,7 +197,7 @@ variable "cpu" {
 }
 
 variable "memory" {
-  description = "Memory limit of the service container (memory does not grow with database size: dumps are streamed)."
+  description = "Memory limit of the service container. Exports do not grow with database size (dumps are streamed); a restore drill does: its scratch server lives in /tmp, which is memory on Cloud Run, so it needs about 150 MB plus the restored database (README \"Restore drills\"); drill bigger databases on a configured server (DATA_BACKUP_VERIFY__URL / MYSQL_URL)."
   type        = string
   default     = "1Gi"
 }
@@ -237,6 +237,23 @@ variable "schedule" {
   description = "Cron schedule of the nightly run (Cloud Scheduler calls POST /schedule)."
   type        = string
   default     = "0 3 * * *"
+}
+
+variable "drill_schedule" {
+  description = "Cron schedule of the restore drills (Cloud Scheduler calls POST /verify/due), in schedule_time_zone; after the night's exports are done. Empty: no drill job."
+  type        = string
+  default     = "0 7 * * *"
+}
+
+variable "drill_count" {
+  description = "Databases proven by each drill job (`verify.nightly_count`): the least recently verified, never-verified first. At least the number of databases divided by 7 proves all of them every week."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.drill_count >= 1
+    error_message = "drill_count: at least 1."
+  }
 }
 
 variable "schedule_time_zone" {

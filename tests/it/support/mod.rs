@@ -50,6 +50,8 @@ pub fn settings(store_dir: &Path, extra: &str) -> Settings {
     let mut s = Settings::from_toml(&toml).expect("test settings are valid");
     // No test may be surprised by the nightly timer.
     s.schedule.daily_at = String::new();
+    // Nor by drills after a run (tests of them turn them on).
+    s.verify.after_run = false;
     if !extra.contains("[store]") {
         s.store.url = format!("file://{}", store_dir.display());
     }
