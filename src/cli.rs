@@ -236,12 +236,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { now } => {
+            // Installed first: a SIGTERM from here on shuts down gracefully.
+            let shutdown = shutdown_signal();
             let app = Application::build(&settings).await?;
             if now {
                 let state = app.state().clone();
                 tokio::spawn(async move { state.schedule(RunDate::today(), false).await });
             }
-            app.run_until(shutdown_signal()).await.context("serving")?;
+            app.run_until(shutdown).await.context("serving")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Schedule { dry_run } => {
