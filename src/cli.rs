@@ -473,7 +473,12 @@ async fn run_list(settings: &Settings, args: ListArgs) -> anyhow::Result<ExitCod
     println!("{:<10}  {:<9}  {:>10}  {:<9}  {:<width$}  VERIFIED", "DATE", "CLASS", "SIZE", "ENCRYPTED", "LABEL");
     for b in &backups {
         let verified = match &b.verification {
-            Some(v) => format!("{:?} {}", v.result, v.verified_at.format("%Y-%m-%d %H:%M")).to_lowercase(),
+            Some(v) => {
+                let rto = crate::status::restore_time_words(v.restore_secs, v.bytes_per_sec)
+                    .map(|w| format!(", {w}"))
+                    .unwrap_or_default();
+                format!("{} {}{rto}", format!("{:?}", v.result).to_lowercase(), v.verified_at.format("%Y-%m-%d %H:%M"))
+            }
             None => "never".to_owned(),
         };
         println!(

@@ -141,6 +141,27 @@ pub struct VerificationSeen {
     pub verified_at: DateTime<Utc>,
     /// The run date of the backup it restored.
     pub run_date: String,
+    /// Seconds its restore took (the database's measured restore time), when it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_secs: Option<f64>,
+    /// Stored bytes restored per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<f64>,
+}
+
+/// A drill's restore time in words: `restore 12.3 s at 45.6 MiB/s`; `None` without a figure.
+#[must_use]
+pub fn restore_time_words(restore_secs: Option<f64>, bytes_per_sec: Option<f64>) -> Option<String> {
+    let secs = restore_secs?;
+    let rate = bytes_per_sec
+        .filter(|b| b.is_finite() && *b >= 0.0)
+        .map(|b| {
+            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a non-negative rate")]
+            let b = b as u64;
+            format!(" at {}/s", crate::restore::human_bytes(b))
+        })
+        .unwrap_or_default();
+    Some(format!("restore {secs:.1} s{rate}"))
 }
 
 /// Verification records as status reads them.
@@ -578,13 +599,18 @@ async fn failures_of(store: &BackupStore, day: RunDate) -> Result<HashMap<DbKey,
 /// finished (reading back at most three records per database).
 ///
 /// This is the one place status reads verification records (`Key::Verification`, written by
-/// `verify.rs` as `VerificationRecord`; only `result`, `finished_at` and `run_date` are read here).
+/// `verify.rs` as `VerificationRecord`; only `result`, `finished_at`, `run_date` and the restore
+/// time and throughput are read here).
 pub async fn verifications(store: &BackupStore) -> Result<HashMap<DbKey, Verifications>, StoreError> {
     #[derive(Deserialize)]
     struct Record {
         result: String,
         finished_at: DateTime<Utc>,
         run_date: String,
+        #[serde(default)]
+        restore_secs: Option<f64>,
+        #[serde(default)]
+        bytes_per_sec: Option<f64>,
     }
     let probe = Key::Verification { db: placeholder_db(), date: RunDate::from_date(NaiveDate::MIN) };
     let mut dates: HashMap<DbKey, (DatabasePath, Vec<RunDate>)> = HashMap::new();
@@ -609,6 +635,8 @@ pub async fn verifications(store: &BackupStore) -> Result<HashMap<DbKey, Verific
                         result: record.result,
                         verified_at: record.finished_at,
                         run_date: record.run_date,
+                        restore_secs: record.restore_secs,
+                        bytes_per_sec: record.bytes_per_sec,
                     });
                 }
                 if ok {

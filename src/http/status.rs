@@ -320,7 +320,12 @@ fn row(r: &DatabaseStatus) -> String {
     let state = r.state.as_str();
     let verified = r.last_verification.as_ref().map_or_else(
         || "never".to_owned(),
-        |v| format!("{} {}", esc(&v.result), v.verified_at.format("%Y-%m-%d %H:%M")),
+        |v| {
+            let rto = crate::status::restore_time_words(v.restore_secs, v.bytes_per_sec)
+                .map(|w| format!(" · {}", esc(&w)))
+                .unwrap_or_default();
+            format!("{} {}{rto}", esc(&v.result), v.verified_at.format("%Y-%m-%d %H:%M"))
+        },
     );
     format!(
         "<tr class=\"state-{state}\" data-state=\"{state}\" data-database=\"{path}\"><td><span class=\"badge\">{state}</span></td>\

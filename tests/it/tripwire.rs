@@ -138,3 +138,34 @@ async fn growth_and_a_five_percent_shrink_stay_ok_and_quiet() {
     assert_eq!(counts["suspect"], 0, "{counts}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_drill_records_its_restore_time_and_status_the_page_and_the_listing_show_it() {
+    let src = PgDb::create(&unique_name("rto"));
+    src.sql("CREATE TABLE orders AS SELECT generate_series(1, 5000) g");
+    let hook = hook().await;
+    let extra = format!("{}[verify]\nurl = \"{}\"\n", settings(&src.name, &hook), crate::support::pg_url());
+    let app = TestApp::spawn(&extra).await;
+    let today = chrono::Utc::now().date_naive().format("%Y-%m-%d").to_string();
+    export(&app, &src.name, &today).await;
+
+    let (status, _, records) =
+        app.post("/verify", &json!({"project": "pgsrc", "instance": "pg", "database": src.name})).await;
+    assert_eq!(status, 200, "{records}");
+    let record = if records.is_array() { records[0].clone() } else { records };
+    assert_eq!(record["result"], "ok", "{record}");
+    let restore_secs = record["restore_secs"].as_f64().expect("the drill records its restore time");
+    assert!(restore_secs > 0.0 && restore_secs <= record["duration_secs"].as_f64().unwrap(), "{record}");
+    assert!(record["bytes_per_sec"].as_f64().unwrap() > 0.0, "{record}");
+    assert!(record["rows_per_sec"].as_f64().unwrap() > 0.0, "{record}");
+
+    let (db_row, _) = row(&app, &src.name).await;
+    assert_eq!(db_row["last_verification"]["restore_secs"].as_f64(), Some(restore_secs), "{db_row}");
+    assert_eq!(db_row["last_verification"]["bytes_per_sec"], record["bytes_per_sec"], "{db_row}");
+    let page = app.client.get(format!("{}/", app.address)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("restore {restore_secs:.1} s at ")), "the page shows the restore time");
+    let url = format!("{}/backups?database=pgsrc/pg/{}", app.address, src.name);
+    let listing: Value = app.client.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listing["backups"][0]["verification"]["restore_secs"].as_f64(), Some(restore_secs), "{listing}");
+    app.stop().await;
+}
