@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{PgDb, TestApp, cli, pg_source, unique_name};
+use crate::support::{PgDb, TestApp, cli, cli_output, pg_source, unique_name};
 
 async fn hook() -> MockServer {
     let hook = MockServer::start().await;
@@ -99,6 +99,15 @@ async fn a_table_that_lost_most_rows_makes_the_backup_suspect_reports_once_and_h
     let config = dir.path().join("config.toml");
     let store = format!("[store]\nurl = \"file://{}\"\n", app.store_dir.path().display());
     std::fs::write(&config, format!("{store}{}", pg_source("pgsrc", &src.name))).unwrap();
+    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("data_backup_databases{") && l.contains("state=\"suspect\"") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    let status = cli_output(&config, &["status", "--json"]);
+    assert_eq!(status.status.code(), Some(2), "a suspect database is an alarm");
     let (ok, out, err) = cli(&config, &["hold", "list", "--json"]);
     assert!(ok, "{err}");
     let listed: Value = serde_json::from_str(&out).unwrap();
