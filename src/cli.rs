@@ -79,10 +79,10 @@ pub enum Command {
     /// `--url URL` and a bearer token (`--token-file`, `DATA_BACKUP_AUTH__BEARER_TOKEN`) or a
     /// Google ID token minted from the local credentials; prints the answer.
     Call(crate::client::CallArgs),
-    /// Print the state of every database (ok, stale, failing, missing, gone, unverified,
+    /// Print the state of every database (ok, stale, failing, missing, suspect, gone, unverified,
     /// unverifiable, excluded), how many are backed up and how many proven, and the newest run's
     /// summary. Exit status (for cron and health checks): 2 when any database shown is stale,
-    /// failing or missing; else 3 when any is unverified (backed up, not proven by a recent restore
+    /// failing, missing or suspect; else 3 when any is unverified (backed up, not proven by a recent restore
     /// drill); 0 otherwise; 1 when the status could not be computed.
     Status {
         /// Print the JSON of `GET /status` instead of the table.
@@ -199,7 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|s| {
                     crate::status::DbState::parse(&s).with_context(|| {
                         format!(
-                            "unknown state `{s}` (ok, stale, failing, missing, gone, unverified, unverifiable, excluded)"
+                            "unknown state `{s}` (ok, stale, failing, missing, suspect, gone, unverified, unverifiable, excluded)"
                         )
                     })
                 })

@@ -266,7 +266,7 @@ pub struct StatusReport {
     pub slo_hours: u32,
     /// Days within which a successful restore drill is required (0: not required).
     pub verify_within_days: u32,
-    /// False when any database is stale, failing or missing.
+    /// False when any database is stale, failing, missing or suspect.
     pub healthy: bool,
     /// Databases with a backup, `gone` and `excluded` ones left out.
     pub backed_up: usize,
