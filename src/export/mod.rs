@@ -561,7 +561,8 @@ impl ExportService {
     }
 
     /// [`ExportService::export`] into `store`: this service's store, or a labelled view of it
-    /// ([`BackupStore::with_label`]) for a named backup.
+    /// ([`BackupStore::with_label`]) for a named backup. A dated backup made here is compared with
+    /// the database's previous one by the data-loss tripwire ([`crate::tripwire::check`]).
     #[tracing::instrument(
         name = "export",
         skip_all,
