@@ -79,10 +79,10 @@ pub enum Command {
     /// `--url URL` and a bearer token (`--token-file`, `DATA_BACKUP_AUTH__BEARER_TOKEN`) or a
     /// Google ID token minted from the local credentials; prints the answer.
     Call(crate::client::CallArgs),
-    /// Print the state of every database (ok, stale, failing, missing, gone, unverified,
+    /// Print the state of every database (ok, stale, failing, missing, suspect, gone, unverified,
     /// unverifiable, excluded), how many are backed up and how many proven, and the newest run's
     /// summary. Exit status (for cron and health checks): 2 when any database shown is stale,
-    /// failing or missing; else 3 when any is unverified (backed up, not proven by a recent restore
+    /// failing, missing or suspect; else 3 when any is unverified (backed up, not proven by a recent restore
     /// drill); 0 otherwise; 1 when the status could not be computed.
     Status {
         /// Print the JSON of `GET /status` instead of the table.
@@ -104,6 +104,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// List the backups of a database, newest first.
     List(ListArgs),
+    /// The backups held by the data-loss tripwire: `hold list [--json]`, `hold release --database
+    /// P/I/D --date YYYY-MM-DD` (prune may then expire it, and status stops calling it suspect).
+    #[command(subcommand)]
+    Hold(HoldCommand),
     /// Delete backups past their class's keep-for (dry run unless --apply); prints the plan.
     Prune {
         /// Delete what the plan says (default: only print it).
@@ -195,7 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|s| {
                     crate::status::DbState::parse(&s).with_context(|| {
                         format!(
-                            "unknown state `{s}` (ok, stale, failing, missing, gone, unverified, unverifiable, excluded)"
+                            "unknown state `{s}` (ok, stale, failing, missing, suspect, gone, unverified, unverifiable, excluded)"
                         )
                     })
                 })
@@ -214,6 +218,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => run_restore(&settings, args).await,
         Command::Verify(args) => run_verify(&settings, args).await,
         Command::List(args) => run_list(&settings, args).await,
+        Command::Hold(command) => run_hold(&settings, command).await,
         Command::Prune { apply, as_of } => {
             let policy = crate::retention::RetentionPolicy::from_settings(&settings)?;
             let store = crate::store::BackupStore::open(&settings).await?;
@@ -470,7 +475,12 @@ async fn run_list(settings: &Settings, args: ListArgs) -> anyhow::Result<ExitCod
     println!("{:<10}  {:<9}  {:>10}  {:<9}  {:<width$}  VERIFIED", "DATE", "CLASS", "SIZE", "ENCRYPTED", "LABEL");
     for b in &backups {
         let verified = match &b.verification {
-            Some(v) => format!("{:?} {}", v.result, v.verified_at.format("%Y-%m-%d %H:%M")).to_lowercase(),
+            Some(v) => {
+                let rto = crate::status::restore_time_words(v.restore_secs, v.bytes_per_sec)
+                    .map(|w| format!(", {w}"))
+                    .unwrap_or_default();
+                format!("{} {}{rto}", format!("{:?}", v.result).to_lowercase(), v.verified_at.format("%Y-%m-%d %H:%M"))
+            }
             None => "never".to_owned(),
         };
         println!(
@@ -486,4 +496,57 @@ async fn run_list(settings: &Settings, args: ListArgs) -> anyhow::Result<ExitCod
         eprintln!("no backups of {}", crate::restore::path_text(&args.database));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `data-backup hold …`.
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Every held backup, oldest first, with the reason.
+    List {
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release the hold of one backup (and its object holds on GCS).
+    Release {
+        /// PROJECT/INSTANCE/DATABASE.
+        #[arg(long)]
+        database: DatabasePath,
+        /// Run date of the held backup (YYYY-MM-DD).
+        #[arg(long)]
+        date: String,
+    },
+}
+
+async fn run_hold(settings: &Settings, command: HoldCommand) -> anyhow::Result<ExitCode> {
+    let store = crate::store::BackupStore::open(settings).await?;
+    match command {
+        HoldCommand::List { json } => {
+            let holds = crate::tripwire::holds(&store).await?;
+            if json {
+                print_json(&holds)?;
+            } else {
+                println!("{:<40}  {:<10}  {:<10}  REASON", "DATABASE", "HELD", "SUSPECT");
+                for h in &holds {
+                    let db = format!("{}/{}/{}", h.project, h.instance, h.database);
+                    println!("{db:<40}  {:<10}  {:<10}  {}", h.run_date, h.suspect_run_date, h.trip.words());
+                }
+                if holds.is_empty() {
+                    eprintln!("no backups are held");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HoldCommand::Release { database, date } => {
+            let date = RunDate::parse(&date)?;
+            match crate::tripwire::release(&store, &database, date).await? {
+                Some(hold) => {
+                    print_json(&hold)?;
+                    eprintln!("released the hold of {} of {date}", crate::restore::path_text(&database));
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => bail!("no hold on the backup of {} of {date}", crate::restore::path_text(&database)),
+            }
+        }
+    }
 }

@@ -21,4 +21,5 @@ pub mod settings;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod tripwire;
 pub mod verify;

@@ -289,7 +289,7 @@ impl TracedBucket {
     /// `store` with its bucket wrapped.
     #[must_use]
     pub fn wrap(store: &BackupStore) -> BackupStore {
-        BackupStore::new(Arc::new(Self { inner: store.bucket().clone() }), store.layout().clone())
+        store.with_bucket(Arc::new(Self { inner: store.bucket().clone() }))
     }
 }
 
@@ -334,6 +334,9 @@ impl Bucket for TracedBucket {
         locked: bool,
     ) -> Result<bool, BucketError> {
         self.inner.retain_until(key, until, locked).await
+    }
+    async fn set_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {
+        self.inner.set_hold(key, on).await
     }
     async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
         self.inner.crc32c(key).await

@@ -376,6 +376,12 @@ fn leases_prefix() -> String {
     key_prefix(&Key::Lease { db: placeholder_db(project), date: RunDate::from_date(NaiveDate::MIN), seq: 0 }, 1)
 }
 
+/// `holds/`.
+fn holds_prefix() -> String {
+    let project = ProjectId::parse("_").expect("valid name");
+    key_prefix(&Key::Hold { db: placeholder_db(project), date: RunDate::from_date(NaiveDate::MIN) }, 1)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Prune plan
 // ---------------------------------------------------------------------------------------------
@@ -412,7 +418,8 @@ pub struct PrunePlan {
     /// Backups and orphan dumps deleted (or to delete, in a dry run), in deletion order.
     pub deleted: Vec<PlanEntry>,
     /// Objects left alone: the store refused to delete them (retention lock), an export holds their
-    /// lease, or they are not keys this service writes.
+    /// lease, the data-loss tripwire holds them (reason starting `held:`), or they are not keys
+    /// this service writes.
     pub skipped: Vec<PlanEntry>,
     /// Bytes of `deleted`.
     pub bytes_freed: u64,
@@ -487,11 +494,13 @@ pub struct Drills {
 /// The plan for `objects` (a listing of the class prefixes) on `as_of`. `leases` is a listing of
 /// `leases/`: a (database, day) with a lease is left alone, since an export may be writing it.
 /// `drills` protects each database's newest verified backup and deletes a deleted backup's
-/// verification record after its dump.
+/// verification record after its dump. `holds` is a listing of `holds/`: a held backup (the
+/// data-loss tripwire, see `crate::tripwire`) is skipped until an operator releases it.
 #[must_use]
 pub fn plan(
     objects: &[ObjectInfo],
     leases: &[ObjectInfo],
+    holds: &[ObjectInfo],
     drills: &Drills,
     policy: &RetentionPolicy,
     as_of: NaiveDate,
@@ -500,6 +509,13 @@ pub fn plan(
         .iter()
         .filter_map(|o| match Key::parse(&o.key) {
             Some(Key::Lease { db, date, .. }) => Some((db_id(db), date.date())),
+            _ => None,
+        })
+        .collect();
+    let held: BTreeSet<(DbId, NaiveDate)> = holds
+        .iter()
+        .filter_map(|o| match Key::parse(&o.key) {
+            Some(Key::Hold { db, date }) => Some((db_id(db), date.date())),
             _ => None,
         })
         .collect();
@@ -592,6 +608,14 @@ pub fn plan(
             entry.reason =
                 format!("the {which} backup of its database is never pruned ({} old, kept for {keep})", days(age));
             result.kept.push(entry);
+        } else if held.contains(&(db.clone(), *date)) {
+            let (p, i, d) = db;
+            entry.reason = format!(
+                "held: expired{what}, but held by the data-loss tripwire until released \
+                 (data-backup hold release --database {p}/{i}/{d} --date {})",
+                date.format("%Y-%m-%d")
+            );
+            result.skipped.push(entry);
         } else if busy.contains(&(db.clone(), *date)) {
             entry.reason =
                 format!("expired{what}, but an export of this database and day holds a lease: left for later");
@@ -761,8 +785,9 @@ async fn prune_as(
         objects.extend(bucket.list(&class_prefix(class, None)).await?);
     }
     let leases = bucket.list(&leases_prefix()).await?;
+    let holds = bucket.list(&holds_prefix()).await?;
     let drills = drills(store, &objects).await?;
-    let mut result = plan(&objects, &leases, &drills, policy, as_of);
+    let mut result = plan(&objects, &leases, &holds, &drills, policy, as_of);
     let mut stopped = None;
     if apply {
         let sizes: HashMap<&str, u64> =
@@ -1363,7 +1388,7 @@ mod tests {
                 drills.records.push(ObjectInfo { key: key.path(), size: 7, version: None });
                 drills.newest_ok.push(key);
             }
-            let result = plan(&objects, &[], &drills, &policy, as_of);
+            let result = plan(&objects, &[], &[], &drills, &policy, as_of);
             let deleted: BTreeSet<&str> = result.actions().collect();
 
             // Every object lands in exactly one list (a verification record only with its deleted backup).
@@ -1464,11 +1489,38 @@ mod tests {
         let objects = [ObjectInfo { key: dump.path(), size: 5, version: None }];
         let leases = [ObjectInfo { key: lease.path(), size: 5, version: None }];
         let as_of = d("2026-03-01");
-        let result = plan(&objects, &leases, &Drills::default(), &RetentionPolicy::default(), as_of);
+        let result = plan(&objects, &leases, &[], &Drills::default(), &RetentionPolicy::default(), as_of);
         assert_eq!(result.skipped.len(), 1, "{result:?}");
         assert!(result.skipped[0].reason.contains("lease"));
-        let result = plan(&objects, &[], &Drills::default(), &RetentionPolicy::default(), as_of);
+        let result = plan(&objects, &[], &[], &Drills::default(), &RetentionPolicy::default(), as_of);
         assert_eq!(result.actions().collect::<Vec<_>>(), [dump.path()]);
         assert!(result.deleted[0].reason.contains("without a manifest"), "{result:?}");
+    }
+
+    #[test]
+    fn the_plan_skips_a_held_backup_until_its_hold_is_gone() {
+        let db = db("main", "app");
+        let (old, new) = (RunDate::from_date(d("2026-01-05")), RunDate::from_date(d("2026-01-06")));
+        let mut objects = Vec::new();
+        for date in [old, new] {
+            let manifest = Key::Manifest { class: RetentionClass::Daily, db: db.clone(), date };
+            let dump = Key::Dump {
+                class: RetentionClass::Daily,
+                db: db.clone(),
+                date,
+                format: crate::store::manifest::DumpFormat::PgCustomZstd,
+                encrypted: false,
+            };
+            objects.push(ObjectInfo { key: manifest.path(), size: 1, version: None });
+            objects.push(ObjectInfo { key: dump.path(), size: 5, version: None });
+        }
+        let holds = [ObjectInfo { key: Key::Hold { db: db.clone(), date: old }.path(), size: 1, version: None }];
+        let as_of = d("2027-03-01");
+        let result = plan(&objects, &[], &holds, &Drills::default(), &RetentionPolicy::default(), as_of);
+        assert_eq!(result.deleted, [], "{result:?}");
+        assert_eq!(result.skipped.len(), 1, "{result:?}");
+        assert!(result.skipped[0].reason.starts_with("held:"), "{result:?}");
+        let result = plan(&objects, &[], &[], &Drills::default(), &RetentionPolicy::default(), as_of);
+        assert_eq!(result.deleted.len(), 1, "{result:?}");
     }
 }

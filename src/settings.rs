@@ -74,6 +74,8 @@ pub struct Settings {
     pub verify: VerifySettings,
     /// Freshness and coverage (`GET /status`, `GET /`, `data-backup status`).
     pub status: StatusSettings,
+    /// The data-loss tripwire: when a new backup looks like data was lost.
+    pub tripwire: TripwireSettings,
 }
 
 impl Default for Settings {
@@ -95,7 +97,39 @@ impl Default for Settings {
             restore: RestoreSettings::default(),
             verify: VerifySettings::default(),
             status: StatusSettings::default(),
+            tripwire: TripwireSettings::default(),
         }
+    }
+}
+
+/// `[tripwire]`: when a new backup is `suspect` against the previous backup of its database.
+///
+/// ```toml
+/// [tripwire]
+/// enabled = true
+/// table_loss_share = 0.5   # a table that lost more than this share of its rows trips
+/// shrink_share = 0.5       # a dump that shrank by more than this share trips
+/// min_rows = 1000          # tables with fewer rows before are never compared (nor missed)
+/// min_bytes = 1048576      # dumps smaller than this before are never compared by size
+/// ```
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TripwireSettings {
+    /// Whether new backups are compared with the previous ones at all.
+    pub enabled: bool,
+    /// Share of a table's rows (0 < x < 1) whose loss makes the backup suspect.
+    pub table_loss_share: f64,
+    /// Share of the stored size (0 < x < 1) whose loss makes the backup suspect.
+    pub shrink_share: f64,
+    /// Tables with fewer rows than this in the previous backup are left out.
+    pub min_rows: u64,
+    /// Dumps smaller than this (bytes) in the previous backup are not compared by size.
+    pub min_bytes: u64,
+}
+
+impl Default for TripwireSettings {
+    fn default() -> Self {
+        Self { enabled: true, table_loss_share: 0.5, shrink_share: 0.5, min_rows: 1000, min_bytes: 1 << 20 }
     }
 }
 
@@ -1130,6 +1164,14 @@ impl Settings {
         if !(1..=366).contains(&self.status.runs_days) {
             return Err(SettingsError::new("status.runs_days", "must be between 1 and 366"));
         }
+        for (key, share) in [
+            ("tripwire.table_loss_share", self.tripwire.table_loss_share),
+            ("tripwire.shrink_share", self.tripwire.shrink_share),
+        ] {
+            if !(share > 0.0 && share < 1.0) {
+                return Err(SettingsError::new(key, format!("must lie strictly between 0 and 1, not {share}")));
+            }
+        }
         crate::crypto::parse_recipients(&self.export.age_recipients)
             .map_err(|e| SettingsError::new("export.age_recipients", e))?;
         let mut names = HashSet::new();
@@ -1327,6 +1369,8 @@ mod tests {
             ("[http]\nheader_read_timeout_secs = 0", "`http.header_read_timeout_secs`"),
             ("[http]\nmax_connections = 1", "`http.max_connections`"),
             ("[status]\nruns_days = 0", "`status.runs_days`"),
+            ("[tripwire]\ntable_loss_share = 1.5", "`tripwire.table_loss_share`"),
+            ("[tripwire]\nshrink_share = 0", "`tripwire.shrink_share`"),
             ("bind = \"0.0.0.0:8080\"", "no authentication is configured"),
             ("[[sources]]\nname = \"g\"\nkind = \"gcp\"", "`sources[0].folders`"),
             ("[[sources]]\nname = \"g\"\nkind = \"gcp\"\nfolders = [\"x\"]", "`sources[0].folders[0]`"),

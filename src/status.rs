@@ -6,13 +6,16 @@
 //!   [`LEDGER_LOOKBACK_DAYS`] days, then one read;
 //! - `reports/<run date>/`: one listing (the failures reported for the newest run's day);
 //! - `verifications/`: one listing (one record per verified backup), then one read per database;
-//! - the previous day's manifest of each database (one read, for the size trend).
+//! - the previous day's manifest of each database (one read, for the size trend);
+//! - `holds/`: one listing, then one read per hold (holds are rare: each is a suspected data loss).
 //!
 //! States, first match wins ([`classify`]):
 //! `excluded` (the newest run excluded it on purpose) · `gone` (has a backup, the newest run did not
 //! discover it, and its source was listed without error) · `failing` (expected by the newest run,
 //! a failure was reported for that day, no backup for it) · `missing` (expected by the newest run,
-//! never backed up) · `stale` (newest backup older than `slo_hours`) · `unverifiable` (fresh, but no
+//! never backed up) · `suspect` (the data-loss tripwire holds one of its backups: a table lost
+//! most of its rows or vanished, or the dump shrank, until an operator releases the hold) ·
+//! `stale` (newest backup older than `slo_hours`) · `unverifiable` (fresh, but no
 //! drill can restore it: a SQL Server BAK file; neutral, never counted as proven) · `unverified` (no
 //! successful restore drill within `verify_within_days`; 0 turns both off) · `ok`.
 //!
@@ -65,6 +68,8 @@ pub enum DbState {
     Failing,
     /// Expected by the newest run, never backed up.
     Missing,
+    /// The data-loss tripwire holds one of its backups (a possible data loss) until released.
+    Suspect,
     /// The newest backup is older than the SLO.
     Stale,
     /// Fresh, but no successful restore drill within `verify_within_days`.
@@ -81,9 +86,10 @@ pub enum DbState {
 
 impl DbState {
     /// Every state, most severe first.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Failing,
         Self::Missing,
+        Self::Suspect,
         Self::Stale,
         Self::Unverified,
         Self::Unverifiable,
@@ -98,6 +104,7 @@ impl DbState {
         match self {
             Self::Failing => "failing",
             Self::Missing => "missing",
+            Self::Suspect => "suspect",
             Self::Stale => "stale",
             Self::Unverified => "unverified",
             Self::Unverifiable => "unverifiable",
@@ -113,10 +120,10 @@ impl DbState {
         Self::ALL.into_iter().find(|s| s.as_str() == value)
     }
 
-    /// Whether this state needs someone (the CLI exits non-zero): stale, failing or missing.
+    /// Whether this state needs someone (the CLI exits non-zero): stale, failing, missing or suspect.
     #[must_use]
     pub fn is_alarm(self) -> bool {
-        matches!(self, Self::Failing | Self::Missing | Self::Stale)
+        matches!(self, Self::Failing | Self::Missing | Self::Suspect | Self::Stale)
     }
 
     /// Whether a database in this state counts towards the totals (not `gone`, not `excluded`).
@@ -134,6 +141,27 @@ pub struct VerificationSeen {
     pub verified_at: DateTime<Utc>,
     /// The run date of the backup it restored.
     pub run_date: String,
+    /// Seconds its restore took (the database's measured restore time), when it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_secs: Option<f64>,
+    /// Stored bytes restored per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<f64>,
+}
+
+/// A drill's restore time in words: `restore 12.3 s at 45.6 MiB/s`; `None` without a figure.
+#[must_use]
+pub fn restore_time_words(restore_secs: Option<f64>, bytes_per_sec: Option<f64>) -> Option<String> {
+    let secs = restore_secs?;
+    let rate = bytes_per_sec
+        .filter(|b| b.is_finite() && *b >= 0.0)
+        .map(|b| {
+            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a non-negative rate")]
+            let b = b as u64;
+            format!(" at {}/s", crate::restore::human_bytes(b))
+        })
+        .unwrap_or_default();
+    Some(format!("restore {secs:.1} s{rate}"))
 }
 
 /// Verification records as status reads them.
@@ -238,7 +266,7 @@ pub struct StatusReport {
     pub slo_hours: u32,
     /// Days within which a successful restore drill is required (0: not required).
     pub verify_within_days: u32,
-    /// False when any database is stale, failing or missing.
+    /// False when any database is stale, failing, missing or suspect.
     pub healthy: bool,
     /// Databases with a backup, `gone` and `excluded` ones left out.
     pub backed_up: usize,
@@ -319,6 +347,8 @@ pub struct Facts<'a> {
     pub failure: Option<&'a str>,
     /// When its newest successful restore drill finished.
     pub verified_ok_at: Option<DateTime<Utc>>,
+    /// Why the data-loss tripwire holds one of its backups, if it does.
+    pub held: Option<&'a str>,
 }
 
 fn age_words(hours: f64) -> String {
@@ -359,6 +389,9 @@ pub fn classify(facts: &Facts<'_>, now: DateTime<Utc>, settings: &StatusSettings
     let Some(latest) = facts.latest else {
         return (DbState::Missing, "never backed up".into());
     };
+    if let Some(why) = facts.held {
+        return (DbState::Suspect, why.to_owned());
+    }
     let age = hours_since(latest.finished_at, now);
     if age > f64::from(settings.slo_hours) {
         return (DbState::Stale, format!("newest backup is {} old (SLO {} h)", age_words(age), settings.slo_hours));
@@ -451,6 +484,19 @@ async fn latest_manifests(store: &BackupStore) -> Result<BTreeMap<DbKey, Manifes
             }
             Err(e) => return Err(e),
         }
+    }
+    Ok(out)
+}
+
+/// Why each database with a hold is held (the newest hold's reason), by database.
+async fn holds(store: &BackupStore) -> Result<HashMap<DbKey, String>, StoreError> {
+    let mut out = HashMap::new();
+    for hold in crate::tripwire::holds(store).await? {
+        let why = format!(
+            "{} (release: data-backup hold release --database {}/{}/{} --date {})",
+            hold.reason, hold.project, hold.instance, hold.database, hold.run_date
+        );
+        out.insert((hold.project, hold.instance, hold.database), why);
     }
     Ok(out)
 }
@@ -553,13 +599,18 @@ async fn failures_of(store: &BackupStore, day: RunDate) -> Result<HashMap<DbKey,
 /// finished (reading back at most three records per database).
 ///
 /// This is the one place status reads verification records (`Key::Verification`, written by
-/// `verify.rs` as `VerificationRecord`; only `result`, `finished_at` and `run_date` are read here).
+/// `verify.rs` as `VerificationRecord`; only `result`, `finished_at`, `run_date` and the restore
+/// time and throughput are read here).
 pub async fn verifications(store: &BackupStore) -> Result<HashMap<DbKey, Verifications>, StoreError> {
     #[derive(Deserialize)]
     struct Record {
         result: String,
         finished_at: DateTime<Utc>,
         run_date: String,
+        #[serde(default)]
+        restore_secs: Option<f64>,
+        #[serde(default)]
+        bytes_per_sec: Option<f64>,
     }
     let probe = Key::Verification { db: placeholder_db(), date: RunDate::from_date(NaiveDate::MIN) };
     let mut dates: HashMap<DbKey, (DatabasePath, Vec<RunDate>)> = HashMap::new();
@@ -584,6 +635,8 @@ pub async fn verifications(store: &BackupStore) -> Result<HashMap<DbKey, Verific
                         result: record.result,
                         verified_at: record.finished_at,
                         run_date: record.run_date,
+                        restore_secs: record.restore_secs,
+                        bytes_per_sec: record.bytes_per_sec,
                     });
                 }
                 if ok {
@@ -760,6 +813,7 @@ pub async fn compute(
     let (latest, ledger, verified) =
         tokio::try_join!(latest_manifests(store), newest_ledger(store, now.date_naive()), verifications(store))?;
     let previous = previous_sizes(store, &latest).await;
+    let held = holds(store).await?;
     let run_day = ledger.as_ref().and_then(|l| date_of(&l.run_date));
     let failures = match run_day {
         Some(d) => failures_of(store, d).await?,
@@ -796,6 +850,7 @@ pub async fn compute(
             run_date: run_day.map(RunDate::date),
             failure: failures.get(&k).map(String::as_str),
             verified_ok_at: v.and_then(|v| v.last_ok_at),
+            held: held.get(&k).map(String::as_str),
         };
         let (state, reason) = classify(&facts, now, settings);
         if m.is_some() && state.in_scope() {
@@ -1134,7 +1189,7 @@ pub fn age_text(hours: Option<f64>) -> String {
 /// ANSI colour of a state.
 fn ansi(state: DbState) -> &'static str {
     match state {
-        DbState::Failing | DbState::Missing | DbState::Stale => "\x1b[1;31m",
+        DbState::Failing | DbState::Missing | DbState::Suspect | DbState::Stale => "\x1b[1;31m",
         DbState::Unverified => "\x1b[33m",
         DbState::Unverifiable => "\x1b[36m",
         DbState::Ok => "\x1b[32m",
@@ -1275,6 +1330,7 @@ mod tests {
             run_date: Some(today),
             failure,
             verified_ok_at,
+            held: None,
         };
         let table: Vec<(Facts<'_>, DbState)> = vec![
             (facts(Some(&fresh), Expectation::Expected, None, verified), DbState::Ok),
@@ -1299,12 +1355,26 @@ mod tests {
         let off = StatusSettings { verify_within_days: 0, ..StatusSettings::default() };
         assert_eq!(classify(&facts(Some(&fresh), Expectation::NoRun, None, None), now, &off).0, DbState::Ok);
         assert_eq!(classify(&facts(Some(&bak), Expectation::NoRun, None, None), now, &off).0, DbState::Ok);
+        // A hold makes a backed-up database suspect, before staleness and drills; not a failing one.
+        let held = |f| Facts { held: Some("possible data loss"), ..f };
+        assert_eq!(
+            classify(&held(facts(Some(&old), Expectation::Expected, None, None)), now, &settings).0,
+            DbState::Suspect
+        );
+        assert_eq!(
+            classify(&held(facts(Some(&fresh), Expectation::NoRun, None, verified)), now, &settings).0,
+            DbState::Suspect
+        );
+        assert_eq!(
+            classify(&held(facts(Some(&old), Expectation::Expected, Some("boom"), None)), now, &settings).0,
+            DbState::Failing
+        );
     }
 
     #[test]
-    fn alarm_states_are_stale_failing_and_missing() {
+    fn alarm_states_are_stale_failing_missing_and_suspect() {
         let alarms: Vec<_> = DbState::ALL.into_iter().filter(|s| s.is_alarm()).map(DbState::as_str).collect();
-        assert_eq!(alarms, ["failing", "missing", "stale"]);
+        assert_eq!(alarms, ["failing", "missing", "suspect", "stale"]);
         assert_eq!(DbState::parse("gone"), Some(DbState::Gone));
     }
 

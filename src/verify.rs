@@ -144,10 +144,20 @@ pub struct VerificationRecord {
     /// Problems that do not fail the backup (e.g. the scratch database could not be dropped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Seconds the restore itself took (read, decrypt, decompress, restore tool): the measured
+    /// restore time of the database. Absent when the restore did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_secs: Option<f64>,
+    /// Stored bytes restored per second of `restore_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<f64>,
+    /// Rows restored per second of `restore_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_sec: Option<f64>,
 }
 
 /// The part of a record a listing shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VerificationSummary {
     /// `ok`, `failed` or `unverifiable`.
     pub result: VerificationResult,
@@ -156,6 +166,12 @@ pub struct VerificationSummary {
     /// The first error, when it failed; why not, when it is unverifiable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Seconds the restore itself took, when it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_secs: Option<f64>,
+    /// Stored bytes restored per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<f64>,
 }
 
 impl VerificationRecord {
@@ -166,6 +182,8 @@ impl VerificationRecord {
             result: self.result,
             verified_at: self.finished_at,
             error: self.errors.first().or(self.reason.as_ref()).cloned(),
+            restore_secs: self.restore_secs,
+            bytes_per_sec: self.bytes_per_sec,
         }
     }
 }
@@ -473,6 +491,9 @@ impl Verifier {
             checks: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
+            restore_secs: None,
+            bytes_per_sec: None,
+            rows_per_sec: None,
         }
     }
 
@@ -482,6 +503,7 @@ impl Verifier {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let (mut tables, mut checks, mut compared, mut bytes) = (Vec::new(), Vec::new(), false, 0);
+        let mut restore_secs = None;
         let identities = match &self.settings.identity_file {
             Some(path) => match crate::crypto::read_identity_file(path) {
                 Ok(ids) => Some(ids),
@@ -509,6 +531,7 @@ impl Verifier {
         if let Some(account) = &account {
             let as_account = account.url();
             let options = RestoreOptions { create: true, strip_definers: true, ..RestoreOptions::default() };
+            let restore_started = Instant::now();
             match restore_manifest(
                 &self.store,
                 &self.tools,
@@ -523,6 +546,7 @@ impl Verifier {
             {
                 Ok(report) => {
                     bytes = report.bytes;
+                    restore_secs = Some(restore_started.elapsed().as_secs_f64());
                     match count_rows(as_account, &scratch).await {
                         Ok(restored) => {
                             let (t, e, c) = compare(manifest, &restored);
@@ -557,6 +581,10 @@ impl Verifier {
         {
             warnings.push(format!("the scratch database or the drill's account was not dropped: {e}"));
         }
+        let rows: u64 = tables.iter().filter_map(|t| t.restored).sum();
+        #[expect(clippy::cast_precision_loss, reason = "a rate needs no more than f64's 52 bits")]
+        let per_sec = |n: u64| restore_secs.filter(|s| *s > 0.0).map(|s| (n as f64 / s).round());
+        let (bytes_per_sec, rows_per_sec) = (per_sec(bytes), per_sec(rows));
         VerificationRecord {
             version: RECORD_VERSION,
             project: db.project.to_string(),
@@ -578,6 +606,9 @@ impl Verifier {
             checks,
             errors,
             warnings,
+            restore_secs,
+            bytes_per_sec,
+            rows_per_sec,
         }
     }
 

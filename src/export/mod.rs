@@ -561,7 +561,8 @@ impl ExportService {
     }
 
     /// [`ExportService::export`] into `store`: this service's store, or a labelled view of it
-    /// ([`BackupStore::with_label`]) for a named backup.
+    /// ([`BackupStore::with_label`]) for a named backup. A dated backup made here is compared with
+    /// the database's previous one by the data-loss tripwire ([`crate::tripwire::check`]).
     #[tracing::instrument(
         name = "export",
         skip_all,
@@ -569,6 +570,11 @@ impl ExportService {
     )]
     pub async fn export_into(&self, store: &BackupStore, task: &ExportTask) -> Result<ExportOutcome, ExportError> {
         let started = std::time::Instant::now();
+        // The previous backup, read before the commit overwrites `latest/` (the tripwire compares).
+        let previous = match (store.tripwire(), store.layout().label()) {
+            (Some(_), None) => store.latest(&task.db).await.ok().flatten(),
+            _ => None,
+        };
         let outcome = match self.sources.iter().find(|s| s.name == task.db.source) {
             Some(source) => run_export(source.exporter.as_ref(), store, task, self.lease_ttl).await,
             None => Err(ExportError::Tool(format!("no source named `{}` is configured", task.db.source))),
@@ -577,6 +583,7 @@ impl ExportService {
             Ok(ExportOutcome::Exported(m)) => {
                 self.metrics.backup_made(m);
                 self.retain(store, task, m).await;
+                crate::tripwire::check(store, &self.notifiers, &task.db, previous.as_ref(), m).await;
                 let event = crate::notify::SuccessEvent::new(m);
                 for n in &self.notifiers {
                     if let Err(e) = n.notify_success(&event).await {

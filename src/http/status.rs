@@ -61,7 +61,7 @@ pub struct PageQuery {
     pub project: Option<String>,
     /// Only this instance.
     pub instance: Option<String>,
-    /// Only this state (`ok`, `stale`, `failing`, `missing`, `gone`, `unverified`, `unverifiable`, `excluded`).
+    /// Only this state (`ok`, `stale`, `failing`, `missing`, `suspect`, `gone`, `unverified`, `unverifiable`, `excluded`).
     pub state: Option<String>,
 }
 
@@ -258,6 +258,7 @@ td { padding: 6px 8px; border-bottom: 1px solid #ffffff; vertical-align: top; }
 tr.state-ok { background: #dcfce7; } .state-ok .badge, .chip.state-ok { background: #15803d; color: #ffffff; }
 tr.state-unverified { background: #fef3c7; } .state-unverified .badge, .chip.state-unverified { background: #b45309; color: #ffffff; }
 tr.state-unverifiable { background: #f1f5f9; } .state-unverifiable .badge, .chip.state-unverifiable { background: #475569; color: #ffffff; }
+tr.state-suspect { background: #fecaca; } .state-suspect .badge, .chip.state-suspect { background: #7c2d12; color: #ffffff; }
 tr.state-stale { background: #fecaca; } .state-stale .badge, .chip.state-stale { background: #dc2626; color: #ffffff; }
 tr.state-failing { background: #fecaca; } .state-failing .badge, .chip.state-failing { background: #991b1b; color: #ffffff; }
 tr.state-missing { background: #fecaca; } .state-missing .badge, .chip.state-missing { background: #7f1d1d; color: #ffffff; }
@@ -319,7 +320,12 @@ fn row(r: &DatabaseStatus) -> String {
     let state = r.state.as_str();
     let verified = r.last_verification.as_ref().map_or_else(
         || "never".to_owned(),
-        |v| format!("{} {}", esc(&v.result), v.verified_at.format("%Y-%m-%d %H:%M")),
+        |v| {
+            let rto = crate::status::restore_time_words(v.restore_secs, v.bytes_per_sec)
+                .map(|w| format!(" · {}", esc(&w)))
+                .unwrap_or_default();
+            format!("{} {}{rto}", esc(&v.result), v.verified_at.format("%Y-%m-%d %H:%M"))
+        },
     );
     format!(
         "<tr class=\"state-{state}\" data-state=\"{state}\" data-database=\"{path}\"><td><span class=\"badge\">{state}</span></td>\

@@ -142,6 +142,11 @@ pub trait Notifier: Send + Sync {
         let _ = report;
         Ok(())
     }
+    /// Delivers the one report of a data-loss tripwire (default: not delivered on this channel).
+    async fn notify_tripwire(&self, report: &crate::tripwire::TripwireReport) -> Result<(), NotifyError> {
+        let _ = report;
+        Ok(())
+    }
     /// Delivers the event of one backup made (default: not delivered on this channel).
     async fn notify_success(&self, event: &SuccessEvent) -> Result<(), NotifyError> {
         let _ = event;
@@ -245,6 +250,20 @@ impl Notifier for LogNotifier {
             run.id = %report.run_id,
             task.attempt = report.attempt,
             error.class = %report.error_class,
+            report = true,
+            "{}",
+            report.text
+        );
+        Ok(())
+    }
+
+    async fn notify_tripwire(&self, report: &crate::tripwire::TripwireReport) -> Result<(), NotifyError> {
+        tracing::error!(
+            db.project = %report.project,
+            db.instance = %report.instance,
+            db.name = %report.database,
+            run.date = %report.run_date,
+            tripwire.held = %report.held_run_date,
             report = true,
             "{}",
             report.text

@@ -126,6 +126,15 @@ impl Notifier for PubSubNotifier {
         self.publish(report, attributes).await
     }
 
+    async fn notify_tripwire(&self, report: &crate::tripwire::TripwireReport) -> Result<(), NotifyError> {
+        let attributes = BTreeMap::from([
+            ("kind", report.kind.clone()),
+            ("database", database(&report.project, &report.instance, &report.database)),
+            ("run_date", report.run_date.clone()),
+        ]);
+        self.publish(report, attributes).await
+    }
+
     async fn notify_success(&self, event: &SuccessEvent) -> Result<(), NotifyError> {
         if !self.success_events {
             return Ok(());

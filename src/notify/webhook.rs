@@ -1,5 +1,6 @@
 //! Failure reports and run summaries POSTed as JSON to an incoming webhook (Slack, Teams, or any
-//! JSON receiver; a summary has `"kind": "run_summary"`).
+//! JSON receiver; a summary has `"kind": "run_summary"`, a data-loss tripwire's report
+//! `"kind": "data_loss_suspected"`).
 //! Retries a few times with backoff; a webhook that stays down never fails the export.
 //!
 //! The `text` field is what a chat channel displays, and it carries names and error messages that
@@ -40,6 +41,10 @@ impl Notifier for WebhookNotifier {
     }
 
     async fn notify_run(&self, report: &RunSummaryReport) -> Result<(), NotifyError> {
+        self.post(report).await
+    }
+
+    async fn notify_tripwire(&self, report: &crate::tripwire::TripwireReport) -> Result<(), NotifyError> {
         self.post(report).await
     }
 }

@@ -13,6 +13,7 @@
 //! labels/<label>/<project>/<instance>/<database>/<database>.<ext>                 a named backup's dump
 //! labels/<label>/<project>/<instance>/<database>/<database>.manifest.json         makes it a backup
 //! leases/labels/<label>/<project>/<instance>/<database>/<seq>.json               its export leases
+//! holds/<project>/<instance>/<database>/<YYYY-MM-DD>.json                        a backup held by the tripwire
 //! ```
 //! A named (labelled) backup has no date in its key: a label names one backup of a database, so
 //! exporting the same label again finds its manifest and does nothing. Nothing that expires
@@ -59,6 +60,9 @@ pub enum Key {
     LabelManifest { label: Label, db: DatabasePath },
     /// One lease (generation `seq`) on the export of a named backup.
     LabelLease { label: Label, db: DatabasePath, seq: u32 },
+    /// Marker that the backup of a database of a day is held (the data-loss tripwire): prune
+    /// leaves it alone until an operator releases it (deletes the marker).
+    Hold { db: DatabasePath, date: RunDate },
 }
 
 fn enc(s: &str) -> String {
@@ -111,6 +115,7 @@ impl Key {
             Self::Lease { db, date, seq } => format!("leases/{}/{date}/{seq:010}.json", db_segments(db)),
             Self::Report { db, date } => format!("reports/{date}/{}.json", db_segments(db)),
             Self::Verification { db, date } => format!("verifications/{}/{date}.json", db_segments(db)),
+            Self::Hold { db, date } => format!("holds/{}/{date}.json", db_segments(db)),
             Self::PruneReport { date, id } => format!("reports/prune/{date}/{id}.json"),
             Self::RunSummary { date, run_id } => format!("reports/runs/{date}/{run_id}.json"),
             Self::LabelDump { label, db, format, encrypted } => format!(
@@ -178,6 +183,9 @@ impl Key {
             }
             ["verifications", p, i, d, file] => {
                 Some(Self::Verification { db: parse_db(p, i, d)?, date: parse_date(file.strip_suffix(".json")?)? })
+            }
+            ["holds", p, i, d, file] => {
+                Some(Self::Hold { db: parse_db(p, i, d)?, date: parse_date(file.strip_suffix(".json")?)? })
             }
             [class, p, i, d, date, file] => {
                 let class = RetentionClass::from_segment(class)?;
@@ -342,6 +350,8 @@ mod tests {
             (Key::Lease { db: db("p", "i", "app"), date, seq: 3 }, "leases/p/i/app/2026-11-22/0000000003.json"),
             (Key::Report { db: db("p", "i", "app"), date }, "reports/2026-11-22/p/i/app.json"),
             (Key::Verification { db: db("p", "i", "app"), date }, "verifications/p/i/app/2026-11-22.json"),
+            (Key::Hold { db: db("p", "i", "app"), date }, "holds/p/i/app/2026-11-22.json"),
+            (Key::Hold { db: db("my proj", "é", "a.b"), date }, "holds/my%20proj/é/a.b/2026-11-22.json"),
             (
                 Key::RunSummary { date, run_id: RunId::parse("031500-1a2b3c4d").unwrap() },
                 "reports/runs/2026-11-22/031500-1a2b3c4d.json",

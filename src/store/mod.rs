@@ -84,13 +84,34 @@ pub enum LeaseOutcome {
 pub struct BackupStore {
     bucket: Arc<dyn Bucket>,
     layout: Layout,
+    /// The data-loss tripwire's thresholds, when it is on (see `crate::tripwire`).
+    tripwire: Option<Arc<crate::settings::TripwireSettings>>,
 }
 
 impl BackupStore {
     /// A store over `bucket`.
     #[must_use]
     pub fn new(bucket: Arc<dyn Bucket>, layout: Layout) -> Self {
-        Self { bucket, layout }
+        Self { bucket, layout, tripwire: None }
+    }
+
+    /// The same store with the data-loss tripwire on (`None`: off).
+    #[must_use]
+    pub fn with_tripwire(mut self, tripwire: Option<crate::settings::TripwireSettings>) -> Self {
+        self.tripwire = tripwire.map(Arc::new);
+        self
+    }
+
+    /// The data-loss tripwire's thresholds, when it is on.
+    #[must_use]
+    pub fn tripwire(&self) -> Option<&crate::settings::TripwireSettings> {
+        self.tripwire.as_deref()
+    }
+
+    /// The same store (layout, tripwire) over another bucket.
+    #[must_use]
+    pub fn with_bucket(&self, bucket: Arc<dyn Bucket>) -> Self {
+        Self { bucket, layout: self.layout.clone(), tripwire: self.tripwire.clone() }
     }
 
     /// Opens the store the settings name.
@@ -113,14 +134,15 @@ impl BackupStore {
         } else {
             Arc::new(ObjectStoreBucket::open(&url, &settings.store.options)?)
         };
-        Ok(Self::new(bucket, Layout::new(settings.retention.weekly_on.0)))
+        let tripwire = settings.tripwire.enabled.then(|| settings.tripwire.clone());
+        Ok(Self::new(bucket, Layout::new(settings.retention.weekly_on.0)).with_tripwire(tripwire))
     }
 
     /// The same store, writing and finding the named backup `label` (`labels/<label>/…`) instead
     /// of the dated ones: its manifest, dump and leases; a labelled backup leaves `latest/` alone.
     #[must_use]
     pub fn with_label(&self, label: crate::model::Label) -> Self {
-        Self { bucket: self.bucket.clone(), layout: self.layout.labelled(label) }
+        Self { bucket: self.bucket.clone(), layout: self.layout.labelled(label), tripwire: self.tripwire.clone() }
     }
 
     /// The bucket underneath.

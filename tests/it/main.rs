@@ -23,4 +23,5 @@ mod schedule;
 mod shutdown;
 mod status;
 mod tool_arguments;
+mod tripwire;
 mod verify;

@@ -375,7 +375,7 @@ async fn metrics_endpoint_serves_every_documented_series_in_prometheus_text_form
     let mine = last.iter().find(|s| s.labels.get("db_namespace") == Some(pg.name.as_str())).expect("last success");
     assert!((value(mine) - Utc::now().timestamp() as f64).abs() < 3600.0);
     let states = series("data_backup_databases");
-    for state in ["ok", "stale", "failing", "missing", "gone", "unverified", "unverifiable", "excluded"] {
+    for state in ["ok", "stale", "failing", "missing", "suspect", "gone", "unverified", "unverifiable", "excluded"] {
         assert!(states.iter().any(|s| s.labels.get("state") == Some(state)), "state {state}: {text}");
     }
     let calls = series("data_backup_discovery_calls_total");

@@ -390,6 +390,22 @@ impl Bucket for GcsBucket {
         Err(from_http_status(status.as_u16(), format!("{what}: HTTP {status}: {detail}")))
     }
 
+    async fn set_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {
+        let name = self.object_name(key);
+        let what = format!("setting the temporary hold of {} to {on}", self.uri(&name));
+        let url = self.objects_url(Some(&name), "fields=temporaryHold")?;
+        let headers = self.auth_headers().await?;
+        let body = serde_json::json!({ "temporaryHold": on });
+        let response =
+            self.http.patch(url).headers(headers).json(&body).send().await.map_err(|e| reqwest_error(&what, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(true);
+        }
+        let detail: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+        Err(from_http_status(status.as_u16(), format!("{what}: HTTP {status}: {detail}")))
+    }
+
     async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
         let name = self.object_name(key);
         let what = format!("reading the CRC32C of {}", self.uri(&name));

@@ -112,6 +112,12 @@ pub trait Bucket: Send + Sync + Debug {
         let _ = (key, until, locked);
         Ok(false)
     }
+    /// Sets (`on`) or clears an object hold (GCS `temporaryHold`: nobody, lifecycle rules
+    /// included, deletes the object while it is set). Answers `false` when the backend has none.
+    async fn set_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {
+        let _ = (key, on);
+        Ok(false)
+    }
     /// The CRC32C of an object as the backend reports it (base64, big-endian, as GCS does), when
     /// the backend keeps one.
     async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
