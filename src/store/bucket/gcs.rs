@@ -152,6 +152,29 @@ impl GcsBucket {
         if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) }
     }
 
+    /// PATCHes `body` onto the metadata of `key`'s object (answering only `field`): `Ok(true)` once
+    /// the store took it. `what` says what the change does, for errors.
+    async fn patch_object(
+        &self,
+        key: &str,
+        field: &str,
+        what: &str,
+        body: &serde_json::Value,
+    ) -> Result<bool, BucketError> {
+        let name = self.object_name(key);
+        let what = format!("{what} {}", self.uri(&name));
+        let url = self.objects_url(Some(&name), &format!("fields={field}"))?;
+        let headers = self.auth_headers().await?;
+        let response =
+            self.http.patch(url).headers(headers).json(body).send().await.map_err(|e| reqwest_error(&what, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(true);
+        }
+        let detail: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+        Err(from_http_status(status.as_u16(), format!("{what}: HTTP {status}: {detail}")))
+    }
+
     /// The store key of an object name, or `None` when the name is outside the store's prefix.
     fn key_of<'a>(&self, name: &'a str) -> Option<&'a str> {
         if self.prefix.is_empty() { Some(name) } else { name.strip_prefix(self.prefix.as_str())?.strip_prefix('/') }
@@ -372,38 +395,16 @@ impl Bucket for GcsBucket {
         until: chrono::DateTime<chrono::Utc>,
         locked: bool,
     ) -> Result<bool, BucketError> {
-        let name = self.object_name(key);
-        let what = format!("setting the retention of {}", self.uri(&name));
-        let url = self.objects_url(Some(&name), "fields=retention")?;
-        let headers = self.auth_headers().await?;
         let body = serde_json::json!({"retention": {
             "mode": if locked { "Locked" } else { "Unlocked" },
             "retainUntilTime": until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }});
-        let response =
-            self.http.patch(url).headers(headers).json(&body).send().await.map_err(|e| reqwest_error(&what, &e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(true);
-        }
-        let detail: String = response.text().await.unwrap_or_default().chars().take(300).collect();
-        Err(from_http_status(status.as_u16(), format!("{what}: HTTP {status}: {detail}")))
+        self.patch_object(key, "retention", "setting the retention of", &body).await
     }
 
     async fn set_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {
-        let name = self.object_name(key);
-        let what = format!("setting the temporary hold of {} to {on}", self.uri(&name));
-        let url = self.objects_url(Some(&name), "fields=temporaryHold")?;
-        let headers = self.auth_headers().await?;
         let body = serde_json::json!({ "temporaryHold": on });
-        let response =
-            self.http.patch(url).headers(headers).json(&body).send().await.map_err(|e| reqwest_error(&what, &e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(true);
-        }
-        let detail: String = response.text().await.unwrap_or_default().chars().take(300).collect();
-        Err(from_http_status(status.as_u16(), format!("{what}: HTTP {status}: {detail}")))
+        self.patch_object(key, "temporaryHold", "setting the temporary hold of", &body).await
     }
 
     async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
