@@ -14,17 +14,12 @@
 //! A statement is recognised only at the start of a line (optionally inside a `/*!NNNNN … */`
 //! version comment, as `mysqldump` writes them), and a line starting with `INSERT INTO ` (how the
 //! dump writes rows, one statement per line) passes through untouched, however long, as does any
-//! line longer than [`LINE_MAX`] that is not such a statement. Rewritten lines keep their newline,
+//! line longer than a MiB that is not such a statement (see `line_filter`). Rewritten lines keep their newline,
 //! so line numbers in the loader's errors still point into the dump.
 
 use std::io;
 
-use super::line_filter::{Filtered, LineCore};
-
-/// How a row line starts in a `mysqldump`/`mariadb-dump` dump.
-const DATA_PREFIX: &[u8] = b"INSERT INTO ";
-/// Longest non-data line held for rewriting.
-const LINE_MAX: usize = 1 << 20;
+use super::line_filter::{DumpLines, Filtered, LineRewrite};
 
 /// A statement about a database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,29 +30,16 @@ enum Kind {
     Alter,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Mode {
-    /// At the start of a line, not yet known to be data.
-    #[default]
-    Start,
-    /// Inside a row line (or an over-long line): passed through to its end.
-    Data,
-    /// Inside a non-data line, held in `line`.
-    Held,
-}
-
 /// The synchronous core (see the module docs).
 #[derive(Debug)]
 pub(super) struct DatabaseLines {
     exported: String,
     target: String,
-    mode: Mode,
-    line: Vec<u8>,
 }
 
 /// `inner` with its database statements pointed at `target` (see the module docs).
-pub(super) fn point_at<R>(inner: R, exported: &str, target: &str) -> Filtered<R, DatabaseLines> {
-    Filtered::new(inner, DatabaseLines::new(exported, target))
+pub(super) fn point_at<R>(inner: R, exported: &str, target: &str) -> Filtered<R, DumpLines<DatabaseLines>> {
+    Filtered::new(inner, DumpLines::new(DatabaseLines::new(exported, target)))
 }
 
 /// `name` as a MySQL identifier: backquoted, backquotes doubled.
@@ -132,7 +114,7 @@ fn database_name(rest: &[u8]) -> Option<(String, usize, usize)> {
 
 impl DatabaseLines {
     fn new(exported: &str, target: &str) -> Self {
-        Self { exported: exported.to_owned(), target: target.to_owned(), mode: Mode::Start, line: Vec::new() }
+        Self { exported: exported.to_owned(), target: target.to_owned() }
     }
 
     /// `line` (with its newline, if any) as it is to be loaded.
@@ -179,64 +161,26 @@ fn refuse(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
 }
 
-impl LineCore for DatabaseLines {
-    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        while !input.is_empty() {
-            let newline = input.iter().position(|&b| b == b'\n');
-            let (take, rest) = input.split_at(newline.map_or(input.len(), |p| p + 1));
-            input = rest;
-            if self.mode == Mode::Data {
-                out.extend_from_slice(take);
-                if newline.is_some() {
-                    self.mode = Mode::Start;
-                }
-                continue;
-            }
-            self.line.extend_from_slice(take);
-            if self.mode == Mode::Start {
-                if self.line.starts_with(DATA_PREFIX) {
-                    out.append(&mut self.line);
-                    self.mode = if newline.is_some() { Mode::Start } else { Mode::Data };
-                    continue;
-                }
-                if self.line.len() >= DATA_PREFIX.len() || newline.is_some() {
-                    self.mode = Mode::Held;
-                }
-            }
-            if self.mode == Mode::Held {
-                if self.line.len() > LINE_MAX {
-                    if statement(&self.line).is_some() {
-                        return Err(refuse("a database statement longer than a MiB"));
-                    }
-                    out.append(&mut self.line);
-                    self.mode = if newline.is_some() { Mode::Start } else { Mode::Data };
-                } else if newline.is_some() {
-                    let line = std::mem::take(&mut self.line);
-                    self.rewrite(&line, out)?;
-                    self.mode = Mode::Start;
-                }
-            }
-        }
-        Ok(())
+impl LineRewrite for DatabaseLines {
+    fn rewrite(&mut self, line: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        DatabaseLines::rewrite(self, line, out)
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        let line = std::mem::take(&mut self.line);
-        if self.mode == Mode::Data {
-            out.extend_from_slice(&line)
-        } else {
-            self.rewrite(&line, out)?
+    fn overlong(&mut self, start: &[u8]) -> io::Result<()> {
+        match statement(start) {
+            Some(_) => Err(refuse("a database statement longer than a MiB")),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::line_filter::LineCore;
     use super::*;
 
     fn run(input: &[u8], chunk: usize) -> io::Result<String> {
-        let mut core = DatabaseLines::new("shop", "data_backup_verify_x");
+        let mut core = DumpLines::new(DatabaseLines::new("shop", "data_backup_verify_x"));
         let mut out = Vec::new();
         for c in input.chunks(chunk) {
             core.feed(c, &mut out)?;

@@ -8,85 +8,24 @@
 //!
 //! The filter works line by line and leaves data alone: a line starting with `INSERT INTO ` (how
 //! the dump writes rows, one statement per line) passes through untouched, however long. Other
-//! lines (DDL, routine bodies) are held until their end, up to [`LINE_MAX`] bytes (a longer one
-//! passes through as it is). A routine body whose text holds `DEFINER=` followed by an account
+//! lines (DDL, routine bodies) are held until their end, up to a MiB (a longer one passes through
+//! as it is; see `line_filter`). A routine body whose text holds `DEFINER=` followed by an account
 //! loses it too; only drills use this filter, and the verdict does not depend on such text.
 //! Security does not rest on the filter: an unfiltered clause naming another account makes the
 //! throwaway account's `CREATE` fail, and with it the drill.
 
 use std::io;
 
-use super::line_filter::{Filtered, LineCore};
+use super::line_filter::{DumpLines, Filtered, LineRewrite};
 
-/// How a row line starts in a `mariadb-dump`/`mysqldump` dump.
-const DATA_PREFIX: &[u8] = b"INSERT INTO ";
-/// Longest non-data line held for rewriting.
-const LINE_MAX: usize = 1 << 20;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Mode {
-    /// At the start of a line, not yet known to be data.
-    #[default]
-    Start,
-    /// Inside a row line (or an over-long line): passed through to its end.
-    Data,
-    /// Inside a non-data line, held in `line`.
-    Held,
-}
-
-/// The synchronous core: bytes in, bytes out.
+/// Removes the `DEFINER=` clauses of each non-data line.
 #[derive(Debug, Default)]
-pub(super) struct Stripper {
-    mode: Mode,
-    line: Vec<u8>,
-}
+pub(super) struct Stripper;
 
-impl Stripper {
-    /// Feeds `input`, appending what may be written so far to `out`.
-    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
-        while !input.is_empty() {
-            let newline = input.iter().position(|&b| b == b'\n');
-            let (take, rest) = input.split_at(newline.map_or(input.len(), |p| p + 1));
-            input = rest;
-            if self.mode == Mode::Data {
-                out.extend_from_slice(take);
-                if newline.is_some() {
-                    self.mode = Mode::Start;
-                }
-                continue;
-            }
-            self.line.extend_from_slice(take);
-            if self.mode == Mode::Start {
-                if self.line.starts_with(DATA_PREFIX) {
-                    out.append(&mut self.line);
-                    self.mode = if newline.is_some() { Mode::Start } else { Mode::Data };
-                    continue;
-                }
-                if self.line.len() >= DATA_PREFIX.len() || newline.is_some() {
-                    self.mode = Mode::Held;
-                }
-            }
-            if self.mode == Mode::Held {
-                if self.line.len() > LINE_MAX {
-                    out.append(&mut self.line);
-                    self.mode = if newline.is_some() { Mode::Start } else { Mode::Data };
-                } else if newline.is_some() {
-                    out.extend_from_slice(&strip(&self.line));
-                    self.line.clear();
-                    self.mode = Mode::Start;
-                }
-            }
-        }
-    }
-
-    /// The end of the input: writes out what is held.
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.mode == Mode::Data {
-            out.append(&mut self.line);
-        } else {
-            out.extend_from_slice(&strip(&self.line));
-            self.line.clear();
-        }
+impl LineRewrite for Stripper {
+    fn rewrite(&mut self, line: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.extend_from_slice(&strip(line));
+        Ok(())
     }
 }
 
@@ -146,33 +85,22 @@ fn strip(line: &[u8]) -> Vec<u8> {
 }
 
 /// `inner` with the `DEFINER=` clauses of its non-data lines removed (see the module docs).
-pub(super) fn strip_definers<R>(inner: R) -> Filtered<R, Stripper> {
-    Filtered::new(inner, Stripper::default())
-}
-
-impl LineCore for Stripper {
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        Stripper::feed(self, input, out);
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        Stripper::finish(self, out);
-        Ok(())
-    }
+pub(super) fn strip_definers<R>(inner: R) -> Filtered<R, DumpLines<Stripper>> {
+    Filtered::new(inner, DumpLines::new(Stripper))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::line_filter::{LINE_MAX, LineCore};
     use super::*;
 
     fn run(input: &[u8], chunk: usize) -> String {
-        let mut s = Stripper::default();
+        let mut s = DumpLines::new(Stripper);
         let mut out = Vec::new();
         for c in input.chunks(chunk) {
-            s.feed(c, &mut out);
+            s.feed(c, &mut out).unwrap();
         }
-        s.finish(&mut out);
+        s.finish(&mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
