@@ -234,7 +234,7 @@ pub fn glob_form(name: &str) -> std::borrow::Cow<'_, str> {
 
 /// `PROJECT/INSTANCE/DATABASE` as typed on a command line. Each segment is percent-decoded, as in
 /// object keys: a `/` inside a name is typed `%2F`, a `%` followed by two hex digits `%25`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DatabasePath {
     /// Project (or self-hosted source name).
     pub project: ProjectId,

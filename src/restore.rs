@@ -305,7 +305,13 @@ fn no_backup(db: &DatabasePath, what: &str, all: &[StoredBackup]) -> RestoreErro
 /// `project/instance/database`.
 #[must_use]
 pub fn path_text(db: &DatabasePath) -> String {
-    format!("{}/{}/{}", db.project, db.instance, db.database)
+    use crate::model::glob_form;
+    format!(
+        "{}/{}/{}",
+        glob_form(db.project.as_str()),
+        glob_form(db.instance.as_str()),
+        glob_form(db.database.as_str())
+    )
 }
 
 /// Finds the backup `selector` names, through the manifests (see the module docs).

@@ -39,7 +39,7 @@
 //! interrupted by [`Verifier::interrupt`] (the service is stopping) stops its scratch server,
 //! drops what it created and records nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -266,24 +266,24 @@ pub async fn least_recently_verified(
         &Key::Verification { db: placeholder_db(), date: RunDate::from_date(chrono::NaiveDate::MIN) },
         1,
     );
-    let mut dbs: BTreeMap<String, DatabasePath> = BTreeMap::new();
+    let mut dbs: BTreeSet<DatabasePath> = BTreeSet::new();
     for o in store.bucket().list(&latest_prefix).await? {
         if let Some(Key::Latest { db }) = Key::parse(&o.key) {
-            dbs.insert(path_text(&db), db);
+            dbs.insert(db);
         }
     }
-    let mut newest: BTreeMap<String, RunDate> = BTreeMap::new();
+    let mut newest: BTreeMap<DatabasePath, RunDate> = BTreeMap::new();
     for o in store.bucket().list(&records_prefix).await? {
         if let Some(Key::Verification { db, date }) = Key::parse(&o.key) {
-            let e = newest.entry(path_text(&db)).or_insert(date);
+            let e = newest.entry(db).or_insert(date);
             if date > *e {
                 *e = date;
             }
         }
     }
     let mut out = Vec::new();
-    for (name, db) in dbs {
-        let last = match newest.get(&name) {
+    for db in dbs {
+        let last = match newest.get(&db) {
             Some(&date) => store
                 .read::<VerificationRecord>(&Key::Verification { db: db.clone(), date })
                 .await
@@ -295,7 +295,7 @@ pub async fn least_recently_verified(
         out.push((db, last));
     }
     // `None` sorts before `Some`: never-verified databases first, then the oldest verification.
-    out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| path_text(&a.0).cmp(&path_text(&b.0))));
+    out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     Ok(out)
 }
 
@@ -388,10 +388,12 @@ impl Verifier {
             return Err(VerifyError::Interrupted);
         }
         match target {
-            Target::Configured(url) => tokio::select! {
-                record = self.drill(db, manifest, &url) => Ok(record),
-                () = self.stop.cancelled() => Err(VerifyError::Interrupted),
-            },
+            Target::Configured(url) => {
+                // Not raced with the stop: the drill abandons its restore itself and still drops
+                // its account and database on the configured server.
+                let record = self.drill(db, manifest, &url).await;
+                if self.stop.is_cancelled() { Err(VerifyError::Interrupted) } else { Ok(record) }
+            }
             Target::Scratch => {
                 let started_at = Utc::now();
                 let min = if manifest.engine == Engine::Postgres { dumped_major(&manifest.tools.server) } else { None };
@@ -528,53 +530,64 @@ impl Verifier {
             None
         };
         let scratch = account.as_ref().map_or_else(|| format!("{SCRATCH_PREFIX}-"), |a| a.database().to_owned());
+        // Interrupted (the service stops), the restore is abandoned but the account and its
+        // database are still dropped below: the drill leaves nothing on the server.
+        let mut interrupted = false;
         if let Some(account) = &account {
-            let as_account = account.url();
-            let options = RestoreOptions { create: true, strip_definers: true, ..RestoreOptions::default() };
-            let restore_started = Instant::now();
-            match restore_manifest(
-                &self.store,
-                &self.tools,
-                manifest,
-                as_account,
-                &scratch,
-                identities.as_deref(),
-                &[],
-                &options,
-            )
-            .await
-            {
-                Ok(report) => {
-                    bytes = report.bytes;
-                    restore_secs = Some(restore_started.elapsed().as_secs_f64());
-                    match count_rows(as_account, &scratch).await {
-                        Ok(restored) => {
-                            let (t, e, c) = compare(manifest, &restored);
-                            (tables, compared) = (t, c);
-                            errors.extend(e);
+            interrupted = tokio::select! {
+                () = async {
+                    let as_account = account.url();
+                    let options = RestoreOptions { create: true, strip_definers: true, ..RestoreOptions::default() };
+                    let restore_started = Instant::now();
+                    match restore_manifest(
+                        &self.store,
+                        &self.tools,
+                        manifest,
+                        as_account,
+                        &scratch,
+                        identities.as_deref(),
+                        &[],
+                        &options,
+                    )
+                    .await
+                    {
+                        Ok(report) => {
+                            bytes = report.bytes;
+                            restore_secs = Some(restore_started.elapsed().as_secs_f64());
+                            match count_rows(as_account, &scratch).await {
+                                Ok(restored) => {
+                                    let (t, e, c) = compare(manifest, &restored);
+                                    (tables, compared) = (t, c);
+                                    errors.extend(e);
+                                }
+                                Err(e) => errors.push(format!("cannot count the restored rows: {e}")),
+                            }
+                            for check in self.settings.checks.iter().filter(|c| Self::applies(c, db, manifest.engine)) {
+                                let outcome = match query_value(as_account, &scratch, &check.sql).await {
+                                    Ok(v) => CheckOutcome {
+                                        name: check.name.clone(),
+                                        passed: truthy(v.as_deref()),
+                                        detail: v.unwrap_or_else(|| "no value".into()),
+                                    },
+                                    Err(e) => CheckOutcome { name: check.name.clone(), passed: false, detail: e.to_string() },
+                                };
+                                if !outcome.passed {
+                                    errors.push(format!("check `{}` failed: {}", outcome.name, outcome.detail));
+                                }
+                                checks.push(outcome);
+                            }
                         }
-                        Err(e) => errors.push(format!("cannot count the restored rows: {e}")),
+                        Err(RestoreError::Encrypted { .. }) => errors.push(
+                            "the backup is encrypted and `verify.identity_file` is not set: it cannot be verified here".into(),
+                        ),
+                        Err(e) => errors.push(format!("restore failed: {e}")),
                     }
-                    for check in self.settings.checks.iter().filter(|c| Self::applies(c, db, manifest.engine)) {
-                        let outcome = match query_value(as_account, &scratch, &check.sql).await {
-                            Ok(v) => CheckOutcome {
-                                name: check.name.clone(),
-                                passed: truthy(v.as_deref()),
-                                detail: v.unwrap_or_else(|| "no value".into()),
-                            },
-                            Err(e) => CheckOutcome { name: check.name.clone(), passed: false, detail: e.to_string() },
-                        };
-                        if !outcome.passed {
-                            errors.push(format!("check `{}` failed: {}", outcome.name, outcome.detail));
-                        }
-                        checks.push(outcome);
-                    }
-                }
-                Err(RestoreError::Encrypted { .. }) => errors.push(
-                    "the backup is encrypted and `verify.identity_file` is not set: it cannot be verified here".into(),
-                ),
-                Err(e) => errors.push(format!("restore failed: {e}")),
-            }
+                } => false,
+                () = self.stop.cancelled() => true,
+            };
+        }
+        if interrupted {
+            errors.push("interrupted: the service is stopping".into());
         }
         if let Some(account) = &account
             && let Err(e) = account.remove().await
