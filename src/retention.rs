@@ -610,11 +610,14 @@ pub fn plan(
             result.kept.push(entry);
         } else if held.contains(&(db.clone(), *date)) {
             let (p, i, d) = db;
-            entry.reason = format!(
-                "held: expired{what}, but held by the data-loss tripwire until released \
-                 (data-backup hold release --database {p}/{i}/{d} --date {})",
-                date.format("%Y-%m-%d")
+            let release = crate::tripwire::release_command(
+                p.as_str(),
+                i.as_str(),
+                d.as_str(),
+                &date.format("%Y-%m-%d").to_string(),
             );
+            entry.reason =
+                format!("held: expired{what}, but held by the data-loss tripwire until released ({release})");
             result.skipped.push(entry);
         } else if busy.contains(&(db.clone(), *date)) {
             entry.reason =

@@ -492,10 +492,8 @@ async fn latest_manifests(store: &BackupStore) -> Result<BTreeMap<DbKey, Manifes
 async fn holds(store: &BackupStore) -> Result<HashMap<DbKey, String>, StoreError> {
     let mut out = HashMap::new();
     for hold in crate::tripwire::holds(store).await? {
-        let why = format!(
-            "{} (release: data-backup hold release --database {}/{}/{} --date {})",
-            hold.reason, hold.project, hold.instance, hold.database, hold.run_date
-        );
+        let release = crate::tripwire::release_command(&hold.project, &hold.instance, &hold.database, &hold.run_date);
+        let why = format!("{} (release: {release})", hold.reason);
         out.insert((hold.project, hold.instance, hold.database), why);
     }
     Ok(out)

@@ -191,6 +191,10 @@ pub async fn check(
         Ok(PutOutcome::AlreadyExists) => return,
         Err(e) => {
             tracing::error!(error = %e, db.path = %db, "could not write the hold of {}: {e}", previous.run_date);
+            // No marker, no way to release it: an object hold without one would outlive every rule.
+            if hold.object_hold {
+                set_object_holds(store, &path_of(db), held_date, previous, false).await;
+            }
             return;
         }
     }
@@ -206,7 +210,7 @@ pub async fn check(
         tables: trip.tables.clone(),
         bytes_before: trip.bytes_before,
         bytes_after: trip.bytes_after,
-        text: format!(":warning: data-backup: {}/{}/{}: {reason}", new.project, new.instance, new.database),
+        text: format!(":warning: data-backup: {db}: {reason}"),
     };
     for n in notifiers {
         if let Err(e) = n.notify_tripwire(&report).await {
@@ -235,6 +239,19 @@ async fn set_object_holds(
         }
     }
     true
+}
+
+/// The command that releases the hold of `project/instance/database`'s backup of `date`: each name
+/// as its key segment, which the CLI decodes back, so it is one shell word whatever the name holds.
+#[must_use]
+pub fn release_command(project: &str, instance: &str, database: &str, date: &str) -> String {
+    use crate::model::key_segment;
+    format!(
+        "data-backup hold release --database {}/{}/{} --date {date}",
+        key_segment(project),
+        key_segment(instance),
+        key_segment(database)
+    )
 }
 
 /// Every hold in the store, oldest first.
@@ -286,9 +303,9 @@ fn placeholder() -> DatabasePath {
 pub async fn release(store: &BackupStore, db: &DatabasePath, date: RunDate) -> Result<Option<Hold>, StoreError> {
     let key = Key::Hold { db: db.clone(), date };
     let Some(hold) = store.read::<Hold>(&key).await? else { return Ok(None) };
-    if hold.object_hold
-        && let Some(manifest) = store.read::<Manifest>(&manifest_key(store, db, date)).await?
-    {
+    // Cleared whatever the marker says: a hold set on the dump only (the manifest's failed) is
+    // recorded as none, and clearing is idempotent.
+    if let Some(manifest) = store.read::<Manifest>(&manifest_key(store, db, date)).await? {
         set_object_holds(store, db, date, &manifest, false).await;
     }
     store.bucket().delete(&key.path()).await?;
