@@ -42,11 +42,6 @@ pub(super) fn point_at<R>(inner: R, exported: &str, target: &str) -> Filtered<R,
     Filtered::new(inner, DumpLines::new(DatabaseLines::new(exported, target)))
 }
 
-/// `name` as a MySQL identifier: backquoted, backquotes doubled.
-fn quoted(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
-
 /// `s` without its leading ASCII case-insensitive `prefix`, if it starts with it.
 fn after<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &s[prefix.len()..])
@@ -59,7 +54,8 @@ fn skip_spaces(s: &[u8]) -> &[u8] {
 
 /// The statement kind at the start of `line`, and the rest of the line after its keywords.
 fn statement(line: &[u8]) -> Option<(Kind, &[u8])> {
-    let mut s = line;
+    // Leading blanks do not hide a statement from the loader, so they do not hide it from here.
+    let mut s = skip_spaces(line);
     // `/*!40000 DROP DATABASE …*/`: a version comment that runs its content.
     if let Some(rest) = after(s, b"/*!") {
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -149,7 +145,7 @@ impl DatabaseLines {
             Kind::Use | Kind::Alter => {
                 let at = line.len() - rest.len();
                 out.extend_from_slice(&line[..at + start]);
-                out.extend_from_slice(quoted(&self.target).as_bytes());
+                out.extend_from_slice(super::my::ident(&self.target).as_bytes());
                 out.extend_from_slice(&line[at + end..]);
             }
         }
@@ -223,7 +219,8 @@ mod tests {
 
     #[test]
     fn another_database_fails_the_restore() {
-        for dump in ["USE `shop`;\nUSE `mysql`;\n", "CREATE DATABASE `elsewhere`;\n", "USE `shop2`"] {
+        for dump in ["USE `shop`;\nUSE `mysql`;\n", "CREATE DATABASE `elsewhere`;\n", "USE `shop2`", "  USE `mysql`;\n"]
+        {
             let err = run(dump.as_bytes(), 4096).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{dump}");
         }
