@@ -439,7 +439,7 @@ pub struct ExportService {
 pub enum ScopeError {
     /// An exclusion pattern, the source's `databases` globs or (gcp) its folders and projects leave
     /// the database out; `field` is the request field that points outside.
-    #[error("{why}; to export it anyway, ask with `ignore_scope`")]
+    #[error("{why}; to export it anyway, ask with `\"ignore_scope\": true` (CLI: `--ignore-scope`)")]
     Outside {
         /// `database` or `project`.
         field: &'static str,

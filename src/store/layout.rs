@@ -65,23 +65,20 @@ pub enum Key {
     Hold { db: DatabasePath, date: RunDate },
 }
 
-fn enc(s: &str) -> String {
-    key_segment(s)
-}
-
-fn dec(s: &str) -> Option<String> {
-    from_key_segment(s)
-}
-
 fn db_segments(db: &DatabasePath) -> String {
-    format!("{}/{}/{}", enc(db.project.as_str()), enc(db.instance.as_str()), enc(db.database.as_str()))
+    format!(
+        "{}/{}/{}",
+        key_segment(db.project.as_str()),
+        key_segment(db.instance.as_str()),
+        key_segment(db.database.as_str())
+    )
 }
 
 fn parse_db(project: &str, instance: &str, database: &str) -> Option<DatabasePath> {
     Some(DatabasePath {
-        project: ProjectId::parse(dec(project)?).ok()?,
-        instance: InstanceName::parse(dec(instance)?).ok()?,
-        database: DatabaseName::parse(dec(database)?).ok()?,
+        project: ProjectId::parse(from_key_segment(project)?).ok()?,
+        instance: InstanceName::parse(from_key_segment(instance)?).ok()?,
+        database: DatabaseName::parse(from_key_segment(database)?).ok()?,
     })
 }
 
@@ -98,18 +95,23 @@ impl Key {
                 "{}/{}/{date}/{}.{}{}",
                 class.as_str(),
                 db_segments(db),
-                enc(db.database.as_str()),
+                key_segment(db.database.as_str()),
                 format.ext(),
                 if *encrypted { ".age" } else { "" }
             ),
             Self::Manifest { class, db, date } => {
-                format!("{}/{}/{date}/{}.manifest.json", class.as_str(), db_segments(db), enc(db.database.as_str()))
+                format!(
+                    "{}/{}/{date}/{}.manifest.json",
+                    class.as_str(),
+                    db_segments(db),
+                    key_segment(db.database.as_str())
+                )
             }
             Self::Latest { db } => format!(
                 "latest/{}/{}/{}.json",
-                enc(db.project.as_str()),
-                enc(db.instance.as_str()),
-                enc(db.database.as_str())
+                key_segment(db.project.as_str()),
+                key_segment(db.instance.as_str()),
+                key_segment(db.database.as_str())
             ),
             Self::RunLedger { date, run_id } => format!("runs/{date}/{run_id}.json"),
             Self::Lease { db, date, seq } => format!("leases/{}/{date}/{seq:010}.json", db_segments(db)),
@@ -120,22 +122,22 @@ impl Key {
             Self::RunSummary { date, run_id } => format!("reports/runs/{date}/{run_id}.json"),
             Self::LabelDump { label, db, format, encrypted } => format!(
                 "labels/{}/{}/{}.{}{}",
-                enc(label.as_str()),
+                key_segment(label.as_str()),
                 db_segments(db),
-                enc(db.database.as_str()),
+                key_segment(db.database.as_str()),
                 format.ext(),
                 if *encrypted { ".age" } else { "" }
             ),
             Self::LabelManifest { label, db } => {
                 format!(
                     "labels/{}/{}/{}.manifest.json",
-                    enc(label.as_str()),
+                    key_segment(label.as_str()),
                     db_segments(db),
-                    enc(db.database.as_str())
+                    key_segment(db.database.as_str())
                 )
             }
             Self::LabelLease { label, db, seq } => {
-                format!("leases/labels/{}/{}/{seq:010}.json", enc(label.as_str()), db_segments(db))
+                format!("leases/labels/{}/{}/{seq:010}.json", key_segment(label.as_str()), db_segments(db))
             }
         }
     }
@@ -156,7 +158,7 @@ impl Key {
                 seq: file.strip_suffix(".json")?.parse().ok()?,
             }),
             ["labels", label, p, i, d, file] => {
-                let label = Label::parse(dec(label)?).ok()?;
+                let label = Label::parse(from_key_segment(label)?).ok()?;
                 let db = parse_db(p, i, d)?;
                 let rest = file.strip_prefix(d)?.strip_prefix('.')?;
                 if rest == "manifest.json" {
@@ -167,7 +169,7 @@ impl Key {
                 }
             }
             ["leases", "labels", label, p, i, d, file] => Some(Self::LabelLease {
-                label: Label::parse(dec(label)?).ok()?,
+                label: Label::parse(from_key_segment(label)?).ok()?,
                 db: parse_db(p, i, d)?,
                 seq: file.strip_suffix(".json")?.parse().ok()?,
             }),
