@@ -230,6 +230,9 @@ pub struct Verifier {
     stop: CancellationToken,
     /// Held (shared) by every running drill; [`Verifier::stopped`] takes it exclusively.
     running: tokio::sync::RwLock<()>,
+    /// Held by the one [`Verifier::drill_due`] running: overlapping runs (or a Cloud Scheduler call
+    /// meeting the embedded timer) would otherwise pick, and drill, the same databases twice.
+    due: tokio::sync::Mutex<()>,
 }
 
 fn placeholder_db() -> DatabasePath {
@@ -344,6 +347,7 @@ impl Verifier {
             notifiers,
             stop: CancellationToken::new(),
             running: tokio::sync::RwLock::new(()),
+            due: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -662,6 +666,10 @@ impl Verifier {
     /// The drills due after a run: [`Verifier::pick`] of `nightly_count` databases, none but the
     /// first started later than `nightly_secs` after the first.
     pub async fn drill_due(&self) -> Result<Vec<VerificationRecord>, VerifyError> {
+        let Ok(_due) = self.due.try_lock() else {
+            tracing::info!("the drills due are already running: nothing more to do");
+            return Ok(Vec::new());
+        };
         let budget = Duration::from_secs(self.settings.nightly_secs);
         let records = self.pick_within(self.settings.nightly_count, Some(budget)).await?;
         tracing::info!(drills = records.len(), "the drills due after the run are done");
