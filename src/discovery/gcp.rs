@@ -958,7 +958,14 @@ impl Discovery for GcpDiscovery {
             .await
         {
             Ok(project) => project,
-            Err(CallError::NotFound(_) | CallError::Denied(_)) => return Ok(Some(self.outside(db, &[]))),
+            // Google answers 403 both for a project the caller may not read and for none at all.
+            Err(e @ (CallError::NotFound(_) | CallError::Denied(_))) => {
+                return Ok(Some(format!(
+                    "project `{}` cannot be read by this service ({e}), so it is not known to be in source `{}`'s \
+                     `projects` or under its `folders`",
+                    db.project, self.source.name
+                )));
+            }
             Err(e) => return Err(fail(e)),
         };
         let mut chain = Vec::new();
