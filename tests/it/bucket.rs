@@ -196,6 +196,14 @@ async fn every_name_round_trips_through_layout_bucket_list_and_parse_on_every_ba
                 Key::Report { db: db.clone(), date },
                 Key::Verification { db: db.clone(), date },
                 Key::LabelManifest { label: label.clone(), db: db.clone() },
+                Key::LabelDump {
+                    label: label.clone(),
+                    db: db.clone(),
+                    format: DumpFormat::PgCustomZstd,
+                    encrypted: false,
+                },
+                Key::LabelLease { label: label.clone(), db: db.clone(), seq: 2 },
+                Key::Hold { db: db.clone(), date },
             ]
         })
         .collect();

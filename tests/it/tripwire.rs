@@ -180,7 +180,7 @@ async fn a_drill_records_its_restore_time_and_status_the_page_and_the_listing_sh
 }
 
 #[tokio::test]
-async fn on_gcs_the_held_backup_also_gets_an_object_hold_and_release_clears_it() {
+async fn on_gcs_the_held_backup_also_gets_an_object_hold_and_release_removes_the_hold() {
     let endpoint = crate::support::required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");
     let bucket = crate::support::required_env("DATA_BACKUP_TEST_GCS_BUCKET");
     let prefix = unique_name("hold");
