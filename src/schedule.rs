@@ -308,7 +308,7 @@ mod tests {
     use crate::export::{ExportError, Exporter};
     use crate::model::{DatabaseName, Engine, InstanceName, ProjectId, SourceName};
     use crate::queue::QueueError;
-    use crate::store::bucket::ObjectStoreBucket;
+    use crate::store::bucket::object_store::ObjectStoreBucket;
     use crate::store::layout::Layout;
     use crate::store::manifest::Manifest;
 

@@ -1,5 +1,6 @@
 //! `BackupStore`: a [`Bucket`] plus the [`Layout`]. Knows keys, manifests, leases, ledgers and
-//! report markers; nothing about databases.
+//! report markers; nothing about databases. Opens the store the settings name (the one place a
+//! bucket is built from `store.url`).
 //!
 //! Leases: an export of (database, day) holds the newest object under
 //! `leases/<db>/<day>/`, named by a sequence number and created with a conditional create, so of
@@ -20,7 +21,9 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use self::bucket::{Bucket, BucketError, ByteReader, GcsBucket, ObjectInfo, ObjectStoreBucket, PutOutcome};
+use self::bucket::gcs::GcsBucket;
+use self::bucket::object_store::ObjectStoreBucket;
+use self::bucket::{Bucket, BucketError, ByteReader, ObjectInfo, PutOutcome};
 use self::layout::{Key, Layout, path_of};
 use self::manifest::Manifest;
 use crate::model::{DatabaseRef, RunDate};
