@@ -14,6 +14,7 @@
 
 pub mod cloudsql;
 pub mod dump;
+pub mod tripwire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +27,9 @@ use crate::model::{DatabaseName, DatabaseRef, Engine, ExportTask, InstanceName, 
 use crate::notify::Notifier;
 use crate::settings::{Settings, SourceKind};
 use crate::store::bucket::PutOutcome;
+use crate::store::lease::{Lease, LeaseOutcome};
 use crate::store::manifest::Manifest;
-use crate::store::{BackupStore, LeaseOutcome, StoreError};
+use crate::store::{BackupStore, StoreError};
 
 /// Why an export failed, classified where it happened.
 #[derive(Debug, thiserror::Error)]
@@ -265,7 +267,7 @@ pub async fn run_export(
 /// Gives a lease back when an export is dropped midway.
 struct LeaseGuard {
     store: BackupStore,
-    lease: Option<crate::store::Lease>,
+    lease: Option<Lease>,
 }
 
 impl Drop for LeaseGuard {
@@ -562,7 +564,7 @@ impl ExportService {
 
     /// [`ExportService::export`] into `store`: this service's store, or a labelled view of it
     /// ([`BackupStore::with_label`]) for a named backup. A dated backup made here is compared with
-    /// the database's previous one by the data-loss tripwire ([`crate::tripwire::check`]).
+    /// the database's previous one by the data-loss tripwire ([`tripwire::check`]).
     #[tracing::instrument(
         name = "export",
         skip_all,
@@ -583,7 +585,13 @@ impl ExportService {
             Ok(ExportOutcome::Exported(m)) => {
                 self.metrics.backup_made(m);
                 self.retain(store, task, m).await;
-                crate::tripwire::check(store, &self.notifiers, &task.db, previous.as_ref(), m).await;
+                if let Some(report) = tripwire::check(store, &task.db, previous.as_ref(), m).await {
+                    for n in &self.notifiers {
+                        if let Err(e) = n.notify_tripwire(&report).await {
+                            tracing::warn!(error = %e, db.path = %task.db, "{e}");
+                        }
+                    }
+                }
                 let event = crate::notify::SuccessEvent::new(m);
                 for n in &self.notifiers {
                     if let Err(e) = n.notify_success(&event).await {
