@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use crate::discovery::Exclusions;
-use crate::export::Source;
+use crate::export::source::Source;
 use crate::model::{DatabaseRef, ExportTask, RunDate, RunId};
 use crate::queue::{Enqueued, TaskQueue};
 use crate::store::BackupStore;
