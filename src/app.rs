@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::discovery::Exclusions;
-use crate::export::{ExportService, Source};
+use crate::export::service::ExportService;
+use crate::export::source::Source;
 use crate::model::RunDate;
 use crate::notify::{LogNotifier, Notifier, WebhookNotifier};
 use crate::queue::{LocalQueue, TaskQueue};

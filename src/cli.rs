@@ -522,7 +522,7 @@ async fn run_hold(settings: &Settings, command: HoldCommand) -> anyhow::Result<E
     let store = crate::store::BackupStore::open(settings).await?;
     match command {
         HoldCommand::List { json } => {
-            let holds = crate::tripwire::holds(&store).await?;
+            let holds = crate::store::holds::holds(&store).await?;
             if json {
                 print_json(&holds)?;
             } else {
@@ -539,7 +539,7 @@ async fn run_hold(settings: &Settings, command: HoldCommand) -> anyhow::Result<E
         }
         HoldCommand::Release { database, date } => {
             let date = RunDate::parse(&date)?;
-            match crate::tripwire::release(&store, &database, date).await? {
+            match crate::store::holds::release(&store, &database, date).await? {
                 Some(hold) => {
                     print_json(&hold)?;
                     eprintln!("released the hold of {} of {date}", crate::restore::path_text(&database));

@@ -23,7 +23,7 @@ use crate::discovery::Discovery as _;
 use crate::discovery::gcp::{GcpApis, GcpDiscovery};
 use crate::export::cloudsql::CloudSqlExporter;
 use crate::settings::{QueueKind, Settings};
-use crate::store::bucket::GcsBucket;
+use crate::store::bucket::gcs::GcsBucket;
 
 /// Roles that carry `storage.objects.create`.
 pub const WRITER_ROLES: [&str; 6] = [

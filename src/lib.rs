@@ -21,5 +21,4 @@ pub mod settings;
 pub mod status;
 pub mod store;
 pub mod telemetry;
-pub mod tripwire;
 pub mod verify;

@@ -495,7 +495,7 @@ pub struct Drills {
 /// `leases/`: a (database, day) with a lease is left alone, since an export may be writing it.
 /// `drills` protects each database's newest verified backup and deletes a deleted backup's
 /// verification record after its dump. `holds` is a listing of `holds/`: a held backup (the
-/// data-loss tripwire, see `crate::tripwire`) is skipped until an operator releases it.
+/// data-loss tripwire, see `crate::export::tripwire`) is skipped until an operator releases it.
 #[must_use]
 pub fn plan(
     objects: &[ObjectInfo],
@@ -610,7 +610,7 @@ pub fn plan(
             result.kept.push(entry);
         } else if held.contains(&(db.clone(), *date)) {
             let (p, i, d) = db;
-            let release = crate::tripwire::release_command(
+            let release = crate::store::holds::release_command(
                 p.as_str(),
                 i.as_str(),
                 d.as_str(),

@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use crate::discovery::Exclusions;
-use crate::export::Source;
+use crate::export::source::Source;
 use crate::model::{DatabaseRef, ExportTask, RunDate, RunId};
 use crate::queue::{Enqueued, TaskQueue};
 use crate::store::BackupStore;
@@ -308,7 +308,7 @@ mod tests {
     use crate::export::{ExportError, Exporter};
     use crate::model::{DatabaseName, Engine, InstanceName, ProjectId, SourceName};
     use crate::queue::QueueError;
-    use crate::store::bucket::ObjectStoreBucket;
+    use crate::store::bucket::object_store::ObjectStoreBucket;
     use crate::store::layout::Layout;
     use crate::store::manifest::Manifest;
 

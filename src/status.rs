@@ -491,8 +491,9 @@ async fn latest_manifests(store: &BackupStore) -> Result<BTreeMap<DbKey, Manifes
 /// Why each database with a hold is held (the newest hold's reason), by database.
 async fn holds(store: &BackupStore) -> Result<HashMap<DbKey, String>, StoreError> {
     let mut out = HashMap::new();
-    for hold in crate::tripwire::holds(store).await? {
-        let release = crate::tripwire::release_command(&hold.project, &hold.instance, &hold.database, &hold.run_date);
+    for hold in crate::store::holds::holds(store).await? {
+        let release =
+            crate::store::holds::release_command(&hold.project, &hold.instance, &hold.database, &hold.run_date);
         let why = format!("{} (release: {release})", hold.reason);
         out.insert((hold.project, hold.instance, hold.database), why);
     }

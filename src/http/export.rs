@@ -13,7 +13,10 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use crate::app::AppState;
-use crate::export::{EngineError, ExportError, ExportOutcome, ScopeError, log_failed_attempt};
+use crate::export::run::log_failed_attempt;
+use crate::export::service::ScopeError;
+use crate::export::source::EngineError;
+use crate::export::{ExportError, ExportOutcome};
 use crate::model::{
     DatabaseName, ExportTask, InstanceName, InvalidField, Label, ProjectId, RunDate, RunId, SourceName,
 };
@@ -120,7 +123,7 @@ async fn task_of(
     let run_id = req.run_id.map(RunId::parse).transpose()?.unwrap_or_else(RunId::manual);
     let source = state.service.source_for(source.as_ref(), &project, &instance).map_err(|e| {
         InvalidField::new(
-            if matches!(e, crate::export::UnknownSource::Mismatch { .. }) { "instance" } else { "source" },
+            if matches!(e, crate::export::service::UnknownSource::Mismatch { .. }) { "instance" } else { "source" },
             e.to_string(),
         )
     })?;

@@ -143,7 +143,7 @@ pub trait Notifier: Send + Sync {
         Ok(())
     }
     /// Delivers the one report of a data-loss tripwire (default: not delivered on this channel).
-    async fn notify_tripwire(&self, report: &crate::tripwire::TripwireReport) -> Result<(), NotifyError> {
+    async fn notify_tripwire(&self, report: &crate::export::tripwire::TripwireReport) -> Result<(), NotifyError> {
         let _ = report;
         Ok(())
     }
@@ -257,7 +257,7 @@ impl Notifier for LogNotifier {
         Ok(())
     }
 
-    async fn notify_tripwire(&self, report: &crate::tripwire::TripwireReport) -> Result<(), NotifyError> {
+    async fn notify_tripwire(&self, report: &crate::export::tripwire::TripwireReport) -> Result<(), NotifyError> {
         tracing::error!(
             db.project = %report.project,
             db.instance = %report.instance,

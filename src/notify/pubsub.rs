@@ -126,7 +126,7 @@ impl Notifier for PubSubNotifier {
         self.publish(report, attributes).await
     }
 
-    async fn notify_tripwire(&self, report: &crate::tripwire::TripwireReport) -> Result<(), NotifyError> {
+    async fn notify_tripwire(&self, report: &crate::export::tripwire::TripwireReport) -> Result<(), NotifyError> {
         let attributes = BTreeMap::from([
             ("kind", report.kind.clone()),
             ("database", database(&report.project, &report.instance, &report.database)),

@@ -44,7 +44,7 @@ impl Notifier for WebhookNotifier {
         self.post(report).await
     }
 
-    async fn notify_tripwire(&self, report: &crate::tripwire::TripwireReport) -> Result<(), NotifyError> {
+    async fn notify_tripwire(&self, report: &crate::export::tripwire::TripwireReport) -> Result<(), NotifyError> {
         self.post(report).await
     }
 }

@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::{Enqueued, QueueError, TaskQueue};
-use crate::export::{ExportOutcome, ExportService, log_failed_attempt};
+use crate::export::ExportOutcome;
+use crate::export::run::log_failed_attempt;
+use crate::export::service::ExportService;
 use crate::model::ExportTask;
 use crate::settings::QueueSettings;
 

@@ -206,6 +206,41 @@ impl Key {
     }
 }
 
+/// The first segments of a key's path with a trailing `/` (`daily/`, `holds/`, `daily/<project>/`):
+/// what a listing takes to find every key that starts alike. Built from a [`Key`], so the segments
+/// are encoded as [`Key::path`] encodes them and no prefix is spelled by hand.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix(String);
+
+impl Prefix {
+    /// The first `segments` segments of `key`'s path, with a trailing `/`.
+    #[must_use]
+    pub fn of(key: &Key, segments: usize) -> Self {
+        let path = key.path();
+        let mut prefix = path.split('/').take(segments).collect::<Vec<_>>().join("/");
+        prefix.push('/');
+        Self(prefix)
+    }
+
+    /// The prefix as the buckets take it.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The prefix as an owned string.
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Builds keys from domain values; knows the retention calendar. A labelled layout
 /// ([`Layout::labelled`]) puts the dump and manifest of an export under `labels/<label>/…`.
 #[derive(Clone, Debug)]
@@ -401,5 +436,14 @@ mod tests {
         ] {
             assert_eq!(Key::parse(path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn a_prefix_is_the_first_segments_of_a_key_with_a_slash() {
+        let date = RunDate::parse("2026-11-22").unwrap();
+        let key = Key::Hold { db: db("my proj", "i", "d"), date };
+        assert_eq!(Prefix::of(&key, 1).as_str(), "holds/");
+        assert_eq!(Prefix::of(&key, 2).to_string(), "holds/my%20proj/");
+        assert_eq!(Prefix::of(&key, 2).into_string(), format!("holds/{}/", key_segment("my proj")));
     }
 }

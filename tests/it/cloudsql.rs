@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use data_backup::store::bucket::{Bucket, GcsBucket};
+use data_backup::store::bucket::Bucket;
+use data_backup::store::bucket::gcs::GcsBucket;
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -13,9 +13,9 @@ use data_backup::model::{DatabaseRef, Engine, InstanceName, ProjectId, RunDate, 
 use data_backup::retention::{ClassRule, LifecycleFormat, RetentionClass, RetentionPolicy, class_of, lifecycle, prune};
 use data_backup::settings::Settings;
 use data_backup::store::BackupStore;
-use data_backup::store::bucket::{
-    Bucket, BucketError, ByteReader, ByteStream, GcsBucket, ObjectInfo, ObjectStoreBucket, PutOutcome,
-};
+use data_backup::store::bucket::gcs::GcsBucket;
+use data_backup::store::bucket::object_store::ObjectStoreBucket;
+use data_backup::store::bucket::{Bucket, BucketError, ByteReader, ByteStream, ObjectInfo, PutOutcome};
 use data_backup::store::layout::{Key, Layout, path_of};
 use data_backup::store::manifest::{DumpFormat, Manifest};
 use data_backup::verify::VerificationRecord;

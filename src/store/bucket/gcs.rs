@@ -17,7 +17,7 @@
 //!   multipart part, which fake-gcs-server stores as part of the object's bytes.
 //! - `get`/`get_stream` use `read_object`.
 //!
-//! `head`, `list` and `delete` bypass the SDK on purpose: in google-cloud-storage 1.21 object
+//! `head`, `list` and `delete` bypass the SDK on purpose (their plumbing is in the sibling `gcs_json`): in google-cloud-storage 1.21 object
 //! metadata, listing and deletion exist only on `StorageControl`, which speaks gRPC
 //! (`google.storage.v2`), and no emulator we can test against (fake-gcs-server included) supports
 //! that. They are three small JSON API calls made with `reqwest`, authenticated with the same
@@ -43,12 +43,11 @@ use google_cloud_storage::client::Storage;
 use google_cloud_storage::error::{ReadError, WriteError};
 use google_cloud_storage::retry_policy::RetryableErrors;
 use google_cloud_storage::streaming_source::StreamingSource;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
 use tokio::io::AsyncReadExt as _;
 
+use super::gcs_json::{JsonObject, JsonObjectList, encode, from_http_status, parse_json, reqwest_error};
 use super::{Bucket, BucketError, ByteReader, ByteStream, ObjectInfo, PutOutcome};
 
 /// Google's endpoint, used for both the SDK client and the JSON calls when none is configured.
@@ -61,9 +60,6 @@ const READ_CHUNK: usize = 1024 * 1024;
 /// Timeouts of the small JSON calls (`head`, `list` pages, `delete`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Everything but RFC 3986 unreserved characters is escaped, `/` included (the JSON API takes the
-/// whole object name as one path segment) and `+` too (a query value must not read as a space).
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// A [`Bucket`] on Google Cloud Storage (`gs://bucket/prefix`).
 ///
@@ -524,70 +520,6 @@ impl StreamingSource for ReaderSource {
     }
 }
 
-/// The fields of a JSON API object resource we read.
-#[derive(Deserialize)]
-struct JsonObject {
-    #[serde(default)]
-    name: String,
-    size: JsonU64,
-    generation: JsonU64,
-}
-
-/// One page of a JSON API object listing.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonObjectList {
-    #[serde(default)]
-    items: Vec<JsonObject>,
-    next_page_token: Option<String>,
-}
-
-/// A 64-bit integer, which the JSON API sends as a string (`"size": "123"`); plain numbers are
-/// accepted too.
-struct JsonU64(u64);
-
-impl<'de> Deserialize<'de> for JsonU64 {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => Ok(Self(n)),
-            Raw::Text(s) => s.parse().map(Self).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Percent-encodes a path segment or query value.
-fn encode(value: &str) -> percent_encoding::PercentEncode<'_> {
-    utf8_percent_encode(value, COMPONENT)
-}
-
-fn parse_json<T: for<'de> Deserialize<'de>>(what: &str, body: &[u8]) -> Result<T, BucketError> {
-    serde_json::from_slice(body).map_err(|e| BucketError::Permanent(format!("{what}: unexpected answer: {e}")))
-}
-
-/// 408, 429 and 5xx are worth retrying; every other status is a refusal.
-fn from_http_status(status: u16, message: String) -> BucketError {
-    match status {
-        408 | 429 | 500..=599 => BucketError::Transient(message),
-        _ => BucketError::Permanent(message),
-    }
-}
-
-fn reqwest_error(what: &str, error: &reqwest::Error) -> BucketError {
-    let message = format!("{what}: {error}");
-    if error.is_builder() || error.is_redirect() {
-        BucketError::Permanent(message)
-    } else {
-        // Timeouts, refused or reset connections, truncated bodies.
-        BucketError::Transient(message)
-    }
-}
-
 fn credentials_error(what: &str, error: &CredentialsError) -> BucketError {
     let message = format!("{what}: {error}");
     if error.is_transient() { BucketError::Transient(message) } else { BucketError::Permanent(message) }
@@ -627,31 +559,4 @@ fn sdk_error(what: &str, error: &google_cloud_storage::Error) -> BucketError {
         cause = current.source();
     }
     BucketError::Permanent(message)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_values_are_fully_escaped() {
-        let escaped = encode("a/b c%2F+~x.y_z-1").to_string();
-        assert_eq!(escaped, "a%2Fb%20c%252F%2B~x.y_z-1");
-    }
-
-    #[test]
-    fn json_integers_are_read_from_strings_and_numbers() {
-        let object: JsonObject = serde_json::from_str(r#"{"name":"k","size":"20971520","generation":17}"#).unwrap();
-        assert_eq!((object.size.0, object.generation.0), (20_971_520, 17));
-    }
-
-    #[test]
-    fn statuses_are_classified() {
-        for transient in [408, 429, 500, 503] {
-            assert!(from_http_status(transient, String::new()).is_transient());
-        }
-        for permanent in [400, 401, 403, 404, 409, 412] {
-            assert!(!from_http_status(permanent, String::new()).is_transient());
-        }
-    }
 }

@@ -11,13 +11,12 @@
 //! - `get`/`head` answer `Ok(None)` for a missing object; `delete` of a missing object is `Ok(())`.
 //! - `list` answers every object under `prefix` (all pages), sorted by key.
 //!
-//! Keys are relative to the store's prefix and always come from `Layout`.
+//! Keys are relative to the store's prefix and always come from `Layout`. The backends live in
+//! the children (`gcs`, `object_store`); `BackupStore::open` picks one from `store.url`.
 
-mod gcs;
-mod object_store;
-
-pub use self::gcs::GcsBucket;
-pub use self::object_store::ObjectStoreBucket;
+pub mod gcs;
+mod gcs_json;
+pub mod object_store;
 
 use std::fmt::Debug;
 use std::pin::Pin;
@@ -75,8 +74,8 @@ impl BucketError {
     }
 }
 
-/// The object operations the service needs. Implemented by [`ObjectStoreBucket`] (`file://`,
-/// `s3://`, `az://`) and [`GcsBucket`] (`gs://`).
+/// The object operations the service needs. Implemented by [`object_store::ObjectStoreBucket`]
+/// (`file://`, `s3://`, `az://`) and [`gcs::GcsBucket`] (`gs://`).
 #[async_trait]
 pub trait Bucket: Send + Sync + Debug {
     /// Streams `body` into `key`; see the module contract for atomicity.

@@ -1,74 +1,29 @@
 //! The data-loss tripwire: each new dated backup is compared with the previous backup of its
 //! database (per-table row counts and stored size, from the manifests); a backup that looks like
-//! data was lost is `suspect`, and the backup before the drop is **held** until an operator releases it.
+//! data was lost is `suspect`, and the backup before the drop is **held** (`crate::store::holds`)
+//! until an operator releases it.
 //!
 //! Contract:
 //! - A trip is a table of at least `min_rows` rows that lost more than `table_loss_share` of them
 //!   or vanished, or a dump of at least `min_bytes` that shrank by more than `shrink_share`
 //!   ([`compare`], pure). Growth and smaller changes stay quiet.
-//! - On a trip the hold marker `holds/<db>/<previous day>.json` ([`Hold`]) is written with a
-//!   conditional create; only the call that creates it reports ([`TripwireReport`] through every
-//!   notifier), so retries and several instances report once. On GCS the held backup's manifest
-//!   and dump also get an object hold (`temporaryHold`), which lifecycle rules respect.
-//! - Prune skips a held backup (`retention::plan`); status shows a database with a hold as
-//!   `suspect` (an alarm) until [`release`] deletes the marker (and clears the object holds).
+//! - On a trip the hold marker `holds/<db>/<previous day>.json` is written with a conditional
+//!   create; only the call that creates it answers a [`TripwireReport`] (which the export service
+//!   sends through every notifier), so retries and several instances report once. On GCS the held
+//!   backup's manifest and dump also get an object hold (`temporaryHold`).
 //! - Only dated backups are compared, and only against an older one: a named backup, a late
 //!   backfill of an older day and a database's first backup are never compared.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use crate::model::{DatabasePath, DatabaseRef, RunDate};
-use crate::notify::Notifier;
+use crate::model::{DatabaseRef, RunDate};
 use crate::settings::TripwireSettings;
+use crate::store::BackupStore;
 use crate::store::bucket::PutOutcome;
+use crate::store::holds::{Hold, TableLoss, Trip, set_object_holds};
 use crate::store::layout::{Key, path_of};
 use crate::store::manifest::Manifest;
-use crate::store::{BackupStore, StoreError};
-
-/// One table that lost rows between two backups.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct TableLoss {
-    /// `schema.table`.
-    pub table: String,
-    /// Rows in the previous backup.
-    pub rows_before: u64,
-    /// Rows in the new backup; absent when the table vanished.
-    pub rows_after: Option<u64>,
-}
-
-/// Why a new backup is suspect against the previous one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Trip {
-    /// Tables that lost more than the allowed share of their rows, or vanished.
-    pub tables: Vec<TableLoss>,
-    /// Stored size of the previous backup.
-    pub bytes_before: u64,
-    /// Stored size of the new backup.
-    pub bytes_after: u64,
-    /// Whether the dump shrank past `shrink_share`.
-    pub shrunk: bool,
-}
-
-impl Trip {
-    /// The trip in words: `public.orders 10000 → 1000 rows; public.audit vanished (5000 rows)`.
-    #[must_use]
-    pub fn words(&self) -> String {
-        let mut parts: Vec<String> = self
-            .tables
-            .iter()
-            .map(|t| match t.rows_after {
-                Some(after) => format!("{} {} → {after} rows", t.table, t.rows_before),
-                None => format!("{} vanished ({} rows)", t.table, t.rows_before),
-            })
-            .collect();
-        if self.shrunk {
-            parts.push(format!("dump shrank from {} to {} bytes", self.bytes_before, self.bytes_after));
-        }
-        parts.join("; ")
-    }
-}
 
 /// Compares `new` with `previous` (the database's backup before it); `None` when nothing trips.
 #[must_use]
@@ -99,29 +54,6 @@ pub fn compare(previous: &Manifest, new: &Manifest, settings: &TripwireSettings)
     })
 }
 
-/// The hold marker of a backup (`holds/<project>/<instance>/<database>/<YYYY-MM-DD>.json`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Hold {
-    /// Project.
-    pub project: String,
-    /// Instance.
-    pub instance: String,
-    /// Database.
-    pub database: String,
-    /// Run date of the held backup (the last one before the drop).
-    pub run_date: String,
-    /// Run date of the suspect backup that tripped.
-    pub suspect_run_date: String,
-    /// Why, in words.
-    pub reason: String,
-    /// What tripped.
-    pub trip: Trip,
-    /// When the hold was set.
-    pub held_at: DateTime<Utc>,
-    /// Whether the store also holds the objects (GCS `temporaryHold`).
-    pub object_hold: bool,
-}
-
 /// The one report of a trip, sent through every notifier.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TripwireReport {
@@ -150,22 +82,22 @@ pub struct TripwireReport {
 }
 
 /// After a dated backup `new` of `db` was committed: compares it with `previous` (the `latest/`
-/// copy read before the commit) and, on a trip, holds `previous` and reports once. Failures are
-/// logged, never fatal: the backup itself is good.
+/// copy read before the commit) and, on a trip, holds `previous` and answers the one report to
+/// send (`None` when nothing tripped or another call already held it). Failures are logged, never
+/// fatal: the backup itself is good.
 pub async fn check(
     store: &BackupStore,
-    notifiers: &[std::sync::Arc<dyn Notifier>],
     db: &DatabaseRef,
     previous: Option<&Manifest>,
     new: &Manifest,
-) {
-    let (Some(settings), Some(previous)) = (store.tripwire(), previous) else { return };
+) -> Option<TripwireReport> {
+    let (Some(settings), Some(previous)) = (store.tripwire(), previous) else { return None };
     if store.layout().label().is_some() || previous.run_date >= new.run_date {
-        return;
+        return None;
     }
-    let Some(trip) = compare(previous, new, settings) else { return };
+    let trip = compare(previous, new, settings)?;
     let Ok(held_date) = NaiveDate::parse_from_str(&previous.run_date, "%Y-%m-%d").map(RunDate::from_date) else {
-        return;
+        return None;
     };
     let key = Key::Hold { db: path_of(db), date: held_date };
     let reason = format!(
@@ -188,18 +120,18 @@ pub async fn check(
     hold.object_hold = set_object_holds(store, &path_of(db), held_date, previous, true).await;
     match store.create_json(&key, &hold).await {
         Ok(PutOutcome::Created) => {}
-        Ok(PutOutcome::AlreadyExists) => return,
+        Ok(PutOutcome::AlreadyExists) => return None,
         Err(e) => {
             tracing::error!(error = %e, db.path = %db, "could not write the hold of {}: {e}", previous.run_date);
             // No marker, no way to release it: an object hold without one would outlive every rule.
             if hold.object_hold {
                 set_object_holds(store, &path_of(db), held_date, previous, false).await;
             }
-            return;
+            return None;
         }
     }
     tracing::warn!(db.path = %db, run.date = %new.run_date, tripwire.held = %previous.run_date, "{reason}");
-    let report = TripwireReport {
+    Some(TripwireReport {
         kind: "data_loss_suspected".to_owned(),
         source: new.source.clone(),
         project: new.project.clone(),
@@ -211,106 +143,7 @@ pub async fn check(
         bytes_before: trip.bytes_before,
         bytes_after: trip.bytes_after,
         text: format!(":warning: data-backup: {db}: {reason}"),
-    };
-    for n in notifiers {
-        if let Err(e) = n.notify_tripwire(&report).await {
-            tracing::warn!(error = %e, db.path = %db, "{e}");
-        }
-    }
-}
-
-/// Sets or clears the object holds of a backup's manifest and dump; `true` when the store has them.
-async fn set_object_holds(
-    store: &BackupStore,
-    db: &DatabasePath,
-    date: RunDate,
-    manifest: &Manifest,
-    on: bool,
-) -> bool {
-    let manifest_key = manifest_key(store, db, date).path();
-    for key in [manifest.key.as_str(), manifest_key.as_str()] {
-        match store.bucket().set_hold(key, on).await {
-            Ok(true) => {}
-            Ok(false) => return false,
-            Err(e) => {
-                tracing::warn!(error = %e, key, "could not set the object hold of {key} to {on}");
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// The command that releases the hold of `project/instance/database`'s backup of `date`: each name
-/// as its key segment, which the CLI decodes back, so it is one shell word whatever the name holds.
-#[must_use]
-pub fn release_command(project: &str, instance: &str, database: &str, date: &str) -> String {
-    use crate::model::key_segment;
-    format!(
-        "data-backup hold release --database {}/{}/{} --date {date}",
-        key_segment(project),
-        key_segment(instance),
-        key_segment(database)
-    )
-}
-
-/// Every hold in the store, oldest first.
-pub async fn holds(store: &BackupStore) -> Result<Vec<Hold>, StoreError> {
-    let mut out = Vec::new();
-    for (_, key) in hold_keys(store).await? {
-        if let Some(hold) = store.read::<Hold>(&key).await? {
-            out.push(hold);
-        }
-    }
-    out.sort_by(|a, b| {
-        (&a.run_date, &a.project, &a.instance, &a.database).cmp(&(&b.run_date, &b.project, &b.instance, &b.database))
-    });
-    Ok(out)
-}
-
-/// The keys under `holds/`, with the database each holds.
-pub async fn hold_keys(store: &BackupStore) -> Result<Vec<(DatabasePath, Key)>, StoreError> {
-    let probe = Key::Hold { db: placeholder(), date: RunDate::from_date(NaiveDate::MIN) };
-    let path = probe.path();
-    let prefix = format!("{}/", path.split('/').next().unwrap_or_default());
-    Ok(store
-        .bucket()
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|o| match Key::parse(&o.key)? {
-            Key::Hold { db, date } => Some((db.clone(), Key::Hold { db, date })),
-            _ => None,
-        })
-        .collect())
-}
-
-fn manifest_key(store: &BackupStore, db: &DatabasePath, date: RunDate) -> Key {
-    Key::Manifest { class: store.layout().class(date), db: db.clone(), date }
-}
-
-fn placeholder() -> DatabasePath {
-    DatabasePath {
-        project: crate::model::ProjectId::parse("_").expect("valid name"),
-        instance: crate::model::InstanceName::parse("_").expect("valid name"),
-        database: crate::model::DatabaseName::parse("_").expect("valid name"),
-    }
-}
-
-/// Releases the hold of `db`'s backup of `date`: clears the object holds, then deletes the
-/// marker (so prune may expire the backup again and status stops calling the database
-/// `suspect`). Answers the released hold, `None` when there was none.
-pub async fn release(store: &BackupStore, db: &DatabasePath, date: RunDate) -> Result<Option<Hold>, StoreError> {
-    let key = Key::Hold { db: db.clone(), date };
-    let Some(hold) = store.read::<Hold>(&key).await? else { return Ok(None) };
-    // Cleared whatever the marker says: a hold set on the dump only (the manifest's failed) is
-    // recorded as none, and clearing is idempotent.
-    if let Some(manifest) = store.read::<Manifest>(&manifest_key(store, db, date)).await? {
-        set_object_holds(store, db, date, &manifest, false).await;
-    }
-    store.bucket().delete(&key.path()).await?;
-    tracing::info!(db.path = %crate::restore::path_text(db), run.date = %date, "hold released");
-    Ok(Some(hold))
+    })
 }
 
 #[cfg(test)]
