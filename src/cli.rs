@@ -12,7 +12,7 @@ use crate::export::ExportOutcome;
 use crate::model::{
     DatabaseName, DatabasePath, DatabaseRef, ExportTask, InstanceName, ProjectId, RunDate, RunId, SourceName,
 };
-use crate::schedule::RunLedger;
+use crate::runs::ledger::{PlanAction, RunLedger};
 use crate::settings::Settings;
 use crate::store::layout::Key;
 
@@ -264,7 +264,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let date = RunDate::parse(&summary.run_date)?;
                 let key = Key::RunLedger { date, run_id: RunId::parse(summary.run_id.as_str())? };
                 let ledger: RunLedger = state.service.store.read(&key).await?.context("the run ledger is missing")?;
-                for planned in ledger.databases.iter().filter(|d| d.action == "export") {
+                for planned in ledger.databases.iter().filter(|d| d.action == PlanAction::Export) {
                     let db = DatabaseRef {
                         source: SourceName::parse(planned.source.as_str())?,
                         project: ProjectId::parse(planned.project.as_str())?,

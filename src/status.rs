@@ -1,9 +1,9 @@
-//! Freshness and coverage: the state of every database, computed from the store, and run reports.
+//! Freshness and coverage: the state of every database, computed from the store.
 //!
 //! What is read, per computation (never the whole history of backups):
 //! - `latest/`: one listing, then one read per database (the copy of its newest manifest);
 //! - the newest run ledger: one listing of `runs/<day>/` per day, from today back at most
-//!   [`LEDGER_LOOKBACK_DAYS`] days, then one read;
+//!   [`LEDGER_LOOKBACK_DAYS`](crate::runs::ledger::LEDGER_LOOKBACK_DAYS) days, then one read;
 //! - `reports/<run date>/`: one listing (the failures reported for the newest run's day);
 //! - `verifications/`: one listing (one record per verified backup), then one read per database;
 //! - the previous day's manifest of each database (one read, for the size trend);
@@ -26,9 +26,8 @@
 //! `data-backup status` exits 3 ([`exit_status`]).
 //!
 //! [`StatusService`] caches a computed status for `cache_secs` and per-run reports (for good once
-//! their day is two days past), and sends the one summary notification per run: [`report_run`] when
-//! the embedded queue is idle; in `cloud_tasks` mode [`report_run_if_resolved`] after each export
-//! and [`report_overdue_runs`] at each `/schedule`, once per run (a marker under `reports/runs/`).
+//! their day is two days past). The run reports and the one summary notification per run are
+//! `crate::runs`'s.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -41,24 +40,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::metrics::Metrics;
-use crate::model::{
-    DatabaseName, DatabasePath, DatabaseRef, Engine, InstanceName, ProjectId, RunDate, RunId, SourceName,
+use crate::model::{DatabasePath, DatabaseRef, Engine, RunDate, RunId};
+use crate::runs::ledger::{
+    DbKey, PlanAction, PlannedTask, READS_IN_FLIGHT, RunLedger, date_of, db_ref, failures_of, find_ledger, key_of,
+    ledgers_of, newest_ledger, placeholder_db, prefix,
 };
-use crate::notify::{Notifier, RunSummaryReport};
-use crate::schedule::{RunError, RunLedger};
+use crate::runs::summary::{RunReport, run_report};
 use crate::settings::StatusSettings;
 use crate::store::layout::Key;
 use crate::store::manifest::Manifest;
 use crate::store::{BackupStore, StoreError};
-
-/// How many days back the newest run ledger is looked for.
-pub const LEDGER_LOOKBACK_DAYS: u32 = 8;
-
-/// How many days back `GET /runs/{id}` looks for a run when no date is given.
-pub const RUN_SEARCH_DAYS: u32 = 31;
-
-/// Reads of the store in flight at once.
-const READS_IN_FLIGHT: usize = 16;
 
 /// The state of one database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
@@ -204,57 +195,6 @@ pub struct DatabaseStatus {
     pub bytes_change_percent: Option<f64>,
     /// Its last restore drill.
     pub last_verification: Option<VerificationSeen>,
-}
-
-/// One database of a run and what became of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RunDatabase {
-    /// Project.
-    pub project: String,
-    /// Instance.
-    pub instance: String,
-    /// Database.
-    pub database: String,
-    /// Engine.
-    pub engine: Engine,
-    /// `exported`, `failed`, `not_backed_up` (still running, or never) or `excluded`.
-    pub outcome: String,
-    /// The exclusion pattern, when excluded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub excluded_by: Option<String>,
-    /// The reported failure, when failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// What one run expected, exported, failed and excluded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RunReport {
-    /// Run id.
-    pub run_id: String,
-    /// Run date.
-    pub run_date: String,
-    /// When discovery started.
-    pub started_at: DateTime<Utc>,
-    /// Databases discovered.
-    pub discovered: usize,
-    /// Databases excluded by a pattern.
-    pub excluded: usize,
-    /// Databases the run was to back up.
-    pub expected: usize,
-    /// Of those, backed up for the run's day.
-    pub exported: usize,
-    /// Of those, reported failed (and not backed up).
-    pub failed: usize,
-    /// Of those, neither backed up nor reported (still running, or lost).
-    pub not_backed_up: usize,
-    /// False when part of some source could not be listed: the expected set may miss databases.
-    pub complete: bool,
-    /// Problems the run met (sources that could not be listed, tasks not enqueued).
-    pub errors: Vec<RunError>,
-    /// Every database of the run (`GET /runs/{id}` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub databases: Option<Vec<RunDatabase>>,
 }
 
 /// The whole status.
@@ -415,45 +355,6 @@ pub fn classify(facts: &Facts<'_>, now: DateTime<Utc>, settings: &StatusSettings
     (DbState::Ok, format!("fresh backup ({} old)", age_words(age)))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Reading the store
-
-fn placeholder_db() -> DatabasePath {
-    DatabasePath {
-        project: ProjectId::parse("p").expect("valid"),
-        instance: InstanceName::parse("i").expect("valid"),
-        database: DatabaseName::parse("d").expect("valid"),
-    }
-}
-
-/// The first `segments` segments of a key built by the layout, with a trailing `/`.
-fn prefix(key: &Key, segments: usize) -> String {
-    let path = key.path();
-    let mut out = path.split('/').take(segments).collect::<Vec<_>>().join("/");
-    out.push('/');
-    out
-}
-
-type DbKey = (String, String, String);
-
-fn key_of(p: &DatabasePath) -> DbKey {
-    (p.project.to_string(), p.instance.to_string(), p.database.to_string())
-}
-
-fn date_of(s: &str) -> Option<RunDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(RunDate::from_date)
-}
-
-fn db_ref(source: &str, project: &str, instance: &str, database: &str, engine: Engine) -> Option<DatabaseRef> {
-    Some(DatabaseRef {
-        source: SourceName::parse(source).ok()?,
-        project: ProjectId::parse(project).ok()?,
-        instance: InstanceName::parse(instance).ok()?,
-        database: DatabaseName::parse(database).ok()?,
-        engine,
-    })
-}
-
 /// Every `latest/` manifest, by database.
 async fn latest_manifests(store: &BackupStore) -> Result<BTreeMap<DbKey, Manifest>, StoreError> {
     let listed = store.bucket().list(&prefix(&Key::Latest { db: placeholder_db() }, 1)).await?;
@@ -498,101 +399,6 @@ async fn holds(store: &BackupStore) -> Result<HashMap<DbKey, String>, StoreError
     }
     Ok(out)
 }
-
-/// The run ledgers of one day, oldest first.
-pub async fn ledgers_of(store: &BackupStore, day: RunDate) -> Result<Vec<RunLedger>, StoreError> {
-    let probe = Key::RunLedger { date: day, run_id: RunId::manual() };
-    let mut keys: Vec<Key> = store
-        .bucket()
-        .list(&prefix(&probe, 2))
-        .await?
-        .into_iter()
-        .filter_map(|o| Key::parse(&o.key).filter(|k| matches!(k, Key::RunLedger { .. })))
-        .collect();
-    keys.sort_by_key(Key::path);
-    let mut out = Vec::new();
-    for key in keys {
-        match store.read::<RunLedger>(&key).await {
-            Ok(Some(l)) => out.push(l),
-            Ok(None) => {}
-            Err(e @ StoreError::Corrupt { .. }) => tracing::warn!(error = %e, "status skips a corrupt ledger: {e}"),
-            Err(e) => return Err(e),
-        }
-    }
-    out.sort_by_key(|l| l.started_at);
-    Ok(out)
-}
-
-/// The newest run ledger, looked for from `today` back [`LEDGER_LOOKBACK_DAYS`] days.
-pub async fn newest_ledger(store: &BackupStore, today: NaiveDate) -> Result<Option<RunLedger>, StoreError> {
-    for back in 0..LEDGER_LOOKBACK_DAYS {
-        let day = RunDate::from_date(today - chrono::Duration::days(i64::from(back)));
-        if let Some(ledger) = ledgers_of(store, day).await?.pop() {
-            return Ok(Some(ledger));
-        }
-    }
-    Ok(None)
-}
-
-/// The run `run_id`: of `day` when given, else looked for from `today` back [`RUN_SEARCH_DAYS`] days
-/// (one read per day, no listing).
-pub async fn find_ledger(
-    store: &BackupStore,
-    run_id: &RunId,
-    day: Option<RunDate>,
-    today: NaiveDate,
-) -> Result<Option<RunLedger>, StoreError> {
-    let days: Vec<RunDate> = match day {
-        Some(d) => vec![d],
-        None => {
-            (0..RUN_SEARCH_DAYS).map(|b| RunDate::from_date(today - chrono::Duration::days(i64::from(b)))).collect()
-        }
-    };
-    let found: Vec<_> = futures::stream::iter(days)
-        .map(|date| async move { store.read::<RunLedger>(&Key::RunLedger { date, run_id: run_id.clone() }).await })
-        .buffered(READS_IN_FLIGHT)
-        .collect()
-        .await;
-    for ledger in found {
-        if let Some(l) = ledger? {
-            return Ok(Some(l));
-        }
-    }
-    Ok(None)
-}
-
-/// The failures reported for `day`: database → message.
-async fn failures_of(store: &BackupStore, day: RunDate) -> Result<HashMap<DbKey, String>, StoreError> {
-    #[derive(Deserialize)]
-    struct Marker {
-        #[serde(default)]
-        message: String,
-    }
-    let listed = store.bucket().list(&prefix(&Key::Report { db: placeholder_db(), date: day }, 2)).await?;
-    let keys: Vec<Key> =
-        listed.into_iter().filter_map(|o| Key::parse(&o.key).filter(|k| matches!(k, Key::Report { .. }))).collect();
-    let read: Vec<_> = futures::stream::iter(keys)
-        .map(|key| async move {
-            let marker = store.read::<Marker>(&key).await;
-            (key, marker)
-        })
-        .buffer_unordered(READS_IN_FLIGHT)
-        .collect()
-        .await;
-    let mut out = HashMap::new();
-    for (key, marker) in read {
-        if let Key::Report { db, .. } = key {
-            let message = match marker {
-                Ok(Some(m)) if !m.message.is_empty() => m.message,
-                Ok(_) | Err(StoreError::Corrupt { .. }) => "failure reported".to_owned(),
-                Err(e) => return Err(e),
-            };
-            out.insert(key_of(&db), message);
-        }
-    }
-    Ok(out)
-}
-
 /// The restore drills of every database: the newest one, and when the newest successful one
 /// finished (reading back at most three records per database).
 ///
@@ -689,119 +495,6 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// What became of one database of a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    Exported,
-    Failed,
-    NotBackedUp,
-    Excluded,
-}
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Exported => "exported",
-            Self::Failed => "failed",
-            Self::NotBackedUp => "not_backed_up",
-            Self::Excluded => "excluded",
-        }
-    }
-}
-
-/// The report of one run: what it expected, exported, failed and excluded. `latest` (the
-/// `latest/` copies) answers "backed up" for free when it is as new as the run; other databases
-/// cost one manifest read each.
-pub async fn run_report(
-    store: &BackupStore,
-    ledger: &RunLedger,
-    latest: Option<&BTreeMap<DbKey, Manifest>>,
-    with_databases: bool,
-) -> Result<RunReport, StoreError> {
-    let day = date_of(&ledger.run_date);
-    let failures = match day {
-        Some(d) => failures_of(store, d).await?,
-        None => HashMap::new(),
-    };
-    // Decided without a read when possible; the rest need one manifest read each.
-    type Planned = (crate::schedule::PlannedTask, Option<Outcome>, Option<String>, Option<DatabaseRef>);
-    let planned: Vec<Planned> = ledger
-        .databases
-        .iter()
-        .map(|t| {
-            let k = (t.project.clone(), t.instance.clone(), t.database.clone());
-            let failure = failures.get(&k).cloned();
-            let known = if t.action != "export" {
-                Some(Outcome::Excluded)
-            } else if latest.and_then(|l| l.get(&k)).is_some_and(|m| m.run_date >= ledger.run_date) {
-                Some(Outcome::Exported)
-            } else if latest.is_some() {
-                // `latest/` is older than the run: no backup for its day.
-                Some(if failure.is_some() { Outcome::Failed } else { Outcome::NotBackedUp })
-            } else {
-                None
-            };
-            let db = db_ref(&t.source, &t.project, &t.instance, &t.database, t.engine);
-            (t.clone(), known, failure, db)
-        })
-        .collect();
-    let outcomes: Vec<_> = futures::stream::iter(planned)
-        .map(|(t, known, failure, db)| async move {
-            let what = match (known, db, day) {
-                (Some(what), _, _) => what,
-                (None, Some(db), Some(d)) if store.manifest(&db, d).await?.is_some() => Outcome::Exported,
-                (None, _, _) if failure.is_some() => Outcome::Failed,
-                (None, _, _) => Outcome::NotBackedUp,
-            };
-            let error = if what == Outcome::Failed { failure } else { None };
-            Ok::<_, StoreError>((t, what, error))
-        })
-        .buffered(READS_IN_FLIGHT)
-        .collect()
-        .await;
-    let mut report = RunReport {
-        run_id: ledger.run_id.clone(),
-        run_date: ledger.run_date.clone(),
-        started_at: ledger.started_at,
-        discovered: ledger.databases.len(),
-        excluded: 0,
-        expected: 0,
-        exported: 0,
-        failed: 0,
-        not_backed_up: 0,
-        complete: ledger.complete,
-        errors: ledger.errors.clone(),
-        databases: None,
-    };
-    let mut rows = Vec::new();
-    for outcome in outcomes {
-        let (t, what, error) = outcome?;
-        match what {
-            Outcome::Excluded => report.excluded += 1,
-            Outcome::Exported => report.exported += 1,
-            Outcome::Failed => report.failed += 1,
-            Outcome::NotBackedUp => report.not_backed_up += 1,
-        }
-        if with_databases {
-            rows.push(RunDatabase {
-                project: t.project.clone(),
-                instance: t.instance.clone(),
-                database: t.database.clone(),
-                engine: t.engine,
-                outcome: what.as_str().to_owned(),
-                excluded_by: t.excluded_by.clone(),
-                error,
-            });
-        }
-    }
-    report.expected = report.discovered - report.excluded;
-    if with_databases {
-        rows.sort_by(|a, b| (&a.project, &a.instance, &a.database).cmp(&(&b.project, &b.instance, &b.database)));
-        report.databases = Some(rows);
-    }
-    Ok(report)
-}
-
 /// Computes the status of every database as of `now` (see the module docs for what is read).
 pub async fn compute(
     store: &BackupStore,
@@ -821,7 +514,7 @@ pub async fn compute(
         Some(l) => Some(run_report(store, l, Some(&latest), false).await?),
         None => None,
     };
-    let mut planned: HashMap<DbKey, &crate::schedule::PlannedTask> = HashMap::new();
+    let mut planned: HashMap<DbKey, &PlannedTask> = HashMap::new();
     if let Some(l) = &ledger {
         for t in &l.databases {
             planned.insert((t.project.clone(), t.instance.clone(), t.database.clone()), t);
@@ -837,7 +530,7 @@ pub async fn compute(
         let task = planned.get(&k);
         let expectation = match (&ledger, task) {
             (None, _) => Expectation::NoRun,
-            (Some(_), Some(t)) if t.action == "export" => Expectation::Expected,
+            (Some(_), Some(t)) if t.action == PlanAction::Export => Expectation::Expected,
             (Some(_), Some(t)) => Expectation::Excluded(t.excluded_by.clone()),
             (Some(l), None) => Expectation::NotListed { source_failed: m.is_none_or(|m| source_failed(l, &m.source)) },
         };
@@ -1025,132 +718,6 @@ fn placeholder_manifest() -> Manifest {
         row_counts_exact: None,
         cloud_sql: None,
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The run summary notification
-
-/// Sends the one summary of run `run_id` of `day` through every notifier: counts, and the
-/// databases not backed up. Answers the report sent (`None` when the ledger is not found).
-pub async fn report_run(
-    store: &BackupStore,
-    notifiers: &[Arc<dyn Notifier>],
-    run_id: &RunId,
-    day: RunDate,
-) -> Result<Option<RunSummaryReport>, StoreError> {
-    let Some(ledger) = find_ledger(store, run_id, Some(day), day.date()).await? else { return Ok(None) };
-    let summary = summary_of(store, &ledger).await?;
-    send_summary(notifiers, &summary).await;
-    Ok(Some(summary))
-}
-
-/// The summary of the run `ledger` describes, as it stands.
-async fn summary_of(store: &BackupStore, ledger: &RunLedger) -> Result<RunSummaryReport, StoreError> {
-    let report = run_report(store, ledger, None, true).await?;
-    let not_backed_up: Vec<String> = report
-        .databases
-        .iter()
-        .flatten()
-        .filter(|d| d.outcome == "failed" || d.outcome == "not_backed_up")
-        .map(|d| match &d.error {
-            Some(e) => format!("{}/{}/{} ({}: {e})", d.project, d.instance, d.database, d.outcome),
-            None => format!("{}/{}/{} ({})", d.project, d.instance, d.database, d.outcome),
-        })
-        .collect();
-    Ok(RunSummaryReport::new(&report, not_backed_up))
-}
-
-async fn send_summary(notifiers: &[Arc<dyn Notifier>], summary: &RunSummaryReport) {
-    for n in notifiers {
-        if let Err(e) = n.notify_run(summary).await {
-            tracing::warn!(error = %e, run.id = %summary.run_id, "{e}");
-        }
-    }
-}
-
-/// Sends the summary of the run `ledger` describes unless it was sent already: the marker
-/// `reports/runs/<day>/<run id>.json` (holding the summary) is created first with a conditional
-/// create, so however many exports or instances get here, one sends it.
-async fn report_ledger_once(
-    store: &BackupStore,
-    notifiers: &[Arc<dyn Notifier>],
-    ledger: &RunLedger,
-) -> Result<Option<RunSummaryReport>, StoreError> {
-    let (Some(day), Ok(run_id)) = (date_of(&ledger.run_date), RunId::parse(ledger.run_id.clone())) else {
-        return Ok(None);
-    };
-    let summary = summary_of(store, ledger).await?;
-    match store.create_json(&Key::RunSummary { date: day, run_id }, &summary).await? {
-        crate::store::bucket::PutOutcome::Created => {
-            send_summary(notifiers, &summary).await;
-            Ok(Some(summary))
-        }
-        crate::store::bucket::PutOutcome::AlreadyExists => Ok(None),
-    }
-}
-
-/// `cloud_tasks` mode (no process sees a run's tasks end): called after each export of run
-/// `run_id` of `day` that resolved its database (backed up, or failed and reported). When every
-/// database the run's ledger expected has a backup for `day` or a reported failure, sends the run's
-/// summary, once. Cost: one read of the marker; when absent, the ledger, one listing of the day's
-/// failure markers and one manifest read per expected database, stopping at the first unresolved.
-pub async fn report_run_if_resolved(
-    store: &BackupStore,
-    notifiers: &[Arc<dyn Notifier>],
-    run_id: &RunId,
-    day: RunDate,
-) -> Result<Option<RunSummaryReport>, StoreError> {
-    if store.bucket().head(&Key::RunSummary { date: day, run_id: run_id.clone() }.path()).await?.is_some() {
-        return Ok(None);
-    }
-    let Some(ledger) = find_ledger(store, run_id, Some(day), day.date()).await? else { return Ok(None) };
-    let failed: std::collections::HashSet<DbKey> = store
-        .bucket()
-        .list(&prefix(&Key::Report { db: placeholder_db(), date: day }, 2))
-        .await?
-        .into_iter()
-        .filter_map(|o| match Key::parse(&o.key) {
-            Some(Key::Report { db, .. }) => Some(key_of(&db)),
-            _ => None,
-        })
-        .collect();
-    for t in ledger.databases.iter().filter(|t| t.action == "export") {
-        if failed.contains(&(t.project.clone(), t.instance.clone(), t.database.clone())) {
-            continue;
-        }
-        let Some(db) = db_ref(&t.source, &t.project, &t.instance, &t.database, t.engine) else { continue };
-        if store.manifest(&db, day).await?.is_none() {
-            return Ok(None);
-        }
-    }
-    report_ledger_once(store, notifiers, &ledger).await
-}
-
-/// How long a run may take before its summary goes out with what it has (the day's deadline).
-pub const RUN_DEADLINE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
-
-/// `cloud_tasks` mode, at each `/schedule`: sends, once, the summary of every run of the last
-/// three days (`today` included) that started more than [`RUN_DEADLINE`] before `now` and whose
-/// summary was not sent (some of its tasks never resolved).
-pub async fn report_overdue_runs(
-    store: &BackupStore,
-    notifiers: &[Arc<dyn Notifier>],
-    now: DateTime<Utc>,
-) -> Result<Vec<RunSummaryReport>, StoreError> {
-    let mut sent = Vec::new();
-    for back in 0..3 {
-        let day = RunDate::from_date(now.date_naive() - chrono::Duration::days(back));
-        for ledger in ledgers_of(store, day).await? {
-            let Ok(run_id) = RunId::parse(ledger.run_id.clone()) else { continue };
-            if now - ledger.started_at < RUN_DEADLINE
-                || store.bucket().head(&Key::RunSummary { date: day, run_id }.path()).await?.is_some()
-            {
-                continue;
-            }
-            sent.extend(report_ledger_once(store, notifiers, &ledger).await?);
-        }
-    }
-    Ok(sent)
 }
 
 // ---------------------------------------------------------------------------------------------

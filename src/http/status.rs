@@ -20,7 +20,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, Problem};
 use crate::app::AppState;
 use crate::model::{RunDate, RunId};
-use crate::status::{DatabaseStatus, DbState, RunReport, StatusFilter, StatusReport, age_text, size_and_trend};
+use crate::runs::summary::RunReport;
+use crate::status::{DatabaseStatus, DbState, StatusFilter, StatusReport, age_text, size_and_trend};
 use crate::store::StoreError;
 
 fn unavailable(e: &StoreError) -> ApiError {
@@ -180,7 +181,10 @@ pub async fn run(
         Some(report) => Ok(Json(report)),
         None => Err(ApiError::NotFound(format!(
             "no run `{run_id}` {}",
-            day.map_or_else(|| format!("in the last {} days", crate::status::RUN_SEARCH_DAYS), |d| format!("on {d}"))
+            day.map_or_else(
+                || format!("in the last {} days", crate::runs::ledger::RUN_SEARCH_DAYS),
+                |d| format!("on {d}")
+            )
         ))),
     }
 }

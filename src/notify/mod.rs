@@ -154,7 +154,7 @@ pub trait Notifier: Send + Sync {
     }
 }
 
-/// The one summary of a run, sent when all its tasks are resolved (see `status::report_run`).
+/// The one summary of a run, sent when all its tasks are resolved (see `runs::completion`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummaryReport {
     /// Always `run_summary` (tells it from a failure report on a shared webhook).
@@ -186,49 +186,6 @@ pub struct RunSummaryReport {
 }
 
 impl RunSummaryReport {
-    /// The summary of `report`; `not_backed_up` lists the databases without a backup.
-    #[must_use]
-    pub fn new(report: &crate::status::RunReport, not_backed_up: Vec<String>) -> Self {
-        let missing = report.failed + report.not_backed_up;
-        let bad = missing > 0 || !report.complete || !report.errors.is_empty();
-        let mut text = format!(
-            "{} data-backup: run {} of {}: {} of {} databases backed up, {} failed, {} not backed up, {} excluded",
-            if bad { ":red_circle:" } else { ":large_green_circle:" },
-            report.run_id,
-            report.run_date,
-            report.exported,
-            report.expected,
-            report.failed,
-            report.not_backed_up,
-            report.excluded,
-        );
-        if !report.complete {
-            text.push_str("; discovery was incomplete");
-        }
-        if !not_backed_up.is_empty() {
-            let shown: Vec<&str> = not_backed_up.iter().take(20).map(String::as_str).collect();
-            text.push_str(&format!(": {}", shown.join(", ")));
-            if not_backed_up.len() > shown.len() {
-                text.push_str(&format!(" and {} more", not_backed_up.len() - shown.len()));
-            }
-        }
-        Self {
-            kind: "run_summary".to_owned(),
-            run_id: report.run_id.clone(),
-            run_date: report.run_date.clone(),
-            discovered: report.discovered,
-            excluded: report.excluded,
-            expected: report.expected,
-            exported: report.exported,
-            failed: report.failed,
-            not_backed_up: report.not_backed_up,
-            complete: report.complete,
-            errors: report.errors.iter().map(|e| format!("{}: {}", e.scope, e.message)).collect(),
-            databases_not_backed_up: not_backed_up,
-            text,
-        }
-    }
-
     /// Whether every expected database was backed up and discovery saw everything.
     #[must_use]
     pub fn all_backed_up(&self) -> bool {
