@@ -64,7 +64,7 @@ pub struct AppState {
     /// Metrics (`GET /metrics`, OTLP).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Freshness and coverage (`GET /status`, `GET /`, `GET /runs`).
-    pub status: Arc<crate::status::StatusService>,
+    pub status: Arc<crate::status::service::StatusService>,
     /// Whether tasks go to the embedded queue (then this process sends each run's summary).
     local_mode: bool,
     /// Whether each run's drills follow its summary (`serve` with `verify.after_run`, embedded queue).
@@ -112,7 +112,7 @@ impl AppState {
             .map_err(|e| SettingsError { key: "exclude.patterns".into(), reason: e.to_string() })?;
         let verifier =
             Arc::new(crate::verify::Verifier::new(service.store.clone(), settings, service.notifiers.clone()));
-        let status = Arc::new(crate::status::StatusService::new(
+        let status = Arc::new(crate::status::service::StatusService::new(
             service.store.clone(),
             settings.status.clone(),
             metrics.clone(),
