@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::discovery::Exclusions;
 use crate::export::{ExportService, Source};
 use crate::model::RunDate;
-use crate::notify::{LogNotifier, Notifier, WebhookNotifier};
+use crate::notify::webhook::WebhookNotifier;
+use crate::notify::{LogNotifier, Notifier};
 use crate::queue::{LocalQueue, TaskQueue};
 use crate::runs::ledger::ScheduleSummary;
 use crate::settings::{Settings, SettingsError};
@@ -83,7 +84,7 @@ impl AppState {
             notifiers.push(Arc::new(WebhookNotifier::new(url.clone(), settings.notify.webhook_attempts)));
         }
         if let Some(topic) = &settings.notify.pubsub_topic {
-            let notifier = crate::notify::PubSubNotifier::new(
+            let notifier = crate::notify::pubsub::PubSubNotifier::new(
                 topic,
                 &settings.gcp,
                 settings.notify.webhook_attempts,

@@ -20,23 +20,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::model::{DatabasePath, DatabaseRef, RunDate};
-use crate::notify::Notifier;
+use crate::notify::{Notifier, TableLoss, TripwireReport};
 use crate::settings::TripwireSettings;
 use crate::store::bucket::PutOutcome;
 use crate::store::layout::{Key, path_of};
 use crate::store::manifest::Manifest;
 use crate::store::{BackupStore, StoreError};
-
-/// One table that lost rows between two backups.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct TableLoss {
-    /// `schema.table`.
-    pub table: String,
-    /// Rows in the previous backup.
-    pub rows_before: u64,
-    /// Rows in the new backup; absent when the table vanished.
-    pub rows_after: Option<u64>,
-}
 
 /// Why a new backup is suspect against the previous one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -120,33 +109,6 @@ pub struct Hold {
     pub held_at: DateTime<Utc>,
     /// Whether the store also holds the objects (GCS `temporaryHold`).
     pub object_hold: bool,
-}
-
-/// The one report of a trip, sent through every notifier.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TripwireReport {
-    /// Always `data_loss_suspected` (tells it from other reports on a shared webhook).
-    pub kind: String,
-    /// Source of the database.
-    pub source: String,
-    /// Project.
-    pub project: String,
-    /// Instance.
-    pub instance: String,
-    /// Database.
-    pub database: String,
-    /// Run date of the suspect backup.
-    pub run_date: String,
-    /// Run date of the held backup.
-    pub held_run_date: String,
-    /// Tables that lost rows or vanished.
-    pub tables: Vec<TableLoss>,
-    /// Stored size before.
-    pub bytes_before: u64,
-    /// Stored size after.
-    pub bytes_after: u64,
-    /// One line for chat channels.
-    pub text: String,
 }
 
 /// After a dated backup `new` of `db` was committed: compares it with `previous` (the `latest/`

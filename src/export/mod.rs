@@ -14,6 +14,7 @@
 
 pub mod cloudsql;
 pub mod dump;
+pub mod report;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -625,6 +626,6 @@ impl ExportService {
 
     /// Reports a final failure of `task`, once.
     pub async fn report(&self, task: &ExportTask, attempt: u32, error: &ExportError) -> bool {
-        crate::notify::report_once(&self.store, &self.notifiers, task, attempt, error).await
+        report::report_once(&self.store, &self.notifiers, task, attempt, error).await
     }
 }

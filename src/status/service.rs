@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::metrics::Metrics;
+use crate::metrics::{LastBackup, Metrics};
 use crate::model::{RunDate, RunId};
 use crate::runs::ledger::{RunLedger, date_of, find_ledger, ledgers_of};
 use crate::runs::summary::{RunReport, run_report};
 use crate::settings::StatusSettings;
-use crate::status::StatusReport;
 use crate::status::compute::compute;
+use crate::status::{DbState, StatusReport};
 use crate::store::{BackupStore, StoreError};
 
 /// Status with a cache, and run reports.
@@ -56,7 +56,24 @@ impl StatusService {
             return Ok(report.clone());
         }
         let report = Arc::new(compute(&self.store, &self.settings, Utc::now()).await?);
-        self.metrics.observe_status(&report);
+        let counts: Vec<(&str, usize)> = DbState::ALL
+            .into_iter()
+            .map(|state| (state.as_str(), report.counts.get(state.as_str()).copied().unwrap_or(0)))
+            .collect();
+        let backups: Vec<LastBackup<'_>> = report
+            .databases
+            .iter()
+            .filter_map(|row| {
+                Some(LastBackup {
+                    project: &row.project,
+                    instance: &row.instance,
+                    database: &row.database,
+                    engine: row.engine?,
+                    finished_at: row.last_backup_at?,
+                })
+            })
+            .collect();
+        self.metrics.observe_status(&counts, &backups);
         *cached = Some((Instant::now(), report.clone()));
         Ok(report)
     }
