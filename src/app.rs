@@ -14,9 +14,10 @@ use crate::discovery::Exclusions;
 use crate::export::service::ExportService;
 use crate::export::source::Source;
 use crate::model::RunDate;
-use crate::notify::{LogNotifier, Notifier, WebhookNotifier};
+use crate::notify::webhook::WebhookNotifier;
+use crate::notify::{LogNotifier, Notifier};
 use crate::queue::{LocalQueue, TaskQueue};
-use crate::schedule::ScheduleSummary;
+use crate::runs::ledger::ScheduleSummary;
 use crate::settings::{Settings, SettingsError};
 use crate::store::{BackupStore, StoreError};
 
@@ -65,7 +66,7 @@ pub struct AppState {
     /// Metrics (`GET /metrics`, OTLP).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Freshness and coverage (`GET /status`, `GET /`, `GET /runs`).
-    pub status: Arc<crate::status::StatusService>,
+    pub status: Arc<crate::status::service::StatusService>,
     /// Whether tasks go to the embedded queue (then this process sends each run's summary).
     local_mode: bool,
     /// Whether each run's drills follow its summary (`serve` with `verify.after_run`, embedded queue).
@@ -84,7 +85,7 @@ impl AppState {
             notifiers.push(Arc::new(WebhookNotifier::new(url.clone(), settings.notify.webhook_attempts)));
         }
         if let Some(topic) = &settings.notify.pubsub_topic {
-            let notifier = crate::notify::PubSubNotifier::new(
+            let notifier = crate::notify::pubsub::PubSubNotifier::new(
                 topic,
                 &settings.gcp,
                 settings.notify.webhook_attempts,
@@ -113,7 +114,7 @@ impl AppState {
             .map_err(|e| SettingsError { key: "exclude.patterns".into(), reason: e.to_string() })?;
         let verifier =
             Arc::new(crate::verify::Verifier::new(service.store.clone(), settings, service.notifiers.clone()));
-        let status = Arc::new(crate::status::StatusService::new(
+        let status = Arc::new(crate::status::service::StatusService::new(
             service.store.clone(),
             settings.status.clone(),
             metrics.clone(),
@@ -149,7 +150,7 @@ impl AppState {
     /// Runs one schedule for `run_date`; then, when `retention.prune_after_schedule` is set and
     /// this is no dry run, one prune as of `run_date` (see `retention::prune_after_schedule`).
     pub async fn schedule(&self, run_date: RunDate, dry_run: bool) -> ScheduleSummary {
-        let summary = crate::schedule::schedule(
+        let summary = crate::runs::schedule::schedule(
             &self.service.sources,
             &self.exclusions,
             &self.service.store,
@@ -174,7 +175,7 @@ impl AppState {
                 if let Ok(run_id) = crate::model::RunId::parse(summary.run_id.clone()) {
                     self.report_run_if_resolved(&run_id, run_date).await;
                 }
-                if let Err(e) = crate::status::report_overdue_runs(store, notifiers, Utc::now()).await {
+                if let Err(e) = crate::runs::completion::report_overdue_runs(store, notifiers, Utc::now()).await {
                     tracing::warn!(error = %e, "summaries of overdue runs not sent: {e}");
                 }
             }
@@ -184,7 +185,7 @@ impl AppState {
 
     /// `cloud_tasks` mode: after an export of `task` resolved its database (backed up, or failed
     /// and reported), sends the summary of its run once every database of the run is resolved
-    /// (see `status::report_run_if_resolved`). The embedded queue and manual exports: nothing.
+    /// (see `runs::completion::report_run_if_resolved`). The embedded queue and manual exports: nothing.
     pub async fn after_export(&self, task: &crate::model::ExportTask) {
         if self.local_mode || task.run_id == crate::model::RunId::manual() {
             return;
@@ -194,7 +195,7 @@ impl AppState {
 
     async fn report_run_if_resolved(&self, run_id: &crate::model::RunId, run_date: RunDate) {
         let (store, notifiers) = (&self.service.store, &self.service.notifiers);
-        match crate::status::report_run_if_resolved(store, notifiers, run_id, run_date).await {
+        match crate::runs::completion::report_run_if_resolved(store, notifiers, run_id, run_date).await {
             Ok(Some(_)) => self.status.invalidate().await,
             Ok(None) => {}
             Err(e) => tracing::warn!(run.id = %run_id, error = %e, "run summary not checked: {e}"),
@@ -241,7 +242,7 @@ impl AppState {
                 () = queue.wait_idle() => {}
                 () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
             }
-            if let Err(e) = crate::status::report_run(&store, &notifiers, &run_id, run_date).await {
+            if let Err(e) = crate::runs::completion::report_run(&store, &notifiers, &run_id, run_date).await {
                 tracing::warn!(run.id = %run_id, error = %e, "run summary not sent: {e}");
             }
             status.invalidate().await;

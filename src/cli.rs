@@ -12,7 +12,7 @@ use crate::export::ExportOutcome;
 use crate::model::{
     DatabaseName, DatabasePath, DatabaseRef, ExportTask, InstanceName, ProjectId, RunDate, RunId, SourceName,
 };
-use crate::schedule::RunLedger;
+use crate::runs::ledger::{PlanAction, RunLedger};
 use crate::settings::Settings;
 use crate::store::layout::Key;
 
@@ -205,15 +205,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
                 .transpose()?;
             let store = crate::store::BackupStore::open(&settings).await?;
-            let report = crate::status::compute(&store, &settings.status, chrono::Utc::now()).await?;
+            let report = crate::status::compute::compute(&store, &settings.status, chrono::Utc::now()).await?;
             let shown = report.filtered(&crate::status::StatusFilter { project, instance, state });
             if json {
                 print_json(&shown)?;
             } else {
                 let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-                print!("{}", crate::status::render_table(&shown, color));
+                print!("{}", crate::status::render::render_table(&shown, color));
             }
-            Ok(ExitCode::from(crate::status::exit_status(&shown)))
+            Ok(ExitCode::from(crate::status::render::exit_status(&shown)))
         }
         Command::Restore(args) => run_restore(&settings, args).await,
         Command::Verify(args) => run_verify(&settings, args).await,
@@ -264,7 +264,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let date = RunDate::parse(&summary.run_date)?;
                 let key = Key::RunLedger { date, run_id: RunId::parse(summary.run_id.as_str())? };
                 let ledger: RunLedger = state.service.store.read(&key).await?.context("the run ledger is missing")?;
-                for planned in ledger.databases.iter().filter(|d| d.action == "export") {
+                for planned in ledger.databases.iter().filter(|d| d.action == PlanAction::Export) {
                     let db = DatabaseRef {
                         source: SourceName::parse(planned.source.as_str())?,
                         project: ProjectId::parse(planned.project.as_str())?,
@@ -476,7 +476,7 @@ async fn run_list(settings: &Settings, args: ListArgs) -> anyhow::Result<ExitCod
     for b in &backups {
         let verified = match &b.verification {
             Some(v) => {
-                let rto = crate::status::restore_time_words(v.restore_secs, v.bytes_per_sec)
+                let rto = crate::status::render::restore_time_words(v.restore_secs, v.bytes_per_sec)
                     .map(|w| format!(", {w}"))
                     .unwrap_or_default();
                 format!("{} {}{rto}", format!("{:?}", v.result).to_lowercase(), v.verified_at.format("%Y-%m-%d %H:%M"))

@@ -16,7 +16,7 @@ pub mod notify;
 pub mod queue;
 pub mod restore;
 pub mod retention;
-pub mod schedule;
+pub mod runs;
 pub mod settings;
 pub mod status;
 pub mod store;

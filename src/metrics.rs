@@ -47,6 +47,21 @@ pub fn db_system_name(engine: Engine) -> &'static str {
     }
 }
 
+/// The newest backup of one database, as [`Metrics::observe_status`] records it.
+#[derive(Clone, Copy, Debug)]
+pub struct LastBackup<'a> {
+    /// Project.
+    pub project: &'a str,
+    /// Instance.
+    pub instance: &'a str,
+    /// Database.
+    pub database: &'a str,
+    /// Engine.
+    pub engine: Engine,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+}
+
 /// The application's instruments and the registry `/metrics` encodes.
 pub struct Metrics {
     registry: prometheus::Registry,
@@ -244,18 +259,15 @@ impl Metrics {
         self.queue_depth.store(u64::try_from(depth).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
-    /// Records a computed status: databases per state (every state, zeros included) and the
-    /// last success time of every database with a backup.
-    pub fn observe_status(&self, report: &crate::status::StatusReport) {
+    /// Records a computed status: `counts` holds the databases per state name (every state, zeros
+    /// included), `backups` the newest backup of every database with one (its last success time).
+    pub fn observe_status(&self, counts: &[(&str, usize)], backups: &[LastBackup<'_>]) {
         let _one_at_a_time = self.states_lock.lock().expect("lock");
-        for state in crate::status::DbState::ALL {
-            let n = report.counts.get(state.as_str()).copied().unwrap_or(0);
-            self.databases.record(u64::try_from(n).unwrap_or(u64::MAX), &[KeyValue::new("state", state.as_str())]);
+        for &(state, n) in counts {
+            self.databases.record(u64::try_from(n).unwrap_or(u64::MAX), &[KeyValue::new("state", state.to_owned())]);
         }
-        for row in &report.databases {
-            if let (Some(at), Some(engine)) = (row.last_backup_at, row.engine) {
-                self.record_last_success(&row.project, &row.instance, &row.database, engine, at);
-            }
+        for b in backups {
+            self.record_last_success(b.project, b.instance, b.database, b.engine, b.finished_at);
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod cloudsql;
 pub mod dump;
+pub mod report;
 pub mod run;
 pub mod service;
 pub mod source;

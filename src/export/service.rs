@@ -208,6 +208,6 @@ impl ExportService {
 
     /// Reports a final failure of `task`, once.
     pub async fn report(&self, task: &ExportTask, attempt: u32, error: &ExportError) -> bool {
-        crate::notify::report_once(&self.store, &self.notifiers, task, attempt, error).await
+        crate::export::report::report_once(&self.store, &self.notifiers, task, attempt, error).await
     }
 }

@@ -15,9 +15,9 @@
 //!   backfill of an older day and a database's first backup are never compared.
 
 use chrono::{NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::model::{DatabaseRef, RunDate};
+use crate::notify::TripwireReport;
 use crate::settings::TripwireSettings;
 use crate::store::BackupStore;
 use crate::store::bucket::PutOutcome;
@@ -52,33 +52,6 @@ pub fn compare(previous: &Manifest, new: &Manifest, settings: &TripwireSettings)
         bytes_after: new.bytes,
         shrunk,
     })
-}
-
-/// The one report of a trip, sent through every notifier.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TripwireReport {
-    /// Always `data_loss_suspected` (tells it from other reports on a shared webhook).
-    pub kind: String,
-    /// Source of the database.
-    pub source: String,
-    /// Project.
-    pub project: String,
-    /// Instance.
-    pub instance: String,
-    /// Database.
-    pub database: String,
-    /// Run date of the suspect backup.
-    pub run_date: String,
-    /// Run date of the held backup.
-    pub held_run_date: String,
-    /// Tables that lost rows or vanished.
-    pub tables: Vec<TableLoss>,
-    /// Stored size before.
-    pub bytes_before: u64,
-    /// Stored size after.
-    pub bytes_after: u64,
-    /// One line for chat channels.
-    pub text: String,
 }
 
 /// After a dated backup `new` of `db` was committed: compares it with `previous` (the `latest/`

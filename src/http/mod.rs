@@ -37,7 +37,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[openapi(
     info(title = "data-backup", description = "Backs up every database, every night, and proves the backups are good."),
     paths(schedule::schedule, export::export, prune::prune, backups::list_backups, backups::verify, backups::verify_due, status::status, status::page, status::runs, status::run, status::metrics, health::healthz, health::doctor),
-    components(schemas(error::Problem, crate::store::manifest::Manifest, crate::schedule::ScheduleSummary, crate::retention::PrunePlan, crate::restore::BackupPage, crate::verify::VerificationRecord, crate::status::StatusReport, crate::status::RunReport, status::RunList)),
+    components(schemas(error::Problem, crate::store::manifest::Manifest, crate::runs::ledger::ScheduleSummary, crate::retention::PrunePlan, crate::restore::BackupPage, crate::verify::VerificationRecord, crate::status::StatusReport, crate::runs::summary::RunReport, status::RunList)),
     modifiers(&BearerAuth),
     tags((name = "backups", description = "Discovery, export, listing and restore drills"), (name = "status", description = "Freshness, coverage, runs and metrics"), (name = "operations", description = "Health and metadata"))
 )]

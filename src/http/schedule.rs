@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use super::error::{ApiError, Problem};
 use crate::app::AppState;
 use crate::model::{InvalidField, RunDate};
-use crate::schedule::ScheduleSummary;
+use crate::runs::ledger::ScheduleSummary;
 
 /// Query of `POST /schedule`.
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -1,6 +1,6 @@
 //! `GET /status` (JSON), `GET /` (the HTML status page), `GET /runs`, `GET /runs/{id}` and
 //! `GET /metrics` (Prometheus text format). The state of each database is computed (and cached) by
-//! `status::StatusService`; this file parses queries and renders.
+//! `status::service::StatusService`; this file parses queries and renders.
 //!
 //! The page is plain server-rendered HTML with inline CSS: no JavaScript, no fonts or assets from
 //! the network; its filters are a GET form. Its [`PAGE_CSP`] says exactly that to the browser, so
@@ -20,7 +20,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, Problem};
 use crate::app::AppState;
 use crate::model::{RunDate, RunId};
-use crate::status::{DatabaseStatus, DbState, RunReport, StatusFilter, StatusReport, age_text, size_and_trend};
+use crate::runs::summary::RunReport;
+use crate::status::render::{age_text, size_and_trend};
+use crate::status::{DatabaseStatus, DbState, StatusFilter, StatusReport};
 use crate::store::StoreError;
 
 fn unavailable(e: &StoreError) -> ApiError {
@@ -180,7 +182,10 @@ pub async fn run(
         Some(report) => Ok(Json(report)),
         None => Err(ApiError::NotFound(format!(
             "no run `{run_id}` {}",
-            day.map_or_else(|| format!("in the last {} days", crate::status::RUN_SEARCH_DAYS), |d| format!("on {d}"))
+            day.map_or_else(
+                || format!("in the last {} days", crate::runs::ledger::RUN_SEARCH_DAYS),
+                |d| format!("on {d}")
+            )
         ))),
     }
 }
@@ -321,7 +326,7 @@ fn row(r: &DatabaseStatus) -> String {
     let verified = r.last_verification.as_ref().map_or_else(
         || "never".to_owned(),
         |v| {
-            let rto = crate::status::restore_time_words(v.restore_secs, v.bytes_per_sec)
+            let rto = crate::status::render::restore_time_words(v.restore_secs, v.bytes_per_sec)
                 .map(|w| format!(" · {}", esc(&w)))
                 .unwrap_or_default();
             format!("{} {}{rto}", esc(&v.result), v.verified_at.format("%Y-%m-%d %H:%M"))

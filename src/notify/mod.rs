@@ -1,23 +1,25 @@
-//! `Notifier`: report a failure to a monitoring channel; and [`report_once`], which makes sure each
-//! failed (database, day) is reported at most once, whatever the number of retries and instances.
+//! `Notifier`: deliver a report to a monitoring channel, and the plain reports it delivers: a
+//! failure ([`FailureReport`]), the one summary of a run ([`RunSummaryReport`]), the one report of a
+//! data-loss tripwire ([`TripwireReport`]) and the event of a backup made ([`SuccessEvent`]). Who
+//! decides what to report, and when, lives with them (the report-once policy in
+//! `crate::export::report`, the run summary in `crate::runs::completion`, the tripwire in
+//! `crate::export::tripwire`); this module only carries plain data.
 //!
 //! Contract of a `Notifier`: `notify` delivers one report, retrying as it sees fit; it never fails
 //! the export that caused it (a delivery failure is logged by the notifier and returned only for
 //! the caller's log).
+//!
+//! The channels are `webhook::WebhookNotifier`, `pubsub::PubSubNotifier` and [`LogNotifier`]; the
+//! children import this file, so it names none of them.
 
-mod pubsub;
-mod webhook;
-
-pub use self::pubsub::PubSubNotifier;
-pub use self::webhook::WebhookNotifier;
+pub mod pubsub;
+pub mod webhook;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::export::ExportError;
-use crate::model::ExportTask;
-use crate::store::BackupStore;
+pub use crate::store::holds::TableLoss;
 
 /// One failure report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,32 +51,6 @@ pub struct FailureReport {
     /// The Cloud SQL operation the failure is about, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
-}
-
-impl FailureReport {
-    /// The report of `error` on the `attempt`-th try of `task`.
-    #[must_use]
-    pub fn new(task: &ExportTask, attempt: u32, error: &ExportError) -> Self {
-        let why = if error.is_transient() { "still failing after its last retry" } else { "permanent failure" };
-        Self {
-            source: task.db.source.to_string(),
-            project: task.db.project.to_string(),
-            instance: task.db.instance.to_string(),
-            database: task.db.database.to_string(),
-            run_date: task.run_date.to_string(),
-            run_id: task.run_id.to_string(),
-            attempt,
-            error_class: error.class().to_owned(),
-            transient: error.is_transient(),
-            message: error.to_string(),
-            reported_at: Utc::now(),
-            text: format!(
-                ":red_circle: data-backup: backup of {} for {} failed ({why}, attempt {attempt}): {error}",
-                task.db, task.run_date
-            ),
-            operation: error.operation().map(str::to_owned),
-        }
-    }
 }
 
 /// The event of one backup made (published only where a channel asks for it: Pub/Sub with
@@ -143,7 +119,7 @@ pub trait Notifier: Send + Sync {
         Ok(())
     }
     /// Delivers the one report of a data-loss tripwire (default: not delivered on this channel).
-    async fn notify_tripwire(&self, report: &crate::export::tripwire::TripwireReport) -> Result<(), NotifyError> {
+    async fn notify_tripwire(&self, report: &TripwireReport) -> Result<(), NotifyError> {
         let _ = report;
         Ok(())
     }
@@ -154,7 +130,7 @@ pub trait Notifier: Send + Sync {
     }
 }
 
-/// The one summary of a run, sent when all its tasks are resolved (see `status::report_run`).
+/// The one summary of a run, sent when all its tasks are resolved (see `runs::completion`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummaryReport {
     /// Always `run_summary` (tells it from a failure report on a shared webhook).
@@ -186,54 +162,38 @@ pub struct RunSummaryReport {
 }
 
 impl RunSummaryReport {
-    /// The summary of `report`; `not_backed_up` lists the databases without a backup.
-    #[must_use]
-    pub fn new(report: &crate::status::RunReport, not_backed_up: Vec<String>) -> Self {
-        let missing = report.failed + report.not_backed_up;
-        let bad = missing > 0 || !report.complete || !report.errors.is_empty();
-        let mut text = format!(
-            "{} data-backup: run {} of {}: {} of {} databases backed up, {} failed, {} not backed up, {} excluded",
-            if bad { ":red_circle:" } else { ":large_green_circle:" },
-            report.run_id,
-            report.run_date,
-            report.exported,
-            report.expected,
-            report.failed,
-            report.not_backed_up,
-            report.excluded,
-        );
-        if !report.complete {
-            text.push_str("; discovery was incomplete");
-        }
-        if !not_backed_up.is_empty() {
-            let shown: Vec<&str> = not_backed_up.iter().take(20).map(String::as_str).collect();
-            text.push_str(&format!(": {}", shown.join(", ")));
-            if not_backed_up.len() > shown.len() {
-                text.push_str(&format!(" and {} more", not_backed_up.len() - shown.len()));
-            }
-        }
-        Self {
-            kind: "run_summary".to_owned(),
-            run_id: report.run_id.clone(),
-            run_date: report.run_date.clone(),
-            discovered: report.discovered,
-            excluded: report.excluded,
-            expected: report.expected,
-            exported: report.exported,
-            failed: report.failed,
-            not_backed_up: report.not_backed_up,
-            complete: report.complete,
-            errors: report.errors.iter().map(|e| format!("{}: {}", e.scope, e.message)).collect(),
-            databases_not_backed_up: not_backed_up,
-            text,
-        }
-    }
-
     /// Whether every expected database was backed up and discovery saw everything.
     #[must_use]
     pub fn all_backed_up(&self) -> bool {
         self.failed + self.not_backed_up == 0 && self.complete && self.errors.is_empty()
     }
+}
+
+/// The one report of a trip, sent through every notifier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TripwireReport {
+    /// Always `data_loss_suspected` (tells it from other reports on a shared webhook).
+    pub kind: String,
+    /// Source of the database.
+    pub source: String,
+    /// Project.
+    pub project: String,
+    /// Instance.
+    pub instance: String,
+    /// Database.
+    pub database: String,
+    /// Run date of the suspect backup.
+    pub run_date: String,
+    /// Run date of the held backup.
+    pub held_run_date: String,
+    /// Tables that lost rows or vanished.
+    pub tables: Vec<TableLoss>,
+    /// Stored size before.
+    pub bytes_before: u64,
+    /// Stored size after.
+    pub bytes_after: u64,
+    /// One line for chat channels.
+    pub text: String,
 }
 
 /// The channel of last resort: the structured log (always on, whatever else is configured).
@@ -257,7 +217,7 @@ impl Notifier for LogNotifier {
         Ok(())
     }
 
-    async fn notify_tripwire(&self, report: &crate::export::tripwire::TripwireReport) -> Result<(), NotifyError> {
+    async fn notify_tripwire(&self, report: &TripwireReport) -> Result<(), NotifyError> {
         tracing::error!(
             db.project = %report.project,
             db.instance = %report.instance,
@@ -279,28 +239,4 @@ impl Notifier for LogNotifier {
         }
         Ok(())
     }
-}
-
-/// Reports the failure of `task` unless it was already reported (marker written with a
-/// conditional create). Answers whether this call reported it.
-pub async fn report_once(
-    store: &BackupStore,
-    notifiers: &[std::sync::Arc<dyn Notifier>],
-    task: &ExportTask,
-    attempt: u32,
-    error: &ExportError,
-) -> bool {
-    let report = FailureReport::new(task, attempt, error);
-    match store.mark_reported(&task.db, task.run_date, &report).await {
-        Ok(false) => return false,
-        Ok(true) => {}
-        // The marker could not be written: better twice than never.
-        Err(e) => tracing::warn!(error = %e, "could not record the failure report marker; reporting anyway"),
-    }
-    for n in notifiers {
-        if let Err(e) = n.notify(&report).await {
-            tracing::warn!(error = %e, db.path = %task.db, "{e}");
-        }
-    }
-    true
 }

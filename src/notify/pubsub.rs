@@ -18,7 +18,7 @@ use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{FailureReport, Notifier, NotifyError, RunSummaryReport, SuccessEvent};
+use super::{FailureReport, Notifier, NotifyError, RunSummaryReport, SuccessEvent, TripwireReport};
 use crate::settings::GcpSettings;
 
 /// Google's Pub/Sub endpoint.
@@ -126,7 +126,7 @@ impl Notifier for PubSubNotifier {
         self.publish(report, attributes).await
     }
 
-    async fn notify_tripwire(&self, report: &crate::export::tripwire::TripwireReport) -> Result<(), NotifyError> {
+    async fn notify_tripwire(&self, report: &TripwireReport) -> Result<(), NotifyError> {
         let attributes = BTreeMap::from([
             ("kind", report.kind.clone()),
             ("database", database(&report.project, &report.instance, &report.database)),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{FailureReport, Notifier, NotifyError, RunSummaryReport};
+use super::{FailureReport, Notifier, NotifyError, RunSummaryReport, TripwireReport};
 use crate::settings::SecretUrl;
 
 /// Posts reports to a webhook.
@@ -44,7 +44,7 @@ impl Notifier for WebhookNotifier {
         self.post(report).await
     }
 
-    async fn notify_tripwire(&self, report: &crate::export::tripwire::TripwireReport) -> Result<(), NotifyError> {
+    async fn notify_tripwire(&self, report: &TripwireReport) -> Result<(), NotifyError> {
         self.post(report).await
     }
 }

@@ -10,136 +10,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt as _;
-use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
-use utoipa::ToSchema;
 
 use crate::discovery::Exclusions;
 use crate::export::source::Source;
 use crate::model::{DatabaseRef, ExportTask, RunDate, RunId};
 use crate::queue::{Enqueued, TaskQueue};
+use crate::runs::ledger::{PlanAction, PlannedTask, RunError, RunLedger, ScheduleSummary, SkippedItem};
 use crate::store::BackupStore;
 use crate::store::layout::Key;
-
-/// A problem met during a run, scoped to what it concerns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RunError {
-    /// What it concerns (`source:NAME`, `enqueue:PROJECT/INSTANCE/DATABASE`, `ledger`).
-    pub scope: String,
-    /// What went wrong.
-    pub message: String,
-}
-
-/// One database of the plan and what the run does with it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PlannedTask {
-    /// Source that found it.
-    pub source: String,
-    /// Project.
-    pub project: String,
-    /// Instance.
-    pub instance: String,
-    /// Database.
-    pub database: String,
-    /// Engine.
-    pub engine: crate::model::Engine,
-    /// `export`, or `excluded`.
-    pub action: String,
-    /// The exclusion pattern that matched, when excluded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub excluded_by: Option<String>,
-}
-
-/// Something discovery passed over on purpose, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct SkippedItem {
-    /// What was skipped (`PROJECT/INSTANCE`, or `project:PROJECT`).
-    pub scope: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// The answer of `POST /schedule`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ScheduleSummary {
-    /// This run's id.
-    pub run_id: String,
-    /// The day its backups belong to.
-    pub run_date: String,
-    /// Whether this was a dry run (nothing written or enqueued).
-    pub dry_run: bool,
-    /// Databases found.
-    pub discovered: usize,
-    /// Databases left out by an exclusion pattern.
-    pub excluded: usize,
-    /// Tasks added to the queue.
-    pub enqueued: usize,
-    /// Tasks that were already queued or running.
-    pub already_queued: usize,
-    /// Sources that could not be listed, tasks that could not be enqueued.
-    pub errors: Vec<RunError>,
-    /// Tasks that could not be enqueued (after the queue's retries); the run should be retried.
-    #[serde(default)]
-    pub not_enqueued: usize,
-    /// Folders walked (`gcp` sources).
-    #[serde(default)]
-    pub folders: usize,
-    /// Projects looked at (`gcp` sources).
-    #[serde(default)]
-    pub projects: usize,
-    /// Instances whose databases were listed (`gcp` sources; a self-hosted server counts as one).
-    #[serde(default)]
-    pub instances: usize,
-    /// Instances and projects passed over on purpose, with the reason.
-    #[serde(default)]
-    pub skipped: Vec<SkippedItem>,
-    /// False when some source, folder, project or region could not be seen, so databases may be
-    /// missing from this run (see `errors`).
-    #[serde(default = "yes")]
-    pub complete: bool,
-    /// The plan (dry run only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tasks: Option<Vec<PlannedTask>>,
-    /// Requests discovery sent to Google APIs, by source (for the metrics; not part of the answer).
-    #[serde(skip)]
-    pub api_calls: Vec<(String, crate::discovery::ApiCalls)>,
-}
-
-/// The run ledger: the expected set that status and alerts compare with the manifests.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunLedger {
-    /// Run id.
-    pub run_id: String,
-    /// Run date.
-    pub run_date: String,
-    /// When discovery started.
-    pub started_at: DateTime<Utc>,
-    /// Every database found, with what the run did with it.
-    pub databases: Vec<PlannedTask>,
-    /// Problems met.
-    pub errors: Vec<RunError>,
-    /// Folders walked.
-    #[serde(default)]
-    pub folders: usize,
-    /// Projects looked at.
-    #[serde(default)]
-    pub projects: usize,
-    /// Instances whose databases were listed.
-    #[serde(default)]
-    pub instances: usize,
-    /// What was passed over on purpose, and why.
-    #[serde(default)]
-    pub skipped: Vec<SkippedItem>,
-    /// False when part of some source could not be seen: the expected set may miss databases.
-    #[serde(default = "yes")]
-    pub complete: bool,
-}
-
-fn yes() -> bool {
-    true
-}
 
 /// Adds `db` to the plan; its export task unless an exclusion pattern matches it.
 fn plan_one(
@@ -156,7 +37,7 @@ fn plan_one(
         instance: db.instance.to_string(),
         database: db.database.to_string(),
         engine: db.engine,
-        action: if excluded_by.is_some() { "excluded" } else { "export" }.to_owned(),
+        action: if excluded_by.is_some() { PlanAction::Excluded } else { PlanAction::Export },
         excluded_by: excluded_by.clone(),
     });
     excluded_by.is_none().then(|| ExportTask { db, run_date, run_id: run_id.clone() })
