@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::app::{AppState, Application, shutdown_signal};
+use crate::app::{Application, shutdown_signal};
 use crate::export::ExportOutcome;
+use crate::http::state::AppState;
 use crate::model::{
     DatabaseName, DatabasePath, DatabaseRef, ExportTask, InstanceName, ProjectId, RunDate, RunId, SourceName,
 };

@@ -2,7 +2,6 @@
 //! are good. See DESIGN.md for the architecture; this crate is the whole service and its CLI.
 
 pub mod app;
-pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod crypto;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, DueDrillsError, Problem};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::model::{DatabaseName, DatabasePath, InstanceName, InvalidField, ProjectId, RunDate};
 use crate::restore::BackupPage;
 use crate::verify::VerificationRecord;

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::auth::Rejection;
 use crate::export::{EngineError, ExportError, ScopeError, UnknownSource};
 use crate::model::InvalidField;
 use crate::restore::RestoreError;
@@ -256,6 +257,8 @@ const DRILL_RETRY_AFTER: Duration = Duration::from_secs(30);
 const DUE_DRILLS_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// `Retry-After` when the store could not be read (status, runs).
 const STORE_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// `Retry-After` of a request turned away because the ID-token signing keys cannot be fetched.
+const JWKS_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// `Retry-After` of a schedule run some of whose tasks could not be enqueued.
 const ENQUEUE_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -278,6 +281,22 @@ impl ApiError {
 impl From<InvalidField> for ApiError {
     fn from(f: InvalidField) -> Self {
         Self::Invalid(f)
+    }
+}
+
+/// A caller turned away (RFC 6750): no credentials 401, invalid ones 401 `invalid_token`, an
+/// identity not allowed 403, signing keys that cannot be fetched 503 (the reason is logged, not told).
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::Missing(why) => Self::Unauthorized(why.to_owned()),
+            Rejection::Invalid(why) => Self::InvalidToken(why),
+            Rejection::Forbidden(why) => Self::Forbidden(why),
+            Rejection::Unavailable(_) => Self::Unavailable {
+                detail: "the identity provider's signing keys cannot be fetched: retry later".to_owned(),
+                retry_after: JWKS_RETRY_AFTER,
+            },
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::export::{ExportError, ExportOutcome, log_failed_attempt};
 use crate::model::{
     DatabaseName, ExportTask, InstanceName, InvalidField, Label, ProjectId, RunDate, RunId, SourceName,

@@ -21,7 +21,7 @@ pub async fn healthz() -> &'static str {
     security(("bearer" = []))
 )]
 pub async fn doctor(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+    axum::extract::State(state): axum::extract::State<super::state::AppState>,
 ) -> Json<crate::doctor::DoctorReport> {
     Json(crate::doctor::run(&state.settings).await)
 }

@@ -3,7 +3,9 @@
 //! each handler's `#[utoipa::path]`. Handlers parse, call one domain function, and map its outcome;
 //! nothing more.
 
+pub mod auth;
 pub mod backups;
+pub mod caller;
 pub mod error;
 pub mod export;
 pub mod guard;
@@ -12,6 +14,7 @@ pub mod limits;
 pub mod prune;
 pub mod schedule;
 pub mod server;
+pub mod state;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -31,7 +34,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use state::AppState;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -122,7 +125,7 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
                 .load_shed()
                 .layer(GlobalConcurrencyLimitLayer::new(state.http.max_concurrent_requests)),
         )
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_caller));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), caller::require_caller));
     let (open, _) = open_routes().split_for_parts();
     let routes = open.merge(protected).layer(DefaultBodyLimit::max(BODY_LIMIT));
     let routes = if state.auth.is_enabled() {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::retention::{PrunePlan, parse_as_of, prune as run_prune};
 
 /// Options of `POST /prune`, as query parameters or as a JSON body (not both for the same option).

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::model::{RunDate, RunId};
 use crate::status::{DatabaseStatus, DbState, RunReport, StatusFilter, StatusReport, age_text, size_and_trend};
 
