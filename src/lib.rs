@@ -3,7 +3,6 @@
 
 pub mod app;
 pub mod cli;
-pub mod client;
 pub mod crypto;
 pub mod discovery;
 pub mod doctor;
