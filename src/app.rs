@@ -1,4 +1,5 @@
-//! `Application`: builds the services from `Settings`, binds, serves, and shuts down gracefully.
+//! The wiring: builds the services from `Settings` ([`AppState::build`]), binds, serves (the HTTP
+//! service and the nightly timer of `nightly.rs`), and shuts down gracefully ([`Application`]).
 //! Production and tests use the same `build` (tests bind port 0 and read `port()`).
 
 use std::future::Future;
@@ -6,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{NaiveTime, Utc};
+use chrono::NaiveTime;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +15,6 @@ use crate::discovery::Exclusions;
 use crate::export::{ExportService, Source};
 use crate::http::auth::Authenticator;
 use crate::http::state::AppState;
-use crate::model::RunDate;
 use crate::notify::{LogNotifier, Notifier, WebhookNotifier};
 use crate::queue::LocalQueue;
 use crate::settings::{Settings, SettingsError};
@@ -154,7 +154,7 @@ impl Application {
         tracing::info!(addr = %local, "listening");
         let limits = crate::http::server::ConnectionLimits::from_settings(&self.state.http);
         let server = tokio::spawn(crate::http::server::serve(self.listener, router, limits, token.clone()));
-        let timer = self.daily_at.map(|at| tokio::spawn(nightly(self.state.clone(), at, token.clone())));
+        let timer = self.daily_at.map(|at| tokio::spawn(crate::nightly::run(self.state.clone(), at, token.clone())));
         shutdown.await;
         tracing::info!(grace_secs = self.state.grace.as_secs(), "shutting down");
         if let Some(t) = timer {
@@ -177,24 +177,6 @@ impl Application {
                 Ok(())
             }
         }
-    }
-}
-
-/// The embedded timer: one schedule run every day at `at` (UTC), until `stop`.
-async fn nightly(state: AppState, at: NaiveTime, stop: CancellationToken) {
-    loop {
-        let now = Utc::now();
-        let mut next = now.date_naive().and_time(at).and_utc();
-        if next <= now {
-            next += chrono::Duration::days(1);
-        }
-        tracing::info!(next = %next, "next nightly schedule run");
-        let wait = (next - now).to_std().unwrap_or_default();
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = stop.cancelled() => return,
-        }
-        state.schedule(RunDate::from_date(next.date_naive()), false).await;
     }
 }
 

@@ -10,6 +10,7 @@ pub mod export;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod nightly;
 pub mod notify;
 pub mod queue;
 pub mod restore;
