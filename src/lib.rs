@@ -2,9 +2,7 @@
 //! are good. See DESIGN.md for the architecture; this crate is the whole service and its CLI.
 
 pub mod app;
-pub mod auth;
 pub mod cli;
-pub mod client;
 pub mod crypto;
 pub mod discovery;
 pub mod doctor;
@@ -12,6 +10,7 @@ pub mod export;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod nightly;
 pub mod notify;
 pub mod queue;
 pub mod restore;

@@ -8,11 +8,11 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, Problem};
-use crate::app::AppState;
+use super::error::{ApiError, DueDrillsError, Problem};
+use super::state::AppState;
 use crate::model::{DatabaseName, DatabasePath, InstanceName, InvalidField, ProjectId, RunDate};
-use crate::restore::{BackupPage, RestoreError};
-use crate::verify::{VerificationRecord, VerifyError};
+use crate::restore::BackupPage;
+use crate::verify::VerificationRecord;
 
 /// Default page size of `GET /backups`.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -58,14 +58,8 @@ pub async fn list_backups(
             InvalidField::new("page_size", format!("must be between 1 and {}", crate::restore::MAX_PAGE_SIZE)).into()
         );
     }
-    match crate::restore::list_backups(&state.service.store, &db, query.page_token.as_deref(), size).await {
-        Ok(page) => Ok(Json(page)),
-        Err(RestoreError::Invalid(reason)) => Err(InvalidField::new("page_token", reason).into()),
-        Err(e) if e.is_transient() => {
-            Err(ApiError::Unavailable { detail: e.to_string(), retry_after: std::time::Duration::from_secs(10) })
-        }
-        Err(e) => Err(ApiError::Unprocessable(e.to_string())),
-    }
+    let page = crate::restore::list_backups(&state.service.store, &db, query.page_token.as_deref(), size).await?;
+    Ok(Json(page))
 }
 
 /// Body of `POST /verify`.
@@ -111,15 +105,7 @@ pub async fn verify(
         database: DatabaseName::parse(req.database)?,
     };
     let date = req.run_date.as_deref().map(RunDate::parse).transpose()?;
-    match state.verifier.verify(&db, date).await {
-        Ok(record) => Ok(Json(record)),
-        Err(VerifyError::NotFound(detail)) => Err(ApiError::NotFound(detail)),
-        Err(VerifyError::NotConfigured(reason)) => Err(InvalidField::new("database", reason).into()),
-        Err(e) if e.is_transient() => {
-            Err(ApiError::Unavailable { detail: e.to_string(), retry_after: std::time::Duration::from_secs(30) })
-        }
-        Err(e) => Err(ApiError::Unprocessable(e.to_string())),
-    }
+    Ok(Json(state.verifier.verify(&db, date).await?))
 }
 
 /// Run the drills due: the least recently verified databases, never-verified first, within the
@@ -140,15 +126,10 @@ pub async fn verify(
 pub async fn verify_due(State(state): State<AppState>) -> Result<Json<Vec<VerificationRecord>>, ApiError> {
     let verifier = state.verifier.clone();
     let drills = tokio::spawn(async move { verifier.drill_due().await });
-    match drills.await {
-        Ok(Ok(records)) => {
-            state.status.invalidate().await;
-            Ok(Json(records))
-        }
-        Ok(Err(e)) if e.is_transient() => {
-            Err(ApiError::Unavailable { detail: e.to_string(), retry_after: std::time::Duration::from_secs(60) })
-        }
-        Ok(Err(e)) => Err(ApiError::Unprocessable(e.to_string())),
-        Err(e) => Err(ApiError::Unprocessable(format!("the drills stopped: {e}"))),
-    }
+    let records = drills
+        .await
+        .map_err(|e| ApiError::Unprocessable(format!("the drills stopped: {e}")))?
+        .map_err(DueDrillsError)?;
+    state.status.invalidate().await;
+    Ok(Json(records))
 }

@@ -1,4 +1,6 @@
 //! `ApiError`: the only place domain outcomes become status codes and RFC 9457 problem documents.
+//! The error table at the end (`From<domain error> for ApiError`) chooses, for every domain error
+//! a handler meets, its status, its problem type and its `Retry-After`; handlers use `?`.
 //! [`problem_documents`] turns every other error answer (axum's own rejections: unknown route,
 //! method not allowed, body too large, unreadable query) into one as well, so every 4xx and 5xx
 //! the service gives is `application/problem+json`.
@@ -14,7 +16,15 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::auth::Rejection;
+use crate::export::ExportError;
+use crate::export::service::{ScopeError, UnknownSource};
+use crate::export::source::EngineError;
 use crate::model::InvalidField;
+use crate::restore::RestoreError;
+use crate::retention::RetentionError;
+use crate::store::StoreError;
+use crate::verify::VerifyError;
 
 /// An RFC 9457 problem document (`application/problem+json`).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -232,8 +242,173 @@ pub async fn problem_documents(request: Request, next: Next) -> Response {
     problem
 }
 
+// ---------------------------------------------------------------------------------------------
+// The error table: each domain error a handler meets, and the answer it becomes.
+
+/// `Retry-After` of an export that failed transiently without saying when to retry (jittered).
+const EXPORT_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// `Retry-After` when a source could not tell whether a database is in scope.
+const SCOPE_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// `Retry-After` of a prune that met a transient store failure.
+const PRUNE_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// `Retry-After` of a listing of backups that met a transient store failure.
+const LIST_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// `Retry-After` of one drill that met a transient failure.
+const DRILL_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// `Retry-After` of the drills due (a batch) that met a transient failure.
+const DUE_DRILLS_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// `Retry-After` when the store could not be read (status, runs).
+const STORE_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// `Retry-After` of a request turned away because the ID-token signing keys cannot be fetched.
+const JWKS_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// `Retry-After` of a schedule run some of whose tasks could not be enqueued.
+const ENQUEUE_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// `base` plus up to 50 % random, so retries of many tasks spread out.
+fn jittered(base: Duration) -> Duration {
+    base + base.mul_f64(rand::random::<f64>() / 2.0)
+}
+
+impl ApiError {
+    /// A schedule run that could not enqueue `not_enqueued` of its `tasks` tasks: retry it.
+    #[must_use]
+    pub fn not_enqueued(not_enqueued: usize, tasks: usize) -> Self {
+        Self::Unavailable {
+            detail: format!("{not_enqueued} of {tasks} tasks could not be enqueued"),
+            retry_after: ENQUEUE_RETRY_AFTER,
+        }
+    }
+}
+
 impl From<InvalidField> for ApiError {
     fn from(f: InvalidField) -> Self {
         Self::Invalid(f)
+    }
+}
+
+/// A caller turned away (RFC 6750): no credentials 401, invalid ones 401 `invalid_token`, an
+/// identity not allowed 403, signing keys that cannot be fetched 503 (the reason is logged, not told).
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::Missing(why) => Self::Unauthorized(why.to_owned()),
+            Rejection::Invalid(why) => Self::InvalidToken(why),
+            Rejection::Forbidden(why) => Self::Forbidden(why),
+            Rejection::Unavailable(_) => Self::Unavailable {
+                detail: "the identity provider's signing keys cannot be fetched: retry later".to_owned(),
+                retry_after: JWKS_RETRY_AFTER,
+            },
+        }
+    }
+}
+
+/// An export attempt that failed: transient ones are retried (after the failure's own hint, else a
+/// jittered 30 s), a database that is gone is 404, anything else 422.
+impl From<ExportError> for ApiError {
+    fn from(e: ExportError) -> Self {
+        if e.is_transient() {
+            Self::Unavailable {
+                detail: e.to_string(),
+                retry_after: e.retry_after().unwrap_or_else(|| jittered(EXPORT_RETRY_AFTER)),
+            }
+        } else if e.is_gone() {
+            Self::NotFound(e.to_string())
+        } else {
+            Self::Unprocessable(e.to_string())
+        }
+    }
+}
+
+/// The engine of a database to export: a contradicting `engine` is the field's fault; else as
+/// the export's own failures.
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Contradicts { .. } => Self::Invalid(InvalidField::new("engine", e.to_string())),
+            EngineError::Export(e) => e.into(),
+        }
+    }
+}
+
+/// A request whose source and instance do not go together is the `instance` field's fault; any
+/// other unknown source the `source` field's.
+impl From<UnknownSource> for ApiError {
+    fn from(e: UnknownSource) -> Self {
+        let field = if matches!(e, UnknownSource::Mismatch { .. }) { "instance" } else { "source" };
+        Self::Invalid(InvalidField::new(field, e.to_string()))
+    }
+}
+
+/// A database outside what the service backs up is the field's fault that points outside; a
+/// source that could not tell is retried when the failure is transient.
+impl From<ScopeError> for ApiError {
+    fn from(e: ScopeError) -> Self {
+        match e {
+            ScopeError::Outside { field, .. } => Self::Invalid(InvalidField::new(field, e.to_string())),
+            ScopeError::Unknown(d) if d.is_transient() => {
+                Self::Unavailable { detail: d.to_string(), retry_after: SCOPE_RETRY_AFTER }
+            }
+            ScopeError::Unknown(d) => {
+                Self::Invalid(InvalidField::new("project", format!("cannot tell whether it is in scope: {d}")))
+            }
+        }
+    }
+}
+
+/// A prune: a future `as_of` with `apply` is the field's fault; store failures are retried when
+/// transient.
+impl From<RetentionError> for ApiError {
+    fn from(e: RetentionError) -> Self {
+        match e {
+            RetentionError::AsOfInFuture(_) => Self::Invalid(InvalidField::new("as_of", e.to_string())),
+            e if e.is_transient() => Self::Unavailable { detail: e.to_string(), retry_after: PRUNE_RETRY_AFTER },
+            e => Self::Unprocessable(e.to_string()),
+        }
+    }
+}
+
+/// A listing of backups (`GET /backups`, the one route that reads through `restore`): the only
+/// input it finds invalid is the page token.
+impl From<RestoreError> for ApiError {
+    fn from(e: RestoreError) -> Self {
+        match e {
+            RestoreError::Invalid(reason) => Self::Invalid(InvalidField::new("page_token", reason)),
+            e if e.is_transient() => Self::Unavailable { detail: e.to_string(), retry_after: LIST_RETRY_AFTER },
+            e => Self::Unprocessable(e.to_string()),
+        }
+    }
+}
+
+/// One restore drill: no backup is 404, no verification server for its engine the `database`
+/// field's fault, transient failures (the service stopping too) are retried.
+impl From<VerifyError> for ApiError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::NotFound(detail) => Self::NotFound(detail),
+            VerifyError::NotConfigured(reason) => Self::Invalid(InvalidField::new("database", reason)),
+            e if e.is_transient() => Self::Unavailable { detail: e.to_string(), retry_after: DRILL_RETRY_AFTER },
+            e => Self::Unprocessable(e.to_string()),
+        }
+    }
+}
+
+/// The failure of the drills due (`POST /verify/due`), a batch: retried later than one drill.
+#[derive(Debug)]
+pub struct DueDrillsError(pub VerifyError);
+
+impl From<DueDrillsError> for ApiError {
+    fn from(DueDrillsError(e): DueDrillsError) -> Self {
+        if e.is_transient() {
+            Self::Unavailable { detail: e.to_string(), retry_after: DUE_DRILLS_RETRY_AFTER }
+        } else {
+            Self::Unprocessable(e.to_string())
+        }
+    }
+}
+
+/// The store could not be read (status, runs): retry, whatever the failure.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Unavailable { detail: format!("the store could not be read: {e}"), retry_after: STORE_RETRY_AFTER }
     }
 }

@@ -1,7 +1,5 @@
 //! `POST /export`: parse and validate the request, run one export attempt, map the outcome.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
@@ -12,10 +10,8 @@ use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::export::run::log_failed_attempt;
-use crate::export::service::ScopeError;
-use crate::export::source::EngineError;
 use crate::export::{ExportError, ExportOutcome};
 use crate::model::{
     DatabaseName, ExportTask, InstanceName, InvalidField, Label, ProjectId, RunDate, RunId, SourceName,
@@ -121,43 +117,18 @@ async fn task_of(
         .into());
     }
     let run_id = req.run_id.map(RunId::parse).transpose()?.unwrap_or_else(RunId::manual);
-    let source = state.service.source_for(source.as_ref(), &project, &instance).map_err(|e| {
-        InvalidField::new(
-            if matches!(e, crate::export::service::UnknownSource::Mismatch { .. }) { "instance" } else { "source" },
-            e.to_string(),
-        )
-    })?;
+    let source = state.service.source_for(source.as_ref(), &project, &instance)?;
     let mut db = source.database_in(&project, &instance, database, req.engine);
     if !req.ignore_scope && !from_queue {
-        state.service.check_scope(source, &db, &state.exclusions).await.map_err(|e| match e {
-            ScopeError::Outside { field, .. } => ApiError::Invalid(InvalidField::new(field, e.to_string())),
-            ScopeError::Unknown(d) if d.is_transient() => {
-                ApiError::Unavailable { detail: d.to_string(), retry_after: Duration::from_secs(30) }
-            }
-            ScopeError::Unknown(d) => {
-                ApiError::Invalid(InvalidField::new("project", format!("cannot tell whether it is in scope: {d}")))
-            }
-        })?;
+        state.service.check_scope(source, &db, &state.exclusions).await?;
     }
     // A queue delivery carries the engine discovery read from the instance (the exporter checks it
     // again); any other request learns it from the source now, so an `engine` that contradicts the
     // instance is refused before anything starts.
     if !(from_queue && req.engine.is_some()) {
-        db.engine = source.engine_of(&db, req.engine).await.map_err(engine_error)?;
+        db.engine = source.engine_of(&db, req.engine).await?;
     }
     Ok((ExportTask { db, run_date, run_id }, label))
-}
-
-fn engine_error(e: EngineError) -> ApiError {
-    match e {
-        EngineError::Contradicts { .. } => ApiError::Invalid(InvalidField::new("engine", e.to_string())),
-        EngineError::Export(e) if e.is_gone() => ApiError::NotFound(e.to_string()),
-        EngineError::Export(e) if e.is_transient() => ApiError::Unavailable {
-            detail: e.to_string(),
-            retry_after: e.retry_after().unwrap_or_else(|| jittered(Duration::from_secs(30))),
-        },
-        EngineError::Export(e) => ApiError::Unprocessable(e.to_string()),
-    }
 }
 
 fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
@@ -274,10 +245,7 @@ async fn respond(
                 if from_queue && label.is_none() && delivery.retry_count.unwrap_or(0) >= threshold {
                     state.service.report(task, attempt, &e).await;
                 }
-                return Err(ApiError::Unavailable {
-                    detail: e.to_string(),
-                    retry_after: e.retry_after().unwrap_or_else(|| jittered(Duration::from_secs(30))),
-                });
+                return Err(e.into());
             }
             // A named backup's caller gets the answer; its failure marker would stand for the day's.
             if label.is_none() {
@@ -293,7 +261,7 @@ async fn respond(
                 };
                 return Ok((StatusCode::OK, Json(body)).into_response());
             }
-            Err(if e.is_gone() { ApiError::NotFound(e.to_string()) } else { ApiError::Unprocessable(e.to_string()) })
+            Err(e.into())
         }
     }
 }
@@ -307,9 +275,4 @@ fn ok(status: ExportStatus, manifest: Manifest) -> Response {
         error: None,
     };
     (StatusCode::OK, Json(body)).into_response()
-}
-
-/// `base` plus up to 50 % random, so retries of many tasks spread out.
-fn jittered(base: Duration) -> Duration {
-    base + base.mul_f64(rand::random::<f64>() / 2.0)
 }

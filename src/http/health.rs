@@ -1,4 +1,4 @@
-//! `GET /healthz` (open to all), `GET /openapi.json` and `GET /doctor`.
+//! `GET /healthz` (open to all) and `GET /doctor`.
 
 use axum::Json;
 
@@ -6,11 +6,6 @@ use axum::Json;
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
-}
-
-/// The OpenAPI 3.1 document of this API.
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi())
 }
 
 /// What would make tonight's Cloud SQL exports fail: the instances' bucket access, the queue's
@@ -26,7 +21,7 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     security(("bearer" = []))
 )]
 pub async fn doctor(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+    axum::extract::State(state): axum::extract::State<super::state::AppState>,
 ) -> Json<crate::doctor::DoctorReport> {
     Json(crate::doctor::run(&state.settings).await)
 }

@@ -1,7 +1,11 @@
-//! The HTTP API: one file per route group, `error.rs` for every error answer, and the OpenAPI
-//! document. Handlers parse, call one domain function, and map its outcome; nothing more.
+//! The HTTP API: one file per route group, `error.rs` for every error answer, and here the routes,
+//! declared once (`utoipa-axum`'s `routes!`): the router and the OpenAPI document both come from
+//! each handler's `#[utoipa::path]`. Handlers parse, call one domain function, and map its outcome;
+//! nothing more.
 
+pub mod auth;
 pub mod backups;
+pub mod caller;
 pub mod error;
 pub mod export;
 pub mod guard;
@@ -10,33 +14,36 @@ pub mod limits;
 pub mod prune;
 pub mod schedule;
 pub mod server;
+pub mod state;
 pub mod status;
 
 use std::net::SocketAddr;
 
-use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::{Json, Router};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::app::AppState;
+use state::AppState;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// The document's frame: its info, the schemas every route shares, the bearer scheme and the tags.
+/// Its paths come from the routes themselves ([`protected_routes`], [`open_routes`]).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "data-backup", description = "Backs up every database, every night, and proves the backups are good."),
-    paths(schedule::schedule, export::export, prune::prune, backups::list_backups, backups::verify, backups::verify_due, status::status, status::page, status::runs, status::run, status::metrics, health::healthz, health::doctor),
     components(schemas(error::Problem, crate::store::manifest::Manifest, crate::runs::ledger::ScheduleSummary, crate::retention::PrunePlan, crate::restore::BackupPage, crate::verify::VerificationRecord, crate::status::StatusReport, crate::runs::summary::RunReport, status::RunList)),
     modifiers(&BearerAuth),
     tags((name = "backups", description = "Discovery, export, listing and restore drills"), (name = "status", description = "Freshness, coverage, runs and metrics"), (name = "operations", description = "Health and metadata"))
@@ -52,14 +59,55 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-        limits::document_protected_answers(openapi);
     }
 }
 
-/// The OpenAPI document.
+/// The routes behind caller verification, each declared once: a handler's `#[utoipa::path]` gives
+/// both its route in the router and its operation in the OpenAPI document.
+fn protected_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(schedule::schedule))
+        .routes(routes!(export::export))
+        .routes(routes!(prune::prune))
+        .routes(routes!(backups::list_backups))
+        .routes(routes!(backups::verify))
+        .routes(routes!(backups::verify_due))
+        .routes(routes!(openapi_document))
+        .routes(routes!(status::page))
+        .routes(routes!(status::status))
+        .routes(routes!(status::runs))
+        .routes(routes!(status::run))
+        .routes(routes!(status::metrics))
+        .routes(routes!(health::doctor))
+}
+
+/// The routes open to every caller (the liveness probe).
+fn open_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health::healthz))
+}
+
+/// The OpenAPI document: the frame of [`ApiDoc`], the operations of every route, and the answers
+/// the middleware adds to them (`limits::document_protected_answers`).
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc =
+        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(open_routes()).merge(protected_routes()).into_openapi();
+    limits::document_protected_answers(&mut doc);
+    doc
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses(
+        (status = 200, description = "This document (OpenAPI 3.1)", body = Object),
+    ),
+    security(("bearer" = []))
+)]
+async fn openapi_document() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
 }
 
 /// The router of the service bound to `local`: `/healthz` open, everything else behind caller
@@ -68,20 +116,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// document (`error::problem_documents`); `X-Content-Type-Options: nosniff` on every answer. The
 /// `Authorization` header is marked sensitive so that no trace layer can print it.
 pub fn router(state: AppState, local: SocketAddr) -> Router {
-    let protected = Router::new()
-        .route("/schedule", post(schedule::schedule))
-        .route("/export", post(export::export))
-        .route("/prune", post(prune::prune))
-        .route("/backups", get(backups::list_backups))
-        .route("/verify", post(backups::verify))
-        .route("/verify/due", post(backups::verify_due))
-        .route("/openapi.json", get(health::openapi))
-        .route("/", get(status::page))
-        .route("/status", get(status::status))
-        .route("/runs", get(status::runs))
-        .route("/runs/{id}", get(status::run))
-        .route("/metrics", get(status::metrics))
-        .route("/doctor", get(health::doctor))
+    let (protected, _) = protected_routes().split_for_parts();
+    let protected = protected
         .route_layer(axum::middleware::from_fn_with_state(state.http.clone(), limits::time_limit))
         .route_layer(
             ServiceBuilder::new()
@@ -89,9 +125,9 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
                 .load_shed()
                 .layer(GlobalConcurrencyLimitLayer::new(state.http.max_concurrent_requests)),
         )
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_caller));
-    let routes =
-        Router::new().route("/healthz", get(health::healthz)).merge(protected).layer(DefaultBodyLimit::max(BODY_LIMIT));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), caller::require_caller));
+    let (open, _) = open_routes().split_for_parts();
+    let routes = open.merge(protected).layer(DefaultBodyLimit::max(BODY_LIMIT));
     let routes = if state.auth.is_enabled() {
         routes
     } else {

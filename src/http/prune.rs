@@ -8,9 +8,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
-use crate::app::AppState;
-use crate::model::InvalidField;
-use crate::retention::{PrunePlan, RetentionError, parse_as_of, prune as run_prune};
+use super::state::AppState;
+use crate::retention::{PrunePlan, parse_as_of, prune as run_prune};
 
 /// Options of `POST /prune`, as query parameters or as a JSON body (not both for the same option).
 #[derive(Clone, Debug, Default, Deserialize, IntoParams, ToSchema)]
@@ -69,12 +68,6 @@ pub async fn prune(
         Some(value) => parse_as_of(value)?,
         None => chrono::Utc::now().date_naive(),
     };
-    match run_prune(&state.service.store, &state.retention, as_of, request.apply.unwrap_or(false)).await {
-        Ok(plan) => Ok(Json(plan)),
-        Err(e @ RetentionError::AsOfInFuture(_)) => Err(InvalidField::new("as_of", e.to_string()).into()),
-        Err(e) if e.is_transient() => {
-            Err(ApiError::Unavailable { detail: e.to_string(), retry_after: std::time::Duration::from_secs(30) })
-        }
-        Err(e) => Err(ApiError::Unprocessable(e.to_string())),
-    }
+    let plan = run_prune(&state.service.store, &state.retention, as_of, request.apply.unwrap_or(false)).await?;
+    Ok(Json(plan))
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, Problem};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::model::{InvalidField, RunDate};
 use crate::runs::ledger::ScheduleSummary;
 
@@ -54,14 +54,7 @@ pub async fn schedule(
     let date = run_date(&headers)?;
     let summary = state.schedule(date, query.dry_run).await;
     if summary.errors.iter().any(|e| e.scope.starts_with("enqueue:")) {
-        return Err(ApiError::Unavailable {
-            detail: format!(
-                "{} of {} tasks could not be enqueued",
-                summary.not_enqueued,
-                summary.discovered - summary.excluded
-            ),
-            retry_after: std::time::Duration::from_secs(60),
-        });
+        return Err(ApiError::not_enqueued(summary.not_enqueued, summary.discovered - summary.excluded));
     }
     Ok(Json(summary))
 }

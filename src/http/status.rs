@@ -18,19 +18,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::model::{RunDate, RunId};
 use crate::runs::summary::RunReport;
 use crate::status::render::{age_text, size_and_trend};
 use crate::status::{DatabaseStatus, DbState, StatusFilter, StatusReport};
-use crate::store::StoreError;
-
-fn unavailable(e: &StoreError) -> ApiError {
-    ApiError::Unavailable {
-        detail: format!("the store could not be read: {e}"),
-        retry_after: std::time::Duration::from_secs(30),
-    }
-}
 
 /// The state of every database, and the newest run's summary.
 #[utoipa::path(
@@ -51,7 +43,7 @@ pub async fn status(
     query: Result<Query<StatusFilter>, QueryRejection>,
 ) -> Result<Json<StatusReport>, ApiError> {
     let Query(filter) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let report = state.status.status().await.map_err(|e| unavailable(&e))?;
+    let report = state.status.status().await?;
     Ok(Json(report.filtered(&filter)))
 }
 
@@ -97,7 +89,7 @@ pub async fn page(
         None => None,
     };
     let filter = StatusFilter { project: query.project, instance: query.instance, state: wanted_state };
-    let report = state.status.status().await.map_err(|e| unavailable(&e))?;
+    let report = state.status.status().await?;
     let headers = [
         (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
         (header::REFERRER_POLICY, "no-referrer"),
@@ -142,7 +134,7 @@ pub async fn runs(
 ) -> Result<Json<RunList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let days = query.days.unwrap_or(state.status.settings().runs_days).clamp(1, 366);
-    let runs = state.status.runs(days).await.map_err(|e| unavailable(&e))?;
+    let runs = state.status.runs(days).await?;
     Ok(Json(RunList { runs }))
 }
 
@@ -178,7 +170,7 @@ pub async fn run(
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let run_id = RunId::parse(id)?;
     let day = query.date.as_deref().map(RunDate::parse).transpose()?;
-    match state.status.run(&run_id, day).await.map_err(|e| unavailable(&e))? {
+    match state.status.run(&run_id, day).await? {
         Some(report) => Ok(Json(report)),
         None => Err(ApiError::NotFound(format!(
             "no run `{run_id}` {}",

@@ -6,7 +6,8 @@ pub mod fakes;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use data_backup::app::{AppState, Application};
+use data_backup::app::Application;
+use data_backup::http::state::AppState;
 use data_backup::settings::Settings;
 use serde_json::Value;
 use tempfile::TempDir;

@@ -1,4 +1,5 @@
-//! Caller verification: every route but `/healthz` needs a verified caller.
+//! Caller verification: whether the `Authorization` header of a request names a caller allowed on
+//! its route. Every route but `/healthz` needs a verified caller (the middleware is `caller.rs`).
 //!
 //! Two methods, either or both enabled by `[auth]` (see [`AuthSettings`]):
 //! - a **bearer token** (self-hosted deployments), compared in constant time;
@@ -11,7 +12,7 @@
 //! With neither configured the service only starts on a loopback address (enforced by `Settings`)
 //! and logs a warning: anyone on this machine may call it.
 //!
-//! Answers (built in `http/error.rs`): 401 with `WWW-Authenticate: Bearer` when credentials are
+//! Answers (built in `error.rs` from a [`Rejection`]): 401 with `WWW-Authenticate: Bearer` when credentials are
 //! missing or invalid (`error="invalid_token"` for invalid ones); 403 (`error="insufficient_scope"`)
 //! for a valid token whose identity is not allowed or whose email is not verified; 503 with
 //! `Retry-After` when the signing keys cannot be fetched, so that Cloud Tasks retries instead of
@@ -32,11 +33,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use jsonwebtoken::errors::ErrorKind as JwtError;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -44,8 +42,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
-use crate::http::error::ApiError;
 use crate::settings::{AuthSettings, SettingsError};
 
 /// Clock skew tolerated on `exp`, `iat` and `nbf` (Google's own verifiers use 10 s).
@@ -62,9 +58,6 @@ const DEFAULT_KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// After a failed JWKS fetch, the next attempt waits this long (or `jwks_min_refresh_secs`, if shorter).
 const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(5);
-
-/// `Retry-After` of the 503 answered while the keys cannot be fetched.
-const JWKS_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Who called, once verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +86,18 @@ pub enum Rejection {
     Forbidden(String),
     /// The signing keys cannot be fetched: retry later (503).
     Unavailable(String),
+}
+
+impl Rejection {
+    /// Why, for the log line (for [`Rejection::Unavailable`] the fetch's failure, which the caller
+    /// is not told).
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Missing(why) => why,
+            Self::Invalid(why) | Self::Forbidden(why) | Self::Unavailable(why) => why,
+        }
+    }
 }
 
 /// The identity a rejected token claimed, for the log line (never the token).
@@ -174,43 +179,6 @@ impl Authenticator {
                 Err((Rejection::Invalid("the token is not a well-formed JWT".into()), Claimed::default()))
             }
             _ => Err((Rejection::Invalid("the bearer token is not valid".into()), Claimed::default())),
-        }
-    }
-}
-
-/// Middleware: lets the request through only with a verified caller (when a method is configured);
-/// the [`Caller`] is put in the request's extensions.
-pub async fn require_caller(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
-    match state.auth.check(request.headers(), &route).await {
-        Ok(caller) => {
-            if let Caller::Google { email, sub } = &caller {
-                tracing::debug!(http.route = %route, caller.email = %email, caller.sub = %sub, "caller verified");
-            }
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err((rejection, claimed)) => {
-            let (reason, error) = match rejection {
-                Rejection::Missing(why) => (why.to_owned(), ApiError::Unauthorized(why.to_owned())),
-                Rejection::Invalid(why) => (why.clone(), ApiError::InvalidToken(why)),
-                Rejection::Forbidden(why) => (why.clone(), ApiError::Forbidden(why)),
-                Rejection::Unavailable(why) => {
-                    let detail = "the identity provider's signing keys cannot be fetched: retry later".to_owned();
-                    (why, ApiError::Unavailable { detail, retry_after: JWKS_RETRY_AFTER })
-                }
-            };
-            tracing::warn!(
-                http.route = %route,
-                caller.email = claimed.email.as_deref().unwrap_or("-"),
-                caller.sub = claimed.sub.as_deref().unwrap_or("-"),
-                reason = %reason,
-                "caller rejected"
-            );
-            error.into_response()
         }
     }
 }

@@ -1,0 +1,49 @@
+//! `data-backup status`: the state of every database as a table (or the JSON of `GET /status`),
+//! with an exit status for cron and health checks (see `status::exit_status`).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::output::print_json;
+use crate::settings::Settings;
+
+/// `data-backup status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the JSON of `GET /status` instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this project.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Only this instance.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Only this state.
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+/// Runs `status`.
+pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    let StatusArgs { json, project, instance, state } = args;
+    let state = state
+        .map(|s| {
+            crate::status::DbState::parse(&s).with_context(|| {
+                format!("unknown state `{s}` (ok, stale, failing, missing, suspect, gone, unverified, unverifiable, excluded)")
+            })
+        })
+        .transpose()?;
+    let store = crate::store::BackupStore::open(settings).await?;
+    let report = crate::status::compute::compute(&store, &settings.status, chrono::Utc::now()).await?;
+    let shown = report.filtered(&crate::status::StatusFilter { project, instance, state });
+    if json {
+        print_json(&shown)?;
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        print!("{}", crate::status::render::render_table(&shown, color));
+    }
+    Ok(ExitCode::from(crate::status::render::exit_status(&shown)))
+}
