@@ -25,258 +25,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
-use chrono::{DateTime, NaiveDate, Utc, Weekday};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::model::{DatabaseName, DatabasePath, InstanceName, InvalidField, ProjectId, RunDate, RunId};
-use crate::settings::{ClassRetentionSettings, RetentionSettings, Settings, SettingsError, SourceRetentionSettings};
 use crate::store::bucket::{BucketError, ObjectInfo};
 use crate::store::layout::Key;
 use crate::store::{BackupStore, StoreError};
 
 pub use crate::model::calendar::{RetentionClass, class_of};
-
-// ---------------------------------------------------------------------------------------------
-// Policy
-// ---------------------------------------------------------------------------------------------
-
-/// Colder storage a class may move to after some days (bucket lifecycle rules only).
-///
-/// | setting | GCS | S3 |
-/// | --- | --- | --- |
-/// | `nearline` | `NEARLINE` | `STANDARD_IA` |
-/// | `coldline` | `COLDLINE` | `GLACIER_IR` |
-/// | `archive` | `ARCHIVE` | `GLACIER_IR` |
-///
-/// The S3 mapping keeps every backup readable at once (no restore request), as the GCS classes are.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColderStorage {
-    /// GCS Nearline (30-day minimum storage), S3 Standard-IA.
-    #[default]
-    Nearline,
-    /// GCS Coldline (90 days), S3 Glacier Instant Retrieval.
-    Coldline,
-    /// GCS Archive (365 days), S3 Glacier Instant Retrieval.
-    Archive,
-}
-
-impl ColderStorage {
-    /// The GCS storage class.
-    #[must_use]
-    pub fn gcs(self) -> &'static str {
-        match self {
-            Self::Nearline => "NEARLINE",
-            Self::Coldline => "COLDLINE",
-            Self::Archive => "ARCHIVE",
-        }
-    }
-
-    /// The S3 storage class.
-    #[must_use]
-    pub fn s3(self) -> &'static str {
-        match self {
-            Self::Nearline => "STANDARD_IA",
-            Self::Coldline | Self::Archive => "GLACIER_IR",
-        }
-    }
-}
-
-/// A move to colder storage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Colder {
-    /// Days after the backup's creation.
-    pub after_days: u32,
-    /// Where to.
-    pub storage: ColderStorage,
-}
-
-/// How long one class (of one source) is kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClassRule {
-    /// Days kept after the run date (at least 1).
-    pub keep_days: u32,
-    /// Optional move to colder storage, always before `keep_days`.
-    pub colder: Option<Colder>,
-}
-
-impl ClassRule {
-    /// Kept `keep_days`, never moved.
-    #[must_use]
-    pub fn keep(keep_days: u32) -> Self {
-        Self { keep_days, colder: None }
-    }
-}
-
-/// The resolved `[retention]` settings: one rule per class, and per source where overridden.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    weekly_on: Weekday,
-    prune_after_schedule: bool,
-    classes: BTreeMap<RetentionClass, ClassRule>,
-    /// Configured source names (lifecycle rules list them when a class has overrides).
-    sources: BTreeSet<String>,
-    /// Resolved rules of the (source, class) pairs that have an override.
-    overrides: BTreeMap<(String, RetentionClass), ClassRule>,
-}
-
-impl Default for RetentionPolicy {
-    /// Seed 004's policy: Mondays weekly; daily 9 days, weekly 40, monthly 365, quarterly 2190,
-    /// yearly 43800; no colder storage, no overrides, no prune after the schedule.
-    fn default() -> Self {
-        Self {
-            weekly_on: Weekday::Mon,
-            prune_after_schedule: false,
-            classes: RetentionClass::ALL.into_iter().map(|c| (c, ClassRule::keep(c.default_keep_days()))).collect(),
-            sources: BTreeSet::new(),
-            overrides: BTreeMap::new(),
-        }
-    }
-}
-
-fn class_settings(s: &RetentionSettings, class: RetentionClass) -> &ClassRetentionSettings {
-    match class {
-        RetentionClass::Daily => &s.daily,
-        RetentionClass::Weekly => &s.weekly,
-        RetentionClass::Monthly => &s.monthly,
-        RetentionClass::Quarterly => &s.quarterly,
-        RetentionClass::Yearly => &s.yearly,
-    }
-}
-
-fn source_class_settings(s: &SourceRetentionSettings, class: RetentionClass) -> &ClassRetentionSettings {
-    match class {
-        RetentionClass::Daily => &s.daily,
-        RetentionClass::Weekly => &s.weekly,
-        RetentionClass::Monthly => &s.monthly,
-        RetentionClass::Quarterly => &s.quarterly,
-        RetentionClass::Yearly => &s.yearly,
-    }
-}
-
-/// `s` over `base`; errors name `{prefix}.<key>`.
-fn resolve(prefix: &str, s: &ClassRetentionSettings, base: ClassRule) -> Result<ClassRule, SettingsError> {
-    let error = |key: &str, reason: String| SettingsError { key: format!("{prefix}.{key}"), reason };
-    let keep_days = s.keep_days.unwrap_or(base.keep_days);
-    if keep_days == 0 {
-        return Err(error(
-            "keep_days",
-            "must be at least 1 (a backup kept 0 days is deleted by the next prune)".into(),
-        ));
-    }
-    let after = match s.colder_after_days {
-        Some(0) => None,
-        Some(days) => Some(days),
-        None => base.colder.map(|c| c.after_days),
-    };
-    let storage = s.colder_storage.or(base.colder.map(|c| c.storage)).unwrap_or_default();
-    if s.colder_storage.is_some() && after.is_none() {
-        return Err(error("colder_storage", "is set but colder_after_days is not: say after how many days".into()));
-    }
-    if let Some(after) = after
-        && after >= keep_days
-    {
-        let key = if s.colder_after_days.is_some() { "colder_after_days" } else { "keep_days" };
-        return Err(error(
-            key,
-            format!(
-                "colder_after_days ({after}) must be less than keep_days ({keep_days}): the backup would be deleted before it moves"
-            ),
-        ));
-    }
-    Ok(ClassRule { keep_days, colder: after.map(|after_days| Colder { after_days, storage }) })
-}
-
-impl RetentionPolicy {
-    /// Resolves and checks `[retention]`; an error names the offending key.
-    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let r = &settings.retention;
-        let mut policy =
-            Self { weekly_on: r.weekly_on.0, prune_after_schedule: r.prune_after_schedule, ..Self::default() };
-        for class in RetentionClass::ALL {
-            let rule = resolve(
-                &format!("retention.{}", class.as_str()),
-                class_settings(r, class),
-                ClassRule::keep(class.default_keep_days()),
-            )?;
-            policy.classes.insert(class, rule);
-        }
-        policy.sources = settings.effective_sources().iter().map(|s| s.name.to_string()).collect();
-        for (name, overrides) in &r.sources {
-            if !policy.sources.contains(name) {
-                let known: Vec<&str> = policy.sources.iter().map(String::as_str).collect();
-                return Err(SettingsError {
-                    key: format!("retention.sources.{name}"),
-                    reason: format!("`{name}` is not a configured source (configured: {})", known.join(", ")),
-                });
-            }
-            for class in RetentionClass::ALL {
-                let s = source_class_settings(overrides, class);
-                if s.keep_days.is_none() && s.colder_after_days.is_none() && s.colder_storage.is_none() {
-                    continue;
-                }
-                let prefix = format!("retention.sources.{name}.{}", class.as_str());
-                let rule = resolve(&prefix, s, policy.classes[&class])?;
-                policy.overrides.insert((name.clone(), class), rule);
-            }
-        }
-        Ok(policy)
-    }
-
-    /// Replaces the rule of `class` (tests and tools; overrides already set are kept as they are).
-    #[must_use]
-    pub fn with_class_rule(mut self, class: RetentionClass, rule: ClassRule) -> Self {
-        self.classes.insert(class, rule);
-        self
-    }
-
-    /// Adds the configured source `source`, with `rule` for `class` (tests and tools).
-    #[must_use]
-    pub fn with_source_rule(mut self, source: &str, class: RetentionClass, rule: ClassRule) -> Self {
-        self.sources.insert(source.to_owned());
-        self.overrides.insert((source.to_owned(), class), rule);
-        self
-    }
-
-    /// Sets the weekly weekday.
-    #[must_use]
-    pub fn with_weekly_on(mut self, weekly_on: Weekday) -> Self {
-        self.weekly_on = weekly_on;
-        self
-    }
-
-    /// The weekly class's weekday.
-    #[must_use]
-    pub fn weekly_on(&self) -> Weekday {
-        self.weekly_on
-    }
-
-    /// Whether `/schedule` runs a prune after enqueueing.
-    #[must_use]
-    pub fn prune_after_schedule(&self) -> bool {
-        self.prune_after_schedule
-    }
-
-    /// The class of a run date under this policy's calendar.
-    #[must_use]
-    pub fn class_of(&self, date: NaiveDate) -> RetentionClass {
-        class_of(date, self.weekly_on)
-    }
-
-    /// The rule of `class` for the backups whose project segment is `project`.
-    #[must_use]
-    pub fn rule(&self, class: RetentionClass, project: &str) -> ClassRule {
-        self.overrides.get(&(project.to_owned(), class)).copied().unwrap_or(self.classes[&class])
-    }
-
-    /// Whether a backup of `class` and `project` run on `run_date` is expired on `as_of`.
-    #[must_use]
-    pub fn is_expired(&self, class: RetentionClass, project: &str, run_date: NaiveDate, as_of: NaiveDate) -> bool {
-        (as_of - run_date).num_days() > i64::from(self.rule(class, project).keep_days)
-    }
-}
+pub use crate::settings::retention::{ClassRule, Colder, ColderStorage, RetentionPolicy};
 
 // ---------------------------------------------------------------------------------------------
 // Key prefixes (built from `Key` so that `Layout` stays the one place that encodes segments)
@@ -859,13 +619,12 @@ fn prefix_rules(policy: &RetentionPolicy, store_prefix: &str) -> Vec<PrefixRule>
     let full = |p: String| if store_prefix.is_empty() { p } else { format!("{store_prefix}/{p}") };
     let mut rules = Vec::new();
     for class in RetentionClass::ALL {
-        let default = policy.classes[&class];
-        let overridden = policy.overrides.iter().any(|((_, c), rule)| *c == class && *rule != default);
-        if overridden {
-            for source in &policy.sources {
+        let default = policy.class_rule(class);
+        if policy.has_source_overrides(class) {
+            for source in policy.sources() {
                 // Source names are valid project segments; were one not, its backups would match
                 // no rule and be left to the prune (never deleted early).
-                let Ok(project) = ProjectId::parse(source.as_str()) else { continue };
+                let Ok(project) = ProjectId::parse(source) else { continue };
                 let prefix = class_prefix(class, Some(&project));
                 rules.push(PrefixRule {
                     id: format!("data-backup-{}", prefix.trim_end_matches('/').replace('/', "-")),
@@ -1041,75 +800,11 @@ pub fn lifecycle(policy: &RetentionPolicy, store_url: &str, format: LifecycleFor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Weekday;
     use proptest::prelude::*;
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-
-    fn settings(toml: &str) -> Result<RetentionPolicy, String> {
-        Settings::from_toml(toml)
-            .map_err(|e| e.to_string())
-            .and_then(|s| RetentionPolicy::from_settings(&s).map_err(|e| e.to_string()))
-    }
-
-    const SOURCES: &str = "[[sources]]\nname = \"main\"\nkind = \"postgres\"\nurl = \"postgres://h/\"\n\
-                           [[sources]]\nname = \"legacy\"\nkind = \"mysql\"\nurl = \"mysql://h/\"\n";
-
-    #[test]
-    fn defaults_are_seed_004s() {
-        let policy = settings("").unwrap();
-        assert_eq!(policy.sources, BTreeSet::from(["local".to_owned()]));
-        assert!(policy.overrides.is_empty());
-        let keeps: Vec<u32> = RetentionClass::ALL.iter().map(|c| policy.rule(*c, "local").keep_days).collect();
-        assert_eq!(keeps, [9, 40, 365, 2190, 43800]);
-        assert!(!policy.prune_after_schedule());
-        assert_eq!(policy.weekly_on(), Weekday::Mon);
-    }
-
-    #[test]
-    fn source_overrides_inherit_what_they_leave_out() {
-        let policy = settings(&format!(
-            "{SOURCES}[retention]\nweekly_on = \"sunday\"\nprune_after_schedule = true\n\
-             [retention.daily]\nkeep_days = 14\ncolder_after_days = 7\ncolder_storage = \"coldline\"\n\
-             [retention.sources.legacy.daily]\nkeep_days = 30\n[retention.sources.legacy.monthly]\nkeep_days = 90\n"
-        ))
-        .unwrap();
-        let coldline7 = Some(Colder { after_days: 7, storage: ColderStorage::Coldline });
-        assert_eq!(policy.rule(RetentionClass::Daily, "main"), ClassRule { keep_days: 14, colder: coldline7 });
-        assert_eq!(policy.rule(RetentionClass::Daily, "legacy"), ClassRule { keep_days: 30, colder: coldline7 });
-        assert_eq!(policy.rule(RetentionClass::Monthly, "legacy"), ClassRule::keep(90));
-        assert_eq!(policy.rule(RetentionClass::Monthly, "unknown-project"), ClassRule::keep(365));
-        assert_eq!(policy.class_of(d("2026-11-22")), RetentionClass::Weekly);
-        assert!(policy.prune_after_schedule());
-        let never = settings(&format!(
-            "{SOURCES}[retention.daily]\ncolder_after_days = 3\n[retention.sources.main.daily]\ncolder_after_days = 0\n"
-        ))
-        .unwrap();
-        assert_eq!(never.rule(RetentionClass::Daily, "main"), ClassRule::keep(9));
-    }
-
-    #[test]
-    fn retention_errors_name_the_key() {
-        let cases = [
-            ("[retention.daily]\nkeep_days = 0", "`retention.daily.keep_days`"),
-            ("[retention.weekly]\ncolder_after_days = 40", "`retention.weekly.colder_after_days`"),
-            ("[retention.weekly]\ncolder_storage = \"archive\"", "`retention.weekly.colder_storage`"),
-            ("[retention.monthly]\ncolder_storage = \"tape\"", "retention.monthly.colder_storage"),
-            ("[retention.hourly]\nkeep_days = 1", "unknown field"),
-            ("[retention.daily]\nkeep_days = -1", "retention.daily.keep_days"),
-            ("[retention.sources.nosuch.daily]\nkeep_days = 1", "`retention.sources.nosuch`"),
-            ("[retention.sources.main.hourly]\nkeep_days = 1", "retention.sources.main"),
-            (
-                "[retention.daily]\ncolder_after_days = 5\n[retention.sources.main.daily]\nkeep_days = 4",
-                "`retention.sources.main.daily.keep_days`",
-            ),
-        ];
-        for (toml, expected) in cases {
-            let err = settings(&format!("{SOURCES}{toml}")).unwrap_err();
-            assert!(err.contains(expected), "{toml:?} gave {err:?}");
-            assert_eq!(err.lines().count(), 1, "{err}");
-        }
     }
 
     #[test]
