@@ -20,4 +20,5 @@ pub mod settings;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod util;
 pub mod verify;

@@ -89,8 +89,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::export::dump::tail_stderr;
-use crate::model::{DatabasePath, Engine, Label, RunDate};
-use crate::retention::RetentionClass;
+use crate::model::{DatabasePath, Engine, Label, RetentionClass, RunDate};
 use crate::settings::{ServerUrl, Settings};
 use crate::store::bucket::{ByteStream, ObjectInfo};
 use crate::store::layout::Key;

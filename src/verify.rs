@@ -438,7 +438,7 @@ impl Verifier {
         let path = path_text(db);
         engine_ok
             && (check.databases.is_empty()
-                || check.databases.iter().any(|g| crate::discovery::compile_glob(g).is_ok_and(|m| m.is_match(&path))))
+                || check.databases.iter().any(|g| crate::util::glob::compile_glob(g).is_ok_and(|m| m.is_match(&path))))
     }
 
     /// Verifies the backup of `db` for `date` (default: the newest); see the module docs.

@@ -12,9 +12,10 @@ pub use self::servers::{
 };
 
 use async_trait::async_trait;
-use globset::{Glob, GlobBuilder, GlobMatcher};
+use globset::GlobMatcher;
 
 use crate::model::{DatabaseName, DatabaseRef, SourceName};
+use crate::util::glob::compile_glob;
 
 /// Errors of a discovery call.
 #[derive(Debug, thiserror::Error)]
@@ -130,11 +131,6 @@ pub trait Discovery: Send + Sync {
         let _ = db;
         Ok(None)
     }
-}
-
-/// Compiles an exclusion glob over `project/instance/database`; `*` does not cross `/`.
-pub fn compile_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
-    GlobBuilder::new(pattern).literal_separator(true).build().map(|g: Glob| g.compile_matcher())
 }
 
 /// The compiled exclusion patterns.

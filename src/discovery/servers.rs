@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{Discovery, DiscoveryError};
 use crate::model::{DatabaseName, DatabaseRef, Engine, ProjectId, SourceName};
 use crate::settings::{SourceSettings, read_secret_file};
+use crate::util::glob::compile_glob;
 
 /// MySQL schemas that are the server's own.
 pub const MYSQL_SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "sys", "information_schema", "performance_schema"];
@@ -50,7 +51,7 @@ pub fn mysql_opts(source: &SourceSettings) -> Result<mysql_async::Opts, String> 
 fn outside_globs(source: &SourceSettings, name: &str) -> Option<String> {
     let globs = source.databases.as_ref()?;
     let form: &str = &crate::model::glob_form(name);
-    if globs.iter().any(|g| super::compile_glob(g).is_ok_and(|m| m.is_match(form))) {
+    if globs.iter().any(|g| compile_glob(g).is_ok_and(|m| m.is_match(form))) {
         return None;
     }
     Some(format!("`{name}` matches none of source `{}`'s `databases` globs {globs:?}", source.name))

@@ -30,7 +30,7 @@ pub struct ExportService {
     /// A transient failure delivered by Cloud Tasks is reported once its retries reach this.
     pub report_after_retries: u32,
     /// Object retention of new backups: the policy that dates it, and whether it is locked.
-    pub retention_lock: Option<(Arc<crate::retention::RetentionPolicy>, bool)>,
+    pub retention_lock: Option<(Arc<crate::settings::RetentionPolicy>, bool)>,
 }
 
 /// An export asked for by hand that lies outside what the service is configured to back up.
@@ -189,7 +189,7 @@ impl ExportService {
     /// logged, not fatal.
     async fn retain(&self, store: &BackupStore, task: &ExportTask, manifest: &Manifest) {
         let Some((policy, locked)) = &self.retention_lock else { return };
-        let Some(class) = crate::retention::RetentionClass::from_segment(&manifest.class) else { return };
+        let Some(class) = crate::model::RetentionClass::from_segment(&manifest.class) else { return };
         let keep = policy.rule(class, &manifest.project).keep_days;
         // Expired once more than keep_days have passed (RetentionPolicy::is_expired): retained
         // through the end of that last day.

@@ -24,11 +24,11 @@
 //! the one spelling [`Key::path`] writes parses: a key is the same string on every backend (the
 //! buckets store it verbatim), so listing, parsing and building it again always name one object.
 
+use crate::model::calendar::{RetentionClass, class_of};
 use crate::model::{
     DatabaseName, DatabasePath, DatabaseRef, InstanceName, Label, ProjectId, RunDate, RunId, from_key_segment,
     key_segment,
 };
-use crate::retention::{RetentionClass, class_of};
 use crate::store::manifest::DumpFormat;
 use chrono::{NaiveDate, Weekday};
 
