@@ -22,4 +22,5 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod tripwire;
+pub mod util;
 pub mod verify;

@@ -47,12 +47,15 @@ use google_cloud_gax::error::rpc::StatusDetails;
 use google_cloud_gax::retry_policy::NeverRetry;
 use google_cloud_resourcemanager_v3::client::{Folders, Projects};
 use google_cloud_sql_v1::client::{SqlDatabasesService, SqlInstancesService};
-use rand::Rng;
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 
 use super::{ApiCalls, Discovery, DiscoveryError, DiscoveryReport, Found, Skipped};
 use crate::model::{DatabaseName, DatabaseRef, Engine, InstanceName, ProjectId, SourceName};
 use crate::settings::{GcpCredentials, GcpSettings, GcpSourceSettings, GcpStrategy};
+use crate::util::backoff::Backoff;
+
+/// Doublings of an API's retry delay: the 11th and later retries wait no longer than the 10th.
+const MAX_DOUBLINGS: u32 = 10;
 
 /// The Cloud Asset type of a Cloud SQL instance.
 pub const SQL_INSTANCE_ASSET_TYPE: &str = "sqladmin.googleapis.com/Instance";
@@ -145,7 +148,7 @@ pub struct Api {
     limiter: Limiter,
     in_flight: Semaphore,
     attempts: u32,
-    retry_initial: Duration,
+    backoff: Backoff,
     /// Calls and throttled answers.
     pub counters: ApiCounters,
 }
@@ -202,7 +205,7 @@ impl Api {
             limiter: Limiter::new(per_minute),
             in_flight: Semaphore::new(concurrency.max(1)),
             attempts: attempts.max(1),
-            retry_initial,
+            backoff: Backoff::new(retry_initial, MAX_DOUBLINGS),
             counters: ApiCounters::default(),
         }
     }
@@ -263,12 +266,7 @@ impl Api {
                 tracing::warn!(api = self.name, call = what, attempts = attempt, error = %err, "Google API call failed");
                 return Err(err);
             }
-            let backoff = {
-                let exp =
-                    self.retry_initial.as_secs_f64() * 2f64.powi(i32::try_from(attempt - 1).unwrap_or(30).min(10));
-                Duration::from_secs_f64(rand::rng().random_range(exp / 2.0..=exp))
-            };
-            let wait = retry_after(&e).unwrap_or(backoff);
+            let wait = retry_after(&e).unwrap_or_else(|| self.backoff.delay(attempt));
             tracing::info!(api = self.name, call = what, attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying a Google API call");
             if e.http_status_code() == Some(429) {
                 self.limiter.back_off(wait).await;

@@ -41,7 +41,6 @@ use google_cloud_gax::retry_policy::NeverRetry;
 use google_cloud_sql_v1::client::{SqlInstancesService, SqlOperationsService};
 use google_cloud_sql_v1::model::operation::{SqlOperationStatus, SqlOperationType};
 use google_cloud_sql_v1::model::{ExportContext, InstancesExportRequest, Operation, SqlFileType};
-use rand::Rng as _;
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::OnceCell;
 
@@ -53,6 +52,7 @@ use crate::store::bucket::ObjectInfo;
 use crate::store::layout::Key;
 use crate::store::manifest::{CloudSqlExport, DumpFormat, MANIFEST_VERSION, Manifest, ToolVersions};
 use crate::store::{BackupStore, StoreError};
+use crate::util::backoff::spread;
 
 /// Longest pause between two polls of an operation.
 const MAX_POLL: Duration = Duration::from_secs(30);
@@ -216,7 +216,7 @@ impl CloudSqlExporter {
             }
             let now = Instant::now();
             if now >= deadline {
-                let retry_after = jitter(Duration::from_secs(30));
+                let retry_after = spread(Duration::from_secs(30), 1.0);
                 return Err(ExportError::Running {
                     operation: op.name.clone(),
                     waited_secs: started.elapsed().as_secs(),
@@ -446,7 +446,7 @@ fn busy(task: &ExportTask, message: &str) -> ExportError {
             "Cloud SQL instance {}:{} is busy with another operation (operationInProgress): {message}",
             task.db.project, task.db.instance
         ),
-        retry_after: jitter(Duration::from_secs(30)),
+        retry_after: spread(Duration::from_secs(30), 1.0),
     }
 }
 
@@ -455,11 +455,6 @@ fn in_the_way(uri: &str, why: &str) -> ExportError {
         "{uri} exists without a manifest but is not a complete export ({why}); it is never exported over: \
          delete it (gcloud storage rm {uri}) and the next attempt exports again"
     ))
-}
-
-/// `base` plus up to 100 % random, so the retries of many tasks spread out.
-fn jitter(base: Duration) -> Duration {
-    base + base.mul_f64(rand::rng().random_range(0.0..1.0))
 }
 
 /// What the start of a dump of `engine` looks like, and its last line when complete.

@@ -1,0 +1,3 @@
+//! Small helpers every layer may use: they know nothing of backups, databases or Google.
+
+pub mod backoff;
