@@ -14,7 +14,8 @@ use crate::discovery::Exclusions;
 use crate::export::{ExportService, Source};
 use crate::model::RunDate;
 use crate::notify::{LogNotifier, Notifier, WebhookNotifier};
-use crate::queue::{LocalQueue, TaskQueue};
+use crate::queue::TaskQueue;
+use crate::queue::local::LocalQueue;
 use crate::schedule::ScheduleSummary;
 use crate::settings::{Settings, SettingsError};
 use crate::store::{BackupStore, StoreError};
@@ -124,7 +125,7 @@ impl AppState {
                 crate::settings::QueueKind::CloudTasks => {
                     // Cloud Tasks waits for /export's answer: the export's wait plus two minutes.
                     Arc::new(
-                        crate::queue::CloudTasksQueue::new(&settings.queue, &settings.gcp)
+                        crate::queue::cloud_tasks::CloudTasksQueue::new(&settings.queue, &settings.gcp)
                             .with_dispatch_deadline(Duration::from_secs(settings.export.wait_secs + 120)),
                     )
                 }
