@@ -45,7 +45,10 @@ use tokio::io::AsyncReadExt as _;
 use tokio::sync::OnceCell;
 
 use super::{ExportError, Exporter, OperationFailure};
-use crate::discovery::gcp::{CallError, GcpApis, credentials, engine_of};
+use crate::gcp::api::CallError;
+use crate::gcp::clients::GcpApis;
+use crate::gcp::credentials::credentials;
+use crate::gcp::instances::engine_of;
 use crate::model::{DatabaseRef, Engine, ExportTask};
 use crate::settings::{ExportSettings, GcpSettings};
 use crate::store::bucket::ObjectInfo;

@@ -21,7 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::discovery::{Discovery, DiscoveryError, MysqlServer, PostgresServer};
+use crate::discovery::servers::{MysqlServer, PostgresServer};
+use crate::discovery::{Discovery, DiscoveryError};
 use crate::model::{DatabaseName, DatabaseRef, Engine, ExportTask, InstanceName, ProjectId, SourceName};
 use crate::notify::Notifier;
 use crate::settings::{Settings, SourceKind};
@@ -321,7 +322,7 @@ pub struct Source {
 impl Source {
     /// The sources the settings configure.
     pub fn from_settings(settings: &Settings) -> Vec<Self> {
-        let apis = Arc::new(crate::discovery::gcp::GcpApis::new(&settings.gcp));
+        let apis = Arc::new(crate::gcp::clients::GcpApis::new(&settings.gcp));
         let gcp = settings.gcp_sources.iter().map(|source| Self {
             name: source.name.clone(),
             project: ProjectId::parse(source.name.as_str()).expect("a source name is a valid project id"),

@@ -1,3 +1,4 @@
 //! Small helpers every layer may use: they know nothing of backups, databases or Google.
 
 pub mod backoff;
+pub mod error;
