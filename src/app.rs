@@ -18,7 +18,7 @@ use crate::http::auth::Authenticator;
 use crate::http::state::AppState;
 use crate::notify::webhook::WebhookNotifier;
 use crate::notify::{LogNotifier, Notifier};
-use crate::queue::LocalQueue;
+use crate::queue::local::LocalQueue;
 use crate::settings::{Settings, SettingsError};
 use crate::store::{BackupStore, StoreError};
 
@@ -92,7 +92,7 @@ impl AppState {
                 crate::settings::QueueKind::CloudTasks => {
                     // Cloud Tasks waits for /export's answer: the export's wait plus two minutes.
                     Arc::new(
-                        crate::queue::CloudTasksQueue::new(&settings.queue, &settings.gcp)
+                        crate::queue::cloud_tasks::CloudTasksQueue::new(&settings.queue, &settings.gcp)
                             .with_dispatch_deadline(Duration::from_secs(settings.export.wait_secs + 120)),
                     )
                 }

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::discovery::Discovery as _;
-use crate::discovery::gcp::{GcpApis, GcpDiscovery};
+use crate::discovery::gcp::GcpDiscovery;
 use crate::export::cloudsql::CloudSqlExporter;
+use crate::gcp::clients::GcpApis;
 use crate::settings::{QueueKind, Settings};
 use crate::store::bucket::gcs::GcsBucket;
 

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod discovery;
 pub mod doctor;
 pub mod export;
+pub mod gcp;
 pub mod http;
 pub mod metrics;
 pub mod model;

@@ -1210,7 +1210,7 @@ mod pg {
         let (client, conn) = config(server, db)
             .connect(tokio_postgres::NoTls)
             .await
-            .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+            .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
         tokio::spawn(conn);
         Ok(client)
     }
@@ -1231,7 +1231,7 @@ mod pg {
         let rows = admin
             .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
             .await
-            .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+            .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
         Ok(!rows.is_empty())
     }
 
@@ -1255,7 +1255,7 @@ mod pg {
                 &[],
             )
             .await
-            .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+            .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
         Ok(row.get(0))
     }
 
@@ -1353,7 +1353,7 @@ mod pg {
                 admin
                     .batch_execute(&format!("CREATE DATABASE {}", ident(db)))
                     .await
-                    .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+                    .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
             }
             let r = load(store, dirs, manifest, server, db, ids, transforms, options).await;
             if r.is_err() && !exists {
@@ -1365,7 +1365,7 @@ mod pg {
         admin
             .batch_execute(&format!("CREATE DATABASE {}", ident(&side)))
             .await
-            .map_err(|e| db_error(server, &crate::discovery::error_chain_of(&e)))?;
+            .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
         let bytes = match load(store, dirs, manifest, server, &side, ids, transforms, options).await {
             Ok(b) => b,
             Err(e) => {
@@ -1391,7 +1391,7 @@ mod pg {
         exists: bool,
         terminate: bool,
     ) -> Result<Option<String>, RestoreError> {
-        let err = |e: tokio_postgres::Error| crate::discovery::error_chain_of(&e);
+        let err = |e: tokio_postgres::Error| crate::util::error::error_chain_of(&e);
         if !exists {
             admin
                 .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", ident(side), ident(db)))
@@ -1910,7 +1910,7 @@ pub async fn count_rows(target: &ServerUrl, database: &str) -> Result<BTreeMap<S
     let mut counts = BTreeMap::new();
     if target.scheme == "postgres" {
         let client = pg::connect(target, database).await?;
-        let err = |e: tokio_postgres::Error| db_error(target, &crate::discovery::error_chain_of(&e));
+        let err = |e: tokio_postgres::Error| db_error(target, &crate::util::error::error_chain_of(&e));
         let tables = client
             .query(
                 "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -1953,7 +1953,7 @@ pub async fn query_value(target: &ServerUrl, database: &str, sql: &str) -> Resul
     if target.scheme == "postgres" {
         let client = pg::connect(target, database).await?;
         let messages =
-            client.simple_query(sql).await.map_err(|e| db_error(target, &crate::discovery::error_chain_of(&e)))?;
+            client.simple_query(sql).await.map_err(|e| db_error(target, &crate::util::error::error_chain_of(&e)))?;
         Ok(messages
             .into_iter()
             .find_map(|m| match m {

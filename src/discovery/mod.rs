@@ -5,11 +5,7 @@
 //! source never stops the others: the caller records its error and goes on.
 
 pub mod gcp;
-mod servers;
-
-pub use self::servers::{
-    MysqlServer, PostgresServer, dump_password, error_chain, error_chain_of, mysql_opts, pg_config,
-};
+pub mod servers;
 
 use async_trait::async_trait;
 use globset::GlobMatcher;

@@ -6,12 +6,11 @@ use mysql_async::prelude::Queryable;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Discovery, DiscoveryError};
+use crate::gcp::instances::MYSQL_SYSTEM_SCHEMAS;
 use crate::model::{DatabaseName, DatabaseRef, Engine, ProjectId, SourceName};
 use crate::settings::{SourceSettings, read_secret_file};
+use crate::util::error::error_chain;
 use crate::util::glob::compile_glob;
-
-/// MySQL schemas that are the server's own.
-pub const MYSQL_SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "sys", "information_schema", "performance_schema"];
 
 /// The password of a source: its password file, else the URL's.
 pub fn dump_password(source: &SourceSettings) -> Result<Option<SecretString>, String> {
@@ -118,21 +117,6 @@ impl PostgresServer {
     }
 }
 
-/// An error and its sources on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 #[async_trait]
 impl Discovery for PostgresServer {
     fn name(&self) -> &SourceName {
@@ -209,9 +193,4 @@ impl Discovery for MysqlServer {
     async fn exists(&self, database: &DatabaseName) -> Result<bool, DiscoveryError> {
         Ok(self.schemas().await?.iter().any(|n| n == database.as_str()))
     }
-}
-
-/// [`error_chain`] for any error value.
-pub fn error_chain_of<E: std::error::Error>(e: &E) -> String {
-    error_chain(e)
 }

@@ -41,18 +41,21 @@ use google_cloud_gax::retry_policy::NeverRetry;
 use google_cloud_sql_v1::client::{SqlInstancesService, SqlOperationsService};
 use google_cloud_sql_v1::model::operation::{SqlOperationStatus, SqlOperationType};
 use google_cloud_sql_v1::model::{ExportContext, InstancesExportRequest, Operation, SqlFileType};
-use rand::Rng as _;
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::OnceCell;
 
 use super::{ExportError, Exporter, OperationFailure};
-use crate::discovery::gcp::{CallError, GcpApis, credentials, engine_of};
+use crate::gcp::api::CallError;
+use crate::gcp::clients::GcpApis;
+use crate::gcp::credentials::credentials;
+use crate::gcp::instances::engine_of;
 use crate::model::{DatabaseRef, Engine, ExportTask};
 use crate::settings::{ExportSettings, GcpSettings};
 use crate::store::bucket::ObjectInfo;
 use crate::store::layout::Key;
 use crate::store::manifest::{CloudSqlExport, DumpFormat, MANIFEST_VERSION, Manifest, ToolVersions};
 use crate::store::{BackupStore, StoreError};
+use crate::util::backoff::spread;
 
 /// Longest pause between two polls of an operation.
 const MAX_POLL: Duration = Duration::from_secs(30);
@@ -216,7 +219,7 @@ impl CloudSqlExporter {
             }
             let now = Instant::now();
             if now >= deadline {
-                let retry_after = jitter(Duration::from_secs(30));
+                let retry_after = spread(Duration::from_secs(30), 1.0);
                 return Err(ExportError::Running {
                     operation: op.name.clone(),
                     waited_secs: started.elapsed().as_secs(),
@@ -446,7 +449,7 @@ fn busy(task: &ExportTask, message: &str) -> ExportError {
             "Cloud SQL instance {}:{} is busy with another operation (operationInProgress): {message}",
             task.db.project, task.db.instance
         ),
-        retry_after: jitter(Duration::from_secs(30)),
+        retry_after: spread(Duration::from_secs(30), 1.0),
     }
 }
 
@@ -455,11 +458,6 @@ fn in_the_way(uri: &str, why: &str) -> ExportError {
         "{uri} exists without a manifest but is not a complete export ({why}); it is never exported over: \
          delete it (gcloud storage rm {uri}) and the next attempt exports again"
     ))
-}
-
-/// `base` plus up to 100 % random, so the retries of many tasks spread out.
-fn jitter(base: Duration) -> Duration {
-    base + base.mul_f64(rand::rng().random_range(0.0..1.0))
 }
 
 /// What the start of a dump of `engine` looks like, and its last line when complete.

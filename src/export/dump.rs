@@ -36,7 +36,8 @@ use tokio::process::{ChildStdout, Command};
 use tokio_util::io::InspectReader;
 
 use super::{ExportError, Exporter};
-use crate::discovery::{Discovery, dump_password, mysql_opts, pg_config};
+use crate::discovery::Discovery;
+use crate::discovery::servers::{dump_password, mysql_opts, pg_config};
 use crate::model::{Engine, ExportTask};
 use crate::settings::{ExportSettings, SourceKind, SourceSettings};
 use crate::store::BackupStore;
@@ -164,12 +165,12 @@ async fn pg_server_version(source: &SourceSettings, db: &str) -> Result<(String,
     let (client, conn) = pg_config(source, db)?
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|e| crate::discovery::error_chain_of(&e))?;
+        .map_err(|e| crate::util::error::error_chain_of(&e))?;
     let conn = tokio::spawn(conn);
     let row = client.query_one("SELECT version(), current_setting('server_version_num')::int", &[]).await;
     drop(client);
     let _ = conn.await;
-    let row = row.map_err(|e| crate::discovery::error_chain_of(&e))?;
+    let row = row.map_err(|e| crate::util::error::error_chain_of(&e))?;
     let num: i32 = row.get(1);
     Ok((row.get(0), u32::try_from(num / 10000).unwrap_or(0)))
 }
@@ -206,7 +207,7 @@ fn count_error(e: &dyn std::fmt::Display) -> ExportError {
 async fn pg_snapshot(source: &SourceSettings, db: &str) -> Result<PgSnapshot, ExportError> {
     let cfg = pg_config(source, db).map_err(|e| count_error(&e))?;
     let (client, conn) =
-        cfg.connect(tokio_postgres::NoTls).await.map_err(|e| count_error(&crate::discovery::error_chain_of(&e)))?;
+        cfg.connect(tokio_postgres::NoTls).await.map_err(|e| count_error(&crate::util::error::error_chain_of(&e)))?;
     tokio::spawn(conn);
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(pg_err)?;
     let id: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(pg_err)?.get(0);
@@ -215,7 +216,7 @@ async fn pg_snapshot(source: &SourceSettings, db: &str) -> Result<PgSnapshot, Ex
 
 #[expect(clippy::needless_pass_by_value, reason = "used as `map_err(pg_err)`")]
 fn pg_err(e: tokio_postgres::Error) -> ExportError {
-    count_error(&crate::discovery::error_chain_of(&e))
+    count_error(&crate::util::error::error_chain_of(&e))
 }
 
 impl PgSnapshot {

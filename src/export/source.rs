@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::discovery::{Discovery, MysqlServer, PostgresServer};
+use crate::discovery::Discovery;
+use crate::discovery::servers::{MysqlServer, PostgresServer};
 use crate::export::cloudsql::CloudSqlExporter;
 use crate::export::dump::DumpExporter;
 use crate::export::{ExportError, Exporter};
@@ -34,7 +35,7 @@ pub struct Source {
 impl Source {
     /// The sources the settings configure.
     pub fn from_settings(settings: &Settings) -> Vec<Self> {
-        let apis = Arc::new(crate::discovery::gcp::GcpApis::new(&settings.gcp));
+        let apis = Arc::new(crate::gcp::clients::GcpApis::new(&settings.gcp));
         let gcp = settings.gcp_sources.iter().map(|source| Self {
             name: source.name.clone(),
             project: ProjectId::parse(source.name.as_str()).expect("a source name is a valid project id"),

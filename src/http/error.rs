@@ -264,11 +264,6 @@ const JWKS_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// `Retry-After` of a schedule run some of whose tasks could not be enqueued.
 const ENQUEUE_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// `base` plus up to 50 % random, so retries of many tasks spread out.
-fn jittered(base: Duration) -> Duration {
-    base + base.mul_f64(rand::random::<f64>() / 2.0)
-}
-
 impl ApiError {
     /// A schedule run that could not enqueue `not_enqueued` of its `tasks` tasks: retry it.
     #[must_use]
@@ -309,7 +304,7 @@ impl From<ExportError> for ApiError {
         if e.is_transient() {
             Self::Unavailable {
                 detail: e.to_string(),
-                retry_after: e.retry_after().unwrap_or_else(|| jittered(EXPORT_RETRY_AFTER)),
+                retry_after: e.retry_after().unwrap_or_else(|| crate::util::backoff::spread(EXPORT_RETRY_AFTER, 0.5)),
             }
         } else if e.is_gone() {
             Self::NotFound(e.to_string())

@@ -10,7 +10,8 @@ use chrono::Utc;
 use crate::discovery::Exclusions;
 use crate::export::service::ExportService;
 use crate::model::RunDate;
-use crate::queue::{LocalQueue, TaskQueue};
+use crate::queue::TaskQueue;
+use crate::queue::local::LocalQueue;
 use crate::runs::ledger::ScheduleSummary;
 use crate::settings::Settings;
 

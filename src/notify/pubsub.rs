@@ -46,7 +46,7 @@ impl PubSubNotifier {
             .map_err(|e| format!("building the Pub/Sub client: {e}"))?;
         Ok(Self {
             url: format!("{endpoint}/v1/{topic}:publish"),
-            credentials: crate::discovery::gcp::credentials(gcp)?,
+            credentials: crate::gcp::credentials::credentials(gcp)?,
             http,
             attempts: attempts.max(1),
             success_events,

@@ -26,7 +26,8 @@ use google_cloud_tasks_v2::model::{HttpMethod, HttpRequest, OidcToken, Task};
 use tokio::sync::OnceCell;
 
 use super::{Enqueued, QueueError, TaskQueue};
-use crate::discovery::gcp::{Api, CallError, credentials};
+use crate::gcp::api::{Api, CallError};
+use crate::gcp::credentials::credentials;
 use crate::model::ExportTask;
 use crate::settings::{GcpSettings, QueueSettings};
 

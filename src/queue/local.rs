@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rand::Rng;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +24,7 @@ use crate::export::run::log_failed_attempt;
 use crate::export::service::ExportService;
 use crate::model::ExportTask;
 use crate::settings::QueueSettings;
+use crate::util::backoff::Backoff;
 
 struct Inner {
     service: Arc<ExportService>,
@@ -113,12 +113,11 @@ async fn worker(inner: Arc<Inner>) {
     }
 }
 
-/// Backoff before retry number `attempt` (1-based): initial × 2^(attempt−1), capped, full jitter
-/// over its upper half so that retries of many tasks spread out.
+/// Backoff before retry number `attempt` (1-based): initial × 2^(attempt−1), capped, jitter over
+/// its upper half so that retries of many tasks spread out.
 fn backoff(settings: &QueueSettings, attempt: u32) -> Duration {
-    let exp = settings.retry_initial_secs * 2f64.powi(i32::try_from(attempt.saturating_sub(1).min(30)).unwrap_or(30));
-    let capped = exp.min(settings.retry_max_delay_secs);
-    Duration::from_secs_f64(rand::rng().random_range(capped / 2.0..=capped))
+    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
+    Backoff::new(secs(settings.retry_initial_secs), 30).capped_at(secs(settings.retry_max_delay_secs)).delay(attempt)
 }
 
 async fn run_with_retries(inner: &Inner, task: &ExportTask) {

@@ -7,9 +7,6 @@
 pub mod cloud_tasks;
 pub mod local;
 
-pub use self::cloud_tasks::CloudTasksQueue;
-pub use self::local::LocalQueue;
-
 use async_trait::async_trait;
 
 use crate::model::ExportTask;

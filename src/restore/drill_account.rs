@@ -106,7 +106,7 @@ impl DrillAccount {
             admin
                 .batch_execute(&sql)
                 .await
-                .map_err(|e| db_error(&self.admin, &crate::discovery::error_chain_of(&e)))?;
+                .map_err(|e| db_error(&self.admin, &crate::util::error::error_chain_of(&e)))?;
         }
         Ok(())
     }
@@ -161,7 +161,7 @@ impl DrillAccount {
             left.push(format!(
                 "role `{}` could not be dropped: {}",
                 self.account,
-                crate::discovery::error_chain_of(&e)
+                crate::util::error::error_chain_of(&e)
             ));
         }
         if left.is_empty() { Ok(()) } else { Err(left.join("; ")) }

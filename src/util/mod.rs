@@ -1,3 +1,5 @@
-//! Small helpers every layer may use: nothing here knows the domain.
+//! Small helpers every layer may use: they know nothing of backups, databases or Google.
 
+pub mod backoff;
+pub mod error;
 pub mod glob;
