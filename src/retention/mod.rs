@@ -1,5 +1,5 @@
-//! Retention: the two ways an expired backup goes away, bucket lifecycle rules ([`lifecycle`]) and
-//! the prune ([`plan`] then [`prune`]).
+//! Retention: the two ways an expired backup goes away, bucket lifecycle rules ([`lifecycle()`]) and
+//! the prune ([`plan()`] then [`prune()`]).
 //!
 //! The calendar (the class a run date belongs to, the first segment of a backup's key) lives in
 //! `crate::model::calendar`; the [`RetentionPolicy`] (how long each class is kept, resolved from
@@ -8,7 +8,7 @@
 //! - A backup of class `c` with run date `d` is **expired** on `as_of` when `as_of - d > keep_days(c)`
 //!   (per-source overrides apply to the backups whose project segment is the source's name).
 //!   Lifecycle rules delete at object age `keep_days`; both keep a backup at least `keep_days` days.
-//! - The prune ([`plan`] then [`prune`]) lists only the class prefixes (and `verifications/`), so
+//! - The prune ([`plan()`] then [`prune()`]) lists only the class prefixes (and `verifications/`), so
 //!   `labels/`, `latest/`, `runs/`, `leases/` and `reports/` are never touched. It deletes an expired
 //!   backup's manifest before its dump (no manifest ever points at a missing dump) and its
 //!   verification record after the dump, deletes expired orphan dumps, never deletes the newest
