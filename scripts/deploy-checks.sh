@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks of the deployment files, no cloud and no Docker daemon needed (tests/deploy/):
 #   - terraform/: parses (python-hcl2); every variable typed, described and documented in
-#     docs/deploy.md; the service's environment names only settings src/settings.rs knows; the
+#     docs/deploy.md; the service's environment names only settings src/settings/ knows; the
 #     bucket's lifecycle rules equal a fresh `data-backup lifecycle --format terraform`; checkov passes
 #     (its skips each carry a reason); `terraform fmt -check`, and `validate` when the providers can
 #     be installed (terraform on PATH only);

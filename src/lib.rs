@@ -1,5 +1,6 @@
 //! data-backup: backs up every database an organisation runs, every night, and proves the backups
-//! are good. See DESIGN.md for the architecture; this crate is the whole service and its CLI.
+//! are good. This crate is the whole service and its CLI; ARCHITECTURE.md maps its layers and
+//! docs/adr/ records the decisions.
 
 pub mod app;
 pub mod cli;

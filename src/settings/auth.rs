@@ -12,7 +12,7 @@ use super::error::SettingsError;
 use super::secret::read_secret_file;
 
 /// `[auth]`: who may call the service. Every route but `/healthz` needs a verified caller once
-/// either method is configured; both may be on together (see `src/auth.rs`).
+/// either method is configured; both may be on together (see `src/http/auth.rs`).
 ///
 /// ```toml
 /// [auth]

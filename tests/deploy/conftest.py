@@ -81,8 +81,8 @@ def tool(env_name: str, command: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def settings_schema() -> dict[str, dict[str, str]]:
-    """Struct name → {field: type} for every `pub struct` of src/settings.rs."""
-    text = (REPO / "src" / "settings.rs").read_text(encoding="utf-8")
+    """Struct name → {field: type} for every `pub struct` of src/settings/ (one file per section)."""
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted((REPO / "src" / "settings").glob("*.rs")))
     schema: dict[str, dict[str, str]] = {}
     for m in re.finditer(r"^pub struct (\w+) \{\n(.*?)^\}", text, re.S | re.M):
         fields = dict(re.findall(r"^    pub (\w+): (.+?),\s*$", m.group(2), re.M))

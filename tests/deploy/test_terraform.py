@@ -136,7 +136,7 @@ def test_the_service_environment_names_only_known_settings(settings_schema):
             if t.startswith("BTreeMap<") and i == len(path) - 2:
                 break  # a map keyed by the last segment (auth.route_emails.<route>)
             struct = struct_of(t)
-    assert unknown == [], f"not settings of src/settings.rs: {unknown}"
+    assert unknown == [], f"not settings of src/settings/: {unknown}"
 
 
 def test_the_gcp_source_sets_only_known_keys(settings_schema):
