@@ -831,13 +831,19 @@ impl ScheduleSettings {
     }
 }
 
-/// `[restore]`: guards of `data-backup restore`.
+/// `[restore]`: guards of `data-backup restore`, and its parallel path (restores and drills).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestoreSettings {
     /// Globs (case-insensitive) over a restore target's database name and host; a match is refused
     /// without `--i-know-this-is-production` (e.g. `["*prod*", "db-main.*"]`).
     pub production_patterns: Vec<String>,
+    /// `pg_restore -j` jobs of a parallel PostgreSQL restore (restores and drills of custom-format
+    /// backups without transforms); absent: the cores, at most 8; `1`: always stream (ADR 0016).
+    pub jobs: Option<usize>,
+    /// Where a parallel restore spools the decoded dump (needs free space equal to it); absent:
+    /// `$TMPDIR`. The file is unnamed: it is freed when the restore ends, however it ends.
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// `[verify]`: where restore drills restore, and what they check.
@@ -1286,6 +1292,9 @@ impl Settings {
                 .case_insensitive(true)
                 .build()
                 .map_err(|e| SettingsError::new(format!("restore.production_patterns[{i}]"), e.to_string()))?;
+        }
+        if self.restore.jobs == Some(0) {
+            return Err(SettingsError::new("restore.jobs", "must be at least 1 (1: never parallel)"));
         }
         for (key, url, scheme) in
             [("verify.url", &self.verify.url, "postgres"), ("verify.mysql_url", &self.verify.mysql_url, "mysql")]
