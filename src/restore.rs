@@ -1361,7 +1361,9 @@ mod pg {
         tracing::info!(key = %manifest.key, db.name = %db, jobs, spooled_bytes = size, "checked; restoring with pg_restore -j");
         let mut cmd = Command::new(&pg_restore);
         env(&mut cmd, server, db);
-        parallel::pg_restore(cmd, spooled, jobs, options.keep_owners).await.map_err(parallel::SpoolError::Restore)?;
+        parallel::pg_restore(cmd, spooled, db, jobs, options.keep_owners)
+            .await
+            .map_err(parallel::SpoolError::Restore)?;
         Ok(bytes)
     }
 

@@ -95,15 +95,29 @@ pub(super) async fn spool(fetch: Fetch, key: &str, dir: &Path) -> Result<Spooled
     }
 }
 
-/// Runs `pg_restore -j jobs --exit-on-error` on the spooled dump, `cmd` already carrying the
-/// connection's environment. Answers the arguments it ran with.
+/// `dbname='…'`: a connection string naming only the database (`pg_restore` needs `-d` to restore
+/// into a database, and a bare `-d` value holding `=` or starting with `postgres://` would be read
+/// as a connection string); the rest of the connection comes from the environment.
+fn dbname_conninfo(db: &str) -> String {
+    format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Runs `pg_restore -j jobs --exit-on-error` on the spooled dump into `db`, `cmd` already carrying
+/// the connection's environment. Answers the arguments it ran with.
 pub(super) async fn pg_restore(
     mut cmd: Command,
     spooled: Spooled,
+    db: &str,
     jobs: usize,
     keep_owners: bool,
 ) -> Result<Vec<String>, RestoreError> {
-    let mut args = vec!["--jobs".to_owned(), jobs.to_string(), "--exit-on-error".to_owned()];
+    let mut args = vec![
+        "--jobs".to_owned(),
+        jobs.to_string(),
+        "--exit-on-error".to_owned(),
+        "--dbname".to_owned(),
+        dbname_conninfo(db),
+    ];
     if !keep_owners {
         args.extend(["--no-owner".to_owned(), "--no-acl".to_owned()]);
     }
@@ -128,6 +142,13 @@ pub(super) async fn pg_restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_name_reaches_pg_restore_as_a_quoted_conninfo_value() {
+        assert_eq!(dbname_conninfo("app"), "dbname='app'");
+        assert_eq!(dbname_conninfo(r"it's a\b"), r"dbname='it\'s a\\b'");
+        assert_eq!(dbname_conninfo("postgres://x/y"), "dbname='postgres://x/y'");
+    }
 
     #[test]
     fn one_job_is_the_streaming_path_and_a_request_overrides_the_cores() {

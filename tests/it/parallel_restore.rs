@@ -125,7 +125,7 @@ async fn a_transform_keeps_the_restore_in_one_transaction() {
     let anon = dir.path().join("anon.sql");
     std::fs::write(&anon, "UPDATE customers SET email = md5(email) || '@anon.invalid';").unwrap();
     let bad = dir.path().join("bad.sql");
-    std::fs::write(&bad, "UPDATE customers SET email = 'x';\nUPDATE no_such_table SET x = 1;\n").unwrap();
+    std::fs::write(&bad, "UPDATE customers SET joined = joined + 1;\nUPDATE no_such_table SET x = 1;\n").unwrap();
 
     let into = PgDb { name: unique_name("par_tx_into") };
     let mut req = request("pgsrc", "pg", &src.name, target(&pg_url(), &into.name));
