@@ -22,6 +22,13 @@
 //! process feeding it died.) A plain restore refuses a target with user tables; `--create` creates a
 //! missing target (and drops it again when the restore fails).
 //!
+//! **In parallel** (module `parallel`, ADR 0016). A custom-format dump restored without transforms,
+//! into a database nobody uses yet (the `--replace` side database, a missing `--create` target
+//! restored beside its name and renamed when done, a drill's scratch database), is read through the
+//! same checks into an unnamed temporary file first, and restored with `pg_restore -j N` only once
+//! every check passed. It is not one transaction, which is why it never loads an existing target in
+//! place; [`RestoreReport::parallel_jobs`] says which path ran.
+//!
 //! `--replace` restores into a side database `<target>_restore_<random>`, runs the transforms
 //! there, and only then swaps in one transaction: `ALTER DATABASE target RENAME TO
 //! target_old_<YYYYMMDDHHMMSS>_<random>; ALTER DATABASE side RENAME TO target`. The old database is
@@ -101,9 +108,11 @@ mod database_lines;
 mod definers;
 mod drill_account;
 mod line_filter;
+mod parallel;
 mod scratch_server;
 
 pub use drill_account::{ACCOUNT_PREFIX, DrillAccount, SCRATCH_PREFIX};
+pub use parallel::MAX_JOBS;
 pub use scratch_server::{SCRATCH_DIR_PREFIX, ScratchError, ScratchServer, dumped_major};
 
 /// Copy buffer between the stages.
@@ -512,6 +521,14 @@ pub struct RestoreOptions {
     pub strip_definers: bool,
     /// Print progress on stderr when it is a terminal.
     pub progress: bool,
+    /// PostgreSQL custom-format backups: `pg_restore -j` jobs (module `parallel`); `None` for
+    /// `restore.jobs`, else the cores; `Some(1)` always streams.
+    pub jobs: Option<usize>,
+    /// Where a parallel restore spools the decoded dump (`restore.temp_dir`, else `$TMPDIR`).
+    pub temp_dir: Option<PathBuf>,
+    /// The target is a scratch database its caller drops whatever happens (a restore drill): a
+    /// parallel restore may load it in place, since a half-restored scratch database harms nobody.
+    pub scratch: bool,
 }
 
 /// A transform file, read before the restore starts.
@@ -573,6 +590,10 @@ pub struct RestoreReport {
     pub transforms: usize,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// The `pg_restore -j` jobs of a parallel restore; absent when the dump was streamed through
+    /// one transaction (ADR 0016).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_jobs: Option<usize>,
 }
 
 /// Where the restore tools live (`export.pg_bin_dir`, `export.mysql_bin_dir`).
@@ -635,6 +656,9 @@ pub async fn restore(
         req.identity.as_deref().map(crate::crypto::read_identity_file).transpose().map_err(RestoreError::Invalid)?;
     let manifest = find_backup(store, &req.db, req.selector.clone()).await?;
     tracing::info!(key = %manifest.key, run_date = %manifest.run_date, target = %req.target, db.name = %database, "restoring");
+    let mut options = req.options.clone();
+    options.jobs = options.jobs.or(settings.restore.jobs);
+    options.temp_dir = options.temp_dir.or_else(|| settings.restore.temp_dir.clone());
     restore_manifest(
         store,
         &ToolDirs::from_settings(settings),
@@ -643,7 +667,7 @@ pub async fn restore(
         &database,
         identities.as_deref(),
         &transforms,
-        &req.options,
+        &options,
     )
     .await
 }
@@ -699,10 +723,11 @@ pub async fn restore_manifest(
         });
     }
     let ids = if encrypted { identities } else { None };
-    let (previous, bytes) = if expected == "postgres" {
+    let (previous, bytes, parallel_jobs) = if expected == "postgres" {
         pg::restore(store, tools, manifest, target, database, ids, transforms, options).await?
     } else {
-        my::restore(store, tools, manifest, target, database, ids, transforms, options).await?
+        let (previous, bytes) = my::restore(store, tools, manifest, target, database, ids, transforms, options).await?;
+        (previous, bytes, None)
     };
     Ok(RestoreReport {
         key: manifest.key.clone(),
@@ -713,6 +738,7 @@ pub async fn restore_manifest(
         bytes,
         transforms: transforms.len(),
         seconds: started.elapsed().as_secs_f64(),
+        parallel_jobs,
     })
 }
 
@@ -1259,7 +1285,7 @@ mod pg {
         Ok(row.get(0))
     }
 
-    fn env(cmd: &mut Command, server: &ServerUrl, db: &str) {
+    pub(super) fn env(cmd: &mut Command, server: &ServerUrl, db: &str) {
         cmd.env_remove("PGPASSWORD")
             .env_remove("PGSERVICE")
             .env_remove("PGOPTIONS")
@@ -1276,9 +1302,73 @@ mod pg {
         }
     }
 
-    /// Loads the dump into `db` in one transaction with the transforms.
+    /// The `pg_restore -j` jobs of this restore, or `None` for the streaming path: a custom-format
+    /// dump without transforms (they keep the one transaction: ADR 0016), more than one job.
+    fn parallel_jobs(manifest: &Manifest, transforms: &[Transform], options: &RestoreOptions) -> Option<usize> {
+        (manifest.format == DumpFormat::PgCustomZstd && transforms.is_empty())
+            .then(|| parallel::jobs(options.jobs))
+            .flatten()
+    }
+
+    /// Loads the dump into `db`: with `jobs`, spooled and `pg_restore -j` (falling back to
+    /// streaming when the temporary file cannot be written); else streamed in one transaction
+    /// with the transforms. Answers (bytes read, the jobs used).
     #[expect(clippy::too_many_arguments, reason = "internal")]
     async fn load(
+        store: &BackupStore,
+        dirs: &ToolDirs,
+        manifest: &Manifest,
+        server: &ServerUrl,
+        db: &str,
+        ids: Option<&[Identity]>,
+        transforms: &[Transform],
+        options: &RestoreOptions,
+        jobs: Option<usize>,
+    ) -> Result<(u64, Option<usize>), RestoreError> {
+        if let Some(jobs) = jobs {
+            match load_parallel(store, dirs, manifest, server, db, ids, options, jobs).await {
+                Ok(bytes) => return Ok((bytes, Some(jobs))),
+                Err(parallel::SpoolError::Restore(e)) => return Err(e),
+                Err(parallel::SpoolError::Disk(e)) => {
+                    tracing::warn!(key = %manifest.key, error = %e, "cannot spool the dump for a parallel restore: streaming it instead");
+                }
+            }
+        }
+        load_streaming(store, dirs, manifest, server, db, ids, transforms, options).await.map(|b| (b, None))
+    }
+
+    /// Spools the checked dump and runs `pg_restore -j jobs` into `db` (module `parallel`).
+    #[expect(clippy::too_many_arguments, reason = "internal")]
+    async fn load_parallel(
+        store: &BackupStore,
+        dirs: &ToolDirs,
+        manifest: &Manifest,
+        server: &ServerUrl,
+        db: &str,
+        ids: Option<&[Identity]>,
+        options: &RestoreOptions,
+        jobs: usize,
+    ) -> Result<u64, parallel::SpoolError> {
+        let (pg_restore, _) = tools(dirs).await.map_err(parallel::SpoolError::Restore)?;
+        let fetch = open_dump(store, manifest, ids).await.map_err(parallel::SpoolError::Restore)?;
+        let progress = Progress::start(options.progress, fetch.read.clone(), manifest.bytes, format!("restoring {db}"));
+        let dir = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let spooled = parallel::spool(fetch, &manifest.key, &dir).await;
+        progress.finish().await;
+        let spooled = spooled?;
+        let (bytes, size) = (spooled.bytes, spooled.size);
+        tracing::info!(key = %manifest.key, db.name = %db, jobs, spooled_bytes = size, "checked; restoring with pg_restore -j");
+        let mut cmd = Command::new(&pg_restore);
+        env(&mut cmd, server, db);
+        parallel::pg_restore(cmd, spooled, db, jobs, options.keep_owners)
+            .await
+            .map_err(parallel::SpoolError::Restore)?;
+        Ok(bytes)
+    }
+
+    /// Loads the dump into `db` in one transaction with the transforms.
+    #[expect(clippy::too_many_arguments, reason = "internal")]
+    async fn load_streaming(
         store: &BackupStore,
         dirs: &ToolDirs,
         manifest: &Manifest,
@@ -1320,7 +1410,8 @@ mod pg {
         r
     }
 
-    /// See the module docs. Answers (where the previous database went, bytes read).
+    /// See the module docs. Answers (where the previous database went, bytes read, the
+    /// `pg_restore -j` jobs when the restore was parallel).
     #[expect(clippy::too_many_arguments, reason = "internal")]
     pub(super) async fn restore(
         store: &BackupStore,
@@ -1331,7 +1422,7 @@ mod pg {
         ids: Option<&[Identity]>,
         transforms: &[Transform],
         options: &RestoreOptions,
-    ) -> Result<(Option<String>, u64), RestoreError> {
+    ) -> Result<(Option<String>, u64, Option<usize>), RestoreError> {
         let admin = admin(server).await?;
         let exists = exists(&admin, server, db).await?;
         if !exists && !options.create {
@@ -1339,7 +1430,12 @@ mod pg {
                 "database `{db}` does not exist on {server}: pass --create to create it"
             )));
         }
-        if !options.replace {
+        let jobs = parallel_jobs(manifest, transforms, options);
+        // A parallel restore is not one transaction: it loads a database nobody uses yet (a side
+        // database swapped in afterwards, or a drill's scratch database), never an existing
+        // target in place (ADR 0016).
+        let in_place_jobs = jobs.filter(|_| options.scratch);
+        if !options.replace && (exists || jobs.is_none() || options.scratch) {
             if exists {
                 let n = user_tables(server, db).await?;
                 if n > 0 {
@@ -1355,18 +1451,18 @@ mod pg {
                     .await
                     .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
             }
-            let r = load(store, dirs, manifest, server, db, ids, transforms, options).await;
+            let r = load(store, dirs, manifest, server, db, ids, transforms, options, in_place_jobs).await;
             if r.is_err() && !exists {
                 drop_database(&admin, db).await;
             }
-            return r.map(|bytes| (None, bytes));
+            return r.map(|(bytes, jobs)| (None, bytes, jobs));
         }
         let side = side_name(db, PG_MAX_IDENT);
         admin
             .batch_execute(&format!("CREATE DATABASE {}", ident(&side)))
             .await
             .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
-        let bytes = match load(store, dirs, manifest, server, &side, ids, transforms, options).await {
+        let (bytes, jobs) = match load(store, dirs, manifest, server, &side, ids, transforms, options, jobs).await {
             Ok(b) => b,
             Err(e) => {
                 drop_database(&admin, &side).await;
@@ -1374,7 +1470,7 @@ mod pg {
             }
         };
         match swap(&admin, server, db, &side, exists, options.terminate_connections).await {
-            Ok(old) => Ok((old, bytes)),
+            Ok(old) => Ok((old, bytes, jobs)),
             Err(e) => {
                 drop_database(&admin, &side).await;
                 Err(e)

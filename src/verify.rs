@@ -154,6 +154,10 @@ pub struct VerificationRecord {
     /// Rows restored per second of `restore_secs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_per_sec: Option<f64>,
+    /// The `pg_restore -j` jobs when the drill restored in parallel (a PostgreSQL custom-format
+    /// backup); absent when the dump was streamed (ADR 0016).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_jobs: Option<usize>,
 }
 
 /// The part of a record a listing shows.
@@ -226,6 +230,9 @@ pub struct Verifier {
     store: BackupStore,
     settings: VerifySettings,
     tools: ToolDirs,
+    /// `restore.jobs` and `restore.temp_dir`: a drill restores as `data-backup restore` does.
+    restore_jobs: Option<usize>,
+    temp_dir: Option<std::path::PathBuf>,
     notifiers: Vec<Arc<dyn Notifier>>,
     stop: CancellationToken,
     /// Held (shared) by every running drill; [`Verifier::stopped`] takes it exclusively.
@@ -344,6 +351,8 @@ impl Verifier {
             store,
             settings: settings.verify.clone(),
             tools: ToolDirs::from_settings(settings),
+            restore_jobs: settings.restore.jobs,
+            temp_dir: settings.restore.temp_dir.clone(),
             notifiers,
             stop: CancellationToken::new(),
             running: tokio::sync::RwLock::new(()),
@@ -500,6 +509,7 @@ impl Verifier {
             restore_secs: None,
             bytes_per_sec: None,
             rows_per_sec: None,
+            restore_jobs: None,
         }
     }
 
@@ -510,6 +520,7 @@ impl Verifier {
         let mut warnings = Vec::new();
         let (mut tables, mut checks, mut compared, mut bytes) = (Vec::new(), Vec::new(), false, 0);
         let mut restore_secs = None;
+        let mut restore_jobs = None;
         let identities = match &self.settings.identity_file {
             Some(path) => match crate::crypto::read_identity_file(path) {
                 Ok(ids) => Some(ids),
@@ -541,7 +552,15 @@ impl Verifier {
             interrupted = tokio::select! {
                 () = async {
                     let as_account = account.url();
-                    let options = RestoreOptions { create: true, strip_definers: true, ..RestoreOptions::default() };
+                    // The scratch database is dropped whatever happens: a parallel restore may load it in place.
+                    let options = RestoreOptions {
+                        create: true,
+                        strip_definers: true,
+                        jobs: self.restore_jobs,
+                        temp_dir: self.temp_dir.clone(),
+                        scratch: true,
+                        ..RestoreOptions::default()
+                    };
                     let restore_started = Instant::now();
                     match restore_manifest(
                         &self.store,
@@ -557,6 +576,7 @@ impl Verifier {
                     {
                         Ok(report) => {
                             bytes = report.bytes;
+                            restore_jobs = report.parallel_jobs;
                             restore_secs = Some(restore_started.elapsed().as_secs_f64());
                             match count_rows(as_account, &scratch).await {
                                 Ok(restored) => {
@@ -626,6 +646,7 @@ impl Verifier {
             restore_secs,
             bytes_per_sec,
             rows_per_sec,
+            restore_jobs,
         }
     }
 

@@ -54,6 +54,10 @@ pub struct RestoreArgs {
     /// Restore even though the target matches `restore.production_patterns`.
     #[arg(long = "i-know-this-is-production")]
     pub i_know_this_is_production: bool,
+    /// PostgreSQL custom-format backups without transforms: `pg_restore -j` jobs (default
+    /// `restore.jobs`, else the cores, at most 8); 1 streams the dump through one transaction.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 /// Runs `restore`.
@@ -86,6 +90,9 @@ pub async fn run(settings: &Settings, args: RestoreArgs) -> anyhow::Result<ExitC
             keep_owners: args.keep_owners,
             strip_definers: false,
             progress: true,
+            jobs: args.jobs.map(usize::from),
+            temp_dir: None,
+            scratch: false,
         },
     };
     let store = crate::store::BackupStore::open(settings).await?;

@@ -9,13 +9,19 @@ use super::error::SettingsError;
 use super::sources::{ServerUrl, SourceKind};
 use crate::util::glob::compile_glob;
 
-/// `[restore]`: guards of `data-backup restore`.
+/// `[restore]`: guards of `data-backup restore`, and its parallel path (restores and drills).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestoreSettings {
     /// Globs (case-insensitive) over a restore target's database name and host; a match is refused
     /// without `--i-know-this-is-production` (e.g. `["*prod*", "db-main.*"]`).
     pub production_patterns: Vec<String>,
+    /// `pg_restore -j` jobs of a parallel PostgreSQL restore (restores and drills of custom-format
+    /// backups without transforms); absent: the cores, at most 8; `1`: always stream (ADR 0016).
+    pub jobs: Option<usize>,
+    /// Where a parallel restore spools the decoded dump (needs free space equal to it); absent:
+    /// `$TMPDIR`. The file is unnamed: it is freed when the restore ends, however it ends.
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// `[verify]`: where restore drills restore, and what they check.
@@ -101,13 +107,16 @@ pub struct VerifyCheck {
 }
 
 impl RestoreSettings {
-    /// Checks the production patterns.
+    /// Checks the production patterns and the job count.
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
         for (i, pattern) in self.production_patterns.iter().enumerate() {
             globset::GlobBuilder::new(pattern)
                 .case_insensitive(true)
                 .build()
                 .map_err(|e| SettingsError::new(format!("restore.production_patterns[{i}]"), e.to_string()))?;
+        }
+        if self.jobs == Some(0) {
+            return Err(SettingsError::new("restore.jobs", "must be at least 1 (1: never parallel)"));
         }
         Ok(())
     }

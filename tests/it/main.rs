@@ -16,6 +16,7 @@ mod hardening;
 mod labels;
 mod names;
 mod openapi;
+mod parallel_restore;
 mod proof;
 mod restore;
 mod retention;
