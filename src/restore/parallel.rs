@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::process::Command;
 
-use super::{Fetch, PumpError, RestoreError, pump};
+use super::{Fetch, PumpError, RestoreError, pump, status_text};
 use crate::export::dump::tail_stderr;
 
 /// Most `pg_restore` jobs chosen from the cores (more rarely helps: the server does the work).
@@ -103,14 +103,14 @@ fn dbname_conninfo(db: &str) -> String {
 }
 
 /// Runs `pg_restore -j jobs --exit-on-error` on the spooled dump into `db`, `cmd` already carrying
-/// the connection's environment. Answers the arguments it ran with.
+/// the connection's environment. Fails with its exit status and stderr tail.
 pub(super) async fn pg_restore(
     mut cmd: Command,
     spooled: Spooled,
     db: &str,
     jobs: usize,
     keep_owners: bool,
-) -> Result<Vec<String>, RestoreError> {
+) -> Result<(), RestoreError> {
     let mut args = vec![
         "--jobs".to_owned(),
         jobs.to_string(),
@@ -132,10 +132,9 @@ pub(super) async fn pg_restore(
     let stderr = tail_stderr(child.stderr.take());
     let status = child.wait().await;
     let stderr = stderr.await.unwrap_or_default();
-    match status {
-        Ok(s) if s.success() => Ok(args),
-        Ok(s) => Err(RestoreError::Tool { tool: "pg_restore".into(), status: s.to_string(), stderr }),
-        Err(e) => Err(RestoreError::Tool { tool: "pg_restore".into(), status: e.to_string(), stderr }),
+    match status_text(status) {
+        (true, _) => Ok(()),
+        (false, status) => Err(RestoreError::Tool { tool: "pg_restore".into(), status, stderr }),
     }
 }
 
