@@ -28,6 +28,8 @@
 //! be listed, and an `instances.list` warning such as `REGION_UNREACHABLE` are named in `errors`
 //! and make the report incomplete.
 
+mod ancestry;
+
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -86,18 +88,6 @@ impl Run {
 }
 
 impl GcpDiscovery {
-    /// Why `db`'s project is outside this source, naming its ancestors as far as they were seen.
-    fn outside(&self, db: &DatabaseRef, ancestors: &[String]) -> String {
-        let mut why = format!(
-            "project `{}` is neither one of source `{}`'s `projects` nor under its `folders`",
-            db.project, self.source.name
-        );
-        if !ancestors.is_empty() {
-            why.push_str(&format!(" (its ancestors: {})", ancestors.join(" → ")));
-        }
-        why
-    }
-
     /// A discovery over `source`; clients are built on first use, sharing `apis`' limits.
     #[must_use]
     pub fn new(source: GcpSourceSettings, gcp: GcpSettings, apis: Arc<GcpApis>) -> Self {
@@ -540,60 +530,8 @@ impl Discovery for GcpDiscovery {
     }
 
     /// In scope when the project is one of `projects`, or has one of `folders` among its ancestors
-    /// (Resource Manager `projects.get`, then `folders.get` up to the organization).
+    /// (see `ancestry.rs`).
     async fn out_of_scope(&self, db: &DatabaseRef) -> Result<Option<String>, DiscoveryError> {
-        if self.source.projects.contains(&db.project) {
-            return Ok(None);
-        }
-        let folders = self.source.folder_names();
-        let fail = |e: CallError| {
-            let (source_name, message) =
-                (self.source.name.to_string(), format!("ancestry of project `{}`: {e}", db.project));
-            match e {
-                CallError::Failed(_) => DiscoveryError::Unavailable { source_name, message },
-                _ => DiscoveryError::Refused { source_name, message },
-            }
-        };
-        if folders.is_empty() {
-            return Ok(Some(self.outside(db, &[])));
-        }
-        let c = self.clients().await?;
-        let name = format!("projects/{}", db.project);
-        let project = match self
-            .call(&self.apis.resource_manager, "projects.get", || c.projects.get_project().set_name(&name).send())
-            .await
-        {
-            Ok(project) => project,
-            // Google answers 403 both for a project the caller may not read and for none at all.
-            Err(e @ (CallError::NotFound(_) | CallError::Denied(_))) => {
-                return Ok(Some(format!(
-                    "project `{}` cannot be read by this service ({e}), so it is not known to be in source `{}`'s \
-                     `projects` or under its `folders`",
-                    db.project, self.source.name
-                )));
-            }
-            Err(e) => return Err(fail(e)),
-        };
-        let mut chain = Vec::new();
-        let mut parent = project.parent;
-        // Folders nest at most 10 deep under an organization; the bound only guards a cycle.
-        while parent.starts_with("folders/") && chain.len() < 16 {
-            if folders.contains(&parent) {
-                return Ok(None);
-            }
-            chain.push(parent.clone());
-            let folder = match self
-                .call(&self.apis.resource_manager, "folders.get", || c.folders.get_folder().set_name(&parent).send())
-                .await
-            {
-                Ok(folder) => folder,
-                // A folder above the caller's reach: none of the configured folders is above it.
-                Err(CallError::Denied(_)) => break,
-                Err(e) => return Err(fail(e)),
-            };
-            parent = folder.parent;
-        }
-        chain.push(parent);
-        Ok(Some(self.outside(db, &chain)))
+        self.project_outside(&db.project).await
     }
 }
