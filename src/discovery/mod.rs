@@ -7,10 +7,12 @@
 pub mod gcp;
 pub mod servers;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use globset::GlobMatcher;
 
-use crate::model::{DatabaseName, DatabaseRef, SourceName};
+use crate::model::{DatabaseName, DatabaseRef, ProjectId, SourceName};
 use crate::util::glob::compile_glob;
 
 /// Errors of a discovery call.
@@ -127,6 +129,17 @@ pub trait Discovery: Send + Sync {
         let _ = db;
         Ok(None)
     }
+    /// Why `root` (`folders/N` or `projects/ID`) lies outside what this source is configured to
+    /// walk (`None`: inside, by its configuration or its ancestry). Only `gcp` sources have roots.
+    async fn root_outside(&self, root: &str) -> Result<Option<String>, DiscoveryError> {
+        Ok(Some(format!("source `{}` walks no folders or projects, so `{root}` is not one of its", self.name())))
+    }
+    /// This source walking `folders` and `projects` instead of its configured roots (a run's scope);
+    /// `None` for a source without roots.
+    fn narrowed(&self, folders: &[String], projects: &[ProjectId]) -> Option<Arc<dyn Discovery>> {
+        let _ = (folders, projects);
+        None
+    }
 }
 
 /// The compiled exclusion patterns.
@@ -141,6 +154,13 @@ impl Exclusions {
         let patterns =
             patterns.iter().map(|p| Ok((p.clone(), compile_glob(p)?))).collect::<Result<_, globset::Error>>()?;
         Ok(Self { patterns })
+    }
+
+    /// These patterns and `more` (a run's scope adds its own).
+    pub fn with(&self, more: &[String]) -> Result<Self, globset::Error> {
+        let mut all = self.clone();
+        all.patterns.extend(Self::new(more)?.patterns);
+        Ok(all)
     }
 
     /// The first pattern that excludes `db`, if any.

@@ -148,6 +148,20 @@ impl Authenticator {
         self.bearer.is_some() || self.oidc.is_some()
     }
 
+    /// Whether `caller` may widen a run beyond the configured sources (`POST /schedule` with a
+    /// scope naming roots the configuration does not cover): the bearer token, an unchecked loopback
+    /// caller, and identities allowed on every route may; one allowed on `/schedule` alone (the
+    /// scheduler's service account) may only narrow.
+    #[must_use]
+    pub fn may_widen(&self, caller: &Caller) -> bool {
+        match caller {
+            Caller::Unchecked | Caller::BearerToken => true,
+            Caller::Google { email, .. } => {
+                self.oidc.as_ref().is_some_and(|o| o.allowed.contains(&email.to_ascii_lowercase()))
+            }
+        }
+    }
+
     /// Checks the `Authorization` header of a request to `route` (the matched route, e.g. `/export`).
     pub async fn check(&self, headers: &HeaderMap, route: &str) -> Result<Caller, (Rejection, Claimed)> {
         if !self.is_enabled() {

@@ -23,6 +23,7 @@ use crate::export::source::EngineError;
 use crate::model::InvalidField;
 use crate::restore::RestoreError;
 use crate::retention::RetentionError;
+use crate::runs::scope::RunScopeError;
 use crate::store::StoreError;
 use crate::verify::VerifyError;
 
@@ -345,6 +346,22 @@ impl From<ScopeError> for ApiError {
             }
             ScopeError::Unknown(d) => {
                 Self::Invalid(InvalidField::new("project", format!("cannot tell whether it is in scope: {d}")))
+            }
+        }
+    }
+}
+
+/// A run's scope naming what does not exist is the field's fault; ancestry that could not be read
+/// is retried when the failure is transient.
+impl From<RunScopeError> for ApiError {
+    fn from(e: RunScopeError) -> Self {
+        match e {
+            RunScopeError::Invalid(field) => Self::Invalid(field),
+            RunScopeError::Discovery(d) if d.is_transient() => {
+                Self::Unavailable { detail: d.to_string(), retry_after: SCOPE_RETRY_AFTER }
+            }
+            RunScopeError::Discovery(d) => {
+                Self::Invalid(InvalidField::new("folders", format!("cannot tell whether the scope is covered: {d}")))
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::model::RunDate;
 use crate::queue::TaskQueue;
 use crate::queue::local::LocalQueue;
 use crate::runs::ledger::ScheduleSummary;
+use crate::runs::scope::{Narrowed, RunScope};
 use crate::settings::Settings;
 
 /// The services behind every command: the export service, the queue, and the schedule inputs.
@@ -54,13 +55,28 @@ impl AppState {
     /// Runs one schedule for `run_date`; then, when `retention.prune_after_schedule` is set and
     /// this is no dry run, one prune as of `run_date` (see `retention::prune_after_schedule`).
     pub async fn schedule(&self, run_date: RunDate, dry_run: bool) -> ScheduleSummary {
+        self.schedule_scoped(run_date, dry_run, None).await
+    }
+
+    /// [`AppState::schedule`] over the sources and exclusions a run's scope resolved to.
+    pub async fn schedule_scoped(
+        &self,
+        run_date: RunDate,
+        dry_run: bool,
+        scoped: Option<(&RunScope, &Narrowed)>,
+    ) -> ScheduleSummary {
+        let (sources, exclusions) = match scoped {
+            Some((_, narrowed)) => (&narrowed.sources, &narrowed.exclusions),
+            None => (&self.service.sources, &self.exclusions),
+        };
         let summary = crate::runs::schedule::schedule(
-            &self.service.sources,
-            &self.exclusions,
+            sources,
+            exclusions,
             &self.service.store,
             &self.queue,
             run_date,
             dry_run,
+            scoped.map(|(scope, _)| scope),
         )
         .await;
         if !dry_run && self.retention.prune_after_schedule() {

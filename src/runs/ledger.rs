@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use crate::model::{
     DatabaseName, DatabasePath, DatabaseRef, Engine, InstanceName, ProjectId, RunDate, RunId, SourceName,
 };
+use crate::runs::scope::RunScope;
 use crate::store::layout::Key;
 use crate::store::{BackupStore, StoreError};
 
@@ -127,6 +128,9 @@ pub struct ScheduleSummary {
     /// missing from this run (see `errors`).
     #[serde(default = "yes")]
     pub complete: bool,
+    /// The scope the request's body narrowed the run to (absent: the configured sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<RunScope>,
     /// The plan (dry run only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<PlannedTask>>,
@@ -163,6 +167,9 @@ pub struct RunLedger {
     /// False when part of some source could not be seen: the expected set may miss databases.
     #[serde(default = "yes")]
     pub complete: bool,
+    /// The scope a `POST /schedule` body narrowed the run to (absent: the configured sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<RunScope>,
 }
 
 fn yes() -> bool {
@@ -251,6 +258,26 @@ pub async fn newest_ledger(store: &BackupStore, today: NaiveDate) -> Result<Opti
         }
     }
     Ok(None)
+}
+
+/// The ledgers that together say what is expected: the newest one and, when it ran a narrowed scope
+/// (a scheduler job's body), the older ones of the lookback window back to and including the
+/// newest run of the configured scope, newest first. So a "development weekly" job does not make
+/// the production databases of last night's run look gone. Costs [`newest_ledger`]'s reads, and,
+/// only after a scoped run, the listing and reads of the rest of the window.
+pub async fn expected_ledgers(store: &BackupStore, today: NaiveDate) -> Result<Vec<RunLedger>, StoreError> {
+    let mut out = Vec::new();
+    for back in 0..LEDGER_LOOKBACK_DAYS {
+        let day = RunDate::from_date(today - chrono::Duration::days(i64::from(back)));
+        for ledger in ledgers_of(store, day).await?.into_iter().rev() {
+            let whole = ledger.scope.is_none();
+            out.push(ledger);
+            if whole {
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The run `run_id`: of `day` when given, else looked for from `today` back [`RUN_SEARCH_DAYS`] days

@@ -1,4 +1,5 @@
-//! One `/schedule` run: discover every database of every source, apply the exclusions, enqueue one
+//! One `/schedule` run: discover every database of every source (or of the sources a run's scope
+//! narrowed, see `scope.rs`), apply the exclusions, enqueue one
 //! `ExportTask` per database as soon as discovery finds it, write the run ledger (the expected set),
 //! and summarise.
 //!
@@ -19,6 +20,7 @@ use crate::export::source::Source;
 use crate::model::{DatabaseRef, ExportTask, RunDate, RunId};
 use crate::queue::{Enqueued, TaskQueue};
 use crate::runs::ledger::{PlanAction, PlannedTask, RunError, RunLedger, ScheduleSummary, SkippedItem};
+use crate::runs::scope::RunScope;
 use crate::store::BackupStore;
 use crate::store::layout::Key;
 
@@ -52,6 +54,7 @@ pub async fn schedule(
     queue: &Arc<dyn TaskQueue>,
     run_date: RunDate,
     dry_run: bool,
+    scope: Option<&RunScope>,
 ) -> ScheduleSummary {
     let run_id = RunId::generate();
     tracing::Span::current().record("run.id", tracing::field::display(&run_id));
@@ -131,6 +134,7 @@ pub async fn schedule(
         instances,
         skipped,
         complete,
+        scope: scope.cloned(),
         tasks: None,
         api_calls,
     };
@@ -162,6 +166,7 @@ pub async fn schedule(
         instances: summary.instances,
         skipped: summary.skipped.clone(),
         complete: summary.complete,
+        scope: summary.scope.clone(),
     };
     if let Err(e) = store.write_ledger(&Key::RunLedger { date: run_date, run_id: run_id.clone() }, &ledger).await {
         tracing::error!(run.id = %run_id, error = %e, "could not write the run ledger: {e}");
@@ -281,7 +286,7 @@ mod tests {
         let queue: Arc<dyn TaskQueue> = recording.clone();
         let date = RunDate::parse("2026-03-04").unwrap();
         let (sources, exclusions) = ([source], Exclusions::new(&[]).unwrap());
-        let run = schedule(&sources, &exclusions, &store, &queue, date, false);
+        let run = schedule(&sources, &exclusions, &store, &queue, date, false, None);
         // Were `a` enqueued only after discovery ended, discovery would wait for it forever.
         let summary = tokio::time::timeout(Duration::from_secs(30), run)
             .await

@@ -141,6 +141,15 @@ pub enum GcpCredentials {
     Anonymous,
 }
 
+/// `folder` (`folders/N` or `N`) as `folders/N`, or why it is no folder.
+pub fn folder_name(folder: &str) -> Result<String, String> {
+    let id = folder.strip_prefix("folders/").unwrap_or(folder);
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{folder}` is not a folder (expected `folders/NUMBER`)"));
+    }
+    Ok(format!("folders/{id}"))
+}
+
 /// Checks the `gcp` sources (numbered after the `self_hosted` ones, which come first in
 /// `[[sources]]`): unique names, something to list, well-formed folders.
 pub(crate) fn validate_gcp_sources(
@@ -156,14 +165,8 @@ pub(crate) fn validate_gcp_sources(
         if source.folders.is_empty() && source.projects.is_empty() {
             return Err(SettingsError::new(key("folders"), "a `gcp` source needs `folders` or `projects`"));
         }
-        for (j, folder) in source.folder_names().iter().enumerate() {
-            let id = folder.trim_start_matches("folders/");
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(SettingsError::new(
-                    key(&format!("folders[{j}]")),
-                    format!("`{}` is not a folder (expected `folders/NUMBER`)", source.folders[j]),
-                ));
-            }
+        for (j, folder) in source.folders.iter().enumerate() {
+            folder_name(folder).map_err(|reason| SettingsError::new(key(&format!("folders[{j}]")), reason))?;
         }
     }
     Ok(())

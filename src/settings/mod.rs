@@ -36,7 +36,7 @@ use serde::Deserialize;
 pub use auth::AuthSettings;
 pub use error::SettingsError;
 pub use export::ExportSettings;
-pub use gcp::{GcpCredentials, GcpSettings, GcpSourceSettings, GcpStrategy};
+pub use gcp::{GcpCredentials, GcpSettings, GcpSourceSettings, GcpStrategy, folder_name};
 pub use http::HttpSettings;
 pub use notify::{NotifySettings, SecretUrl};
 pub use queue::{QueueKind, QueueSettings};

@@ -2,7 +2,8 @@
 //!
 //! What is read, per computation (never the whole history of backups):
 //! - `latest/`: one listing, then one read per database (the copy of its newest manifest);
-//! - the newest run ledger (`crate::runs::ledger::newest_ledger`);
+//! - the newest run ledger, and after a run of a narrowed scope the older ones back to the newest
+//!   whole run (`crate::runs::ledger::expected_ledgers`);
 //! - `reports/<run date>/`: one listing (the failures reported for the newest run's day);
 //! - `verifications/`: one listing (one record per verified backup), then one read per database;
 //! - the previous day's manifest of each database (one read, for the size trend);
@@ -16,7 +17,7 @@ use serde::Deserialize;
 
 use crate::model::{DatabasePath, DatabaseRef, RunDate};
 use crate::runs::ledger::{
-    DbKey, PlanAction, PlannedTask, READS_IN_FLIGHT, RunLedger, date_of, db_ref, failures_of, key_of, newest_ledger,
+    DbKey, PlanAction, PlannedTask, READS_IN_FLIGHT, RunLedger, date_of, db_ref, expected_ledgers, failures_of, key_of,
     placeholder_db, prefix,
 };
 use crate::runs::summary::run_report;
@@ -184,23 +185,31 @@ pub async fn compute(
     settings: &StatusSettings,
     now: DateTime<Utc>,
 ) -> Result<StatusReport, StoreError> {
-    let (latest, ledger, verified) =
-        tokio::try_join!(latest_manifests(store), newest_ledger(store, now.date_naive()), verifications(store))?;
+    let (latest, ledgers, verified) =
+        tokio::try_join!(latest_manifests(store), expected_ledgers(store, now.date_naive()), verifications(store))?;
+    let ledger = ledgers.first();
     let previous = previous_sizes(store, &latest).await;
     let held = holds(store).await?;
-    let run_day = ledger.as_ref().and_then(|l| date_of(&l.run_date));
-    let failures = match run_day {
-        Some(d) => failures_of(store, d).await?,
-        None => HashMap::new(),
-    };
-    let latest_run = match &ledger {
+    let latest_run = match ledger {
         Some(l) => Some(run_report(store, l, Some(&latest), false).await?),
         None => None,
     };
-    let mut planned: HashMap<DbKey, &PlannedTask> = HashMap::new();
-    if let Some(l) = &ledger {
+    // A database is expected as the newest ledger that lists it says, for that ledger's run date
+    // (older ledgers only count after a run of a narrowed scope, see `expected_ledgers`); the
+    // failures reported on each of those days, the newest first.
+    let mut planned: HashMap<DbKey, (&PlannedTask, Option<RunDate>)> = HashMap::new();
+    let mut failures = HashMap::new();
+    let mut days = Vec::new();
+    for l in &ledgers {
+        let day = date_of(&l.run_date);
+        if let Some(d) = day.filter(|d| !days.contains(d)) {
+            days.push(d);
+            for (k, why) in failures_of(store, d).await? {
+                failures.entry(k).or_insert(why);
+            }
+        }
         for t in &l.databases {
-            planned.insert((t.project.clone(), t.instance.clone(), t.database.clone()), t);
+            planned.entry((t.project.clone(), t.instance.clone(), t.database.clone())).or_insert((t, day));
         }
     }
     let mut all: Vec<DbKey> = latest.keys().cloned().collect();
@@ -210,8 +219,11 @@ pub async fn compute(
     let (mut backed_up, mut proven) = (0, 0);
     for k in all {
         let m = latest.get(&k);
-        let task = planned.get(&k);
-        let expectation = match (&ledger, task) {
+        let (task, run_day) = match planned.get(&k) {
+            Some((t, day)) => (Some(*t), *day),
+            None => (None, ledger.and_then(|l| date_of(&l.run_date))),
+        };
+        let expectation = match (ledger, task) {
             (None, _) => Expectation::NoRun,
             (Some(_), Some(t)) if t.action == PlanAction::Export => Expectation::Expected,
             (Some(_), Some(t)) => Expectation::Excluded(t.excluded_by.clone()),

@@ -323,3 +323,26 @@ def test_terraform_validate_accepts_the_example():
             [binary, "validate", "-no-color"], cwd=root, capture_output=True, text=True, timeout=120,
         )
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_scheduler_jobs_send_their_scope_as_the_schedule_body_with_the_fields_the_service_reads():
+    res = resources(MODULE)
+    main = res[("google_cloud_scheduler_job", "schedule")]["http_target"][0]
+    assert "jsonencode(var.schedule_scope)" in main["body"]
+    scoped = res[("google_cloud_scheduler_job", "scoped")]
+    assert scoped["for_each"] == "${var.extra_schedules}"
+    target = scoped["http_target"][0]
+    assert target["uri"].endswith('/schedule"')
+    assert "jsonencode(each.value.scope)" in target["body"]
+    assert target["oidc_token"][0]["service_account_email"] == "${local.invoker}"
+    # The scope object's attributes are exactly RunScope's fields (src/runs/scope.rs).
+    source = (REPO / "src" / "runs" / "scope.rs").read_text(encoding="utf-8")
+    struct = source.split("pub struct RunScope {", 1)[1].split("\n}", 1)[0]
+    fields = set(re.findall(r"^\s*pub (\w+):", struct, re.M))
+    variables = blocks(MODULE, "variable")
+    for name in ("schedule_scope", "extra_schedules"):
+        declared = set(re.findall(r"(\w+)\s*=\s*optional\(", str(variables[name]["type"])))
+        assert declared == fields, (name, declared, fields)
+    # The failure alert watches every job that POSTs /schedule.
+    metric = res[("google_logging_metric", "scheduler_failures")]
+    assert "job_id=~" in metric["filter"]

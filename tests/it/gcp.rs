@@ -648,3 +648,91 @@ async fn cloud_tasks_mode_sends_the_summary_of_a_run_past_its_deadline_at_the_ne
     assert_eq!(sent[0]["run_id"], "010000-deadbeef");
     assert_eq!((sent[0]["expected"].as_u64(), sent[0]["not_backed_up"].as_u64()), (Some(1), Some(1)), "{}", sent[0]);
 }
+
+/// `org()` with a development folder beside folders/1 that no source is configured to walk.
+fn org_with_dev() -> Org {
+    let mut o = org();
+    o.folder("folders/2", "organizations/1")
+        .project("p-dev", "folders/2", "ACTIVE", SqlAccess::Enabled)
+        .instance(FakeInstance::runnable("p-dev", "pg-dev", "POSTGRES_16", &["devdb"]));
+    o
+}
+
+#[tokio::test]
+async fn a_scheduler_body_narrows_a_gcp_run_and_only_an_operator_may_widen_it() {
+    use crate::support::fakes::jwks::{self, Jwks, auth_toml, claims};
+
+    let google = Google::start(org_with_dev()).await;
+    let key = jwks::key(1);
+    let keys = Jwks::serving(&[&key]).await;
+    let scheduler = "scheduler@ops.iam.gserviceaccount.com";
+    let app = TestApp::spawn(&format!(
+        "{}{}{}{}",
+        source_toml("walk"),
+        google.gcp_toml(),
+        Google::queue_toml("https://data-backup.example/export", 3),
+        auth_toml(&keys.url(), &format!("[auth.route_emails]\nschedule = [\"{scheduler}\"]\n"))
+    ))
+    .await;
+    let post = |email: &str, path: &str, body: Value| {
+        app.client
+            .post(format!("{}{path}", app.address))
+            .bearer_auth(jwks::sign(&key, &claims(email)))
+            .json(&body)
+            .send()
+    };
+    let answer = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+
+    let (_, whole) = answer(post(scheduler, "/schedule?dry_run=true", json!(null)).await.unwrap()).await;
+    let (_, same) = answer(
+        post(scheduler, "/schedule?dry_run=true", json!({"folders": ["1"], "projects": ["p-outside"]})).await.unwrap(),
+    )
+    .await;
+    assert_eq!(task_set(&same), task_set(&whole), "the configured roots by body plan as no body does");
+    assert_eq!(same["scope"], json!({"folders": ["folders/1"], "projects": ["p-outside"]}), "{same}");
+
+    // A subfolder and a project under the configured folder narrow the run: the scheduler may.
+    let body = json!({"folders": ["folders/111"], "projects": ["p-top"]});
+    let (status, narrow) = answer(post(scheduler, "/schedule", body.clone()).await.unwrap()).await;
+    assert_eq!(status, 200, "{narrow}");
+    let tasked: BTreeSet<String> = google
+        .tasks
+        .recorded()
+        .iter()
+        .map(|t| format!("{}/{}/{}", t.body["project"], t.body["instance"], t.body["database"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        tasked,
+        BTreeSet::from(
+            [
+                "p-deep/mssql/erp",
+                "p-deep/pg-legacy/ledger",
+                "p-deep/pg-legacy/scratch_tmp",
+                "p-top/pg-main/app",
+                "p-top/pg-main/billing"
+            ]
+            .map(str::to_owned)
+        ),
+        "only the databases under folders/111 and in p-top: {narrow}"
+    );
+    let ledger_key =
+        format!("runs/{}/{}.json", narrow["run_date"].as_str().unwrap(), narrow["run_id"].as_str().unwrap());
+    let ledger: Value = serde_json::from_slice(&std::fs::read(app.store_dir.path().join(ledger_key)).unwrap()).unwrap();
+    assert_eq!(ledger["scope"], json!({"folders": ["folders/111"], "projects": ["p-top"]}), "{ledger}");
+
+    // A folder no source covers widens the run: refused to the scheduler, allowed to an operator.
+    let dev = json!({"folders": ["folders/2"]});
+    let (status, refused) = answer(post(scheduler, "/schedule", dev.clone()).await.unwrap()).await;
+    assert_eq!(status, 403, "{refused}");
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.contains(scheduler) && detail.contains("`folders/2`"), "{detail}");
+    assert!(detail.contains("organizations/1"), "names the ancestry it walked: {detail}");
+    assert_eq!(google.tasks.recorded().len(), 5, "a refused scope enqueues nothing");
+
+    let (status, widened) = answer(post("ops@example.com", "/schedule?dry_run=true", dev).await.unwrap()).await;
+    assert_eq!(status, 200, "{widened}");
+    assert_eq!(task_set(&widened), ["p-dev/pg-dev/devdb postgres export"], "{widened}");
+}

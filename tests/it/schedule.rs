@@ -144,3 +144,75 @@ async fn an_unreachable_source_is_named_in_the_summary_and_the_others_are_backed
     assert_eq!(summary["errors"][0]["scope"], "source:down");
     assert!(app.store_files().iter().any(|f| f.ends_with(&format!("{}.manifest.json", db.name))));
 }
+
+#[tokio::test]
+async fn a_scheduler_body_narrows_one_run_which_the_ledger_records_and_status_keeps_the_rest_expected() {
+    let prefix = unique_name("schscope");
+    let pg = PgDb::named(&format!("{prefix}_pg"));
+    let pg_tmp = PgDb::named(&format!("{prefix}_pg_tmp"));
+    let my = MyDb::create(&format!("{prefix}_my"));
+    let app = TestApp::spawn(&format!("{}{FAST_QUEUE}", sources(&prefix))).await;
+
+    let (status, _, whole) = app.post("/schedule", &json!(null)).await;
+    app.wait_idle().await;
+    assert_eq!((status, whole["enqueued"].as_u64()), (200, Some(3)), "{whole}");
+    assert!(whole.get("scope").is_none(), "a run without a body has no scope: {whole}");
+
+    // The same run by body: the configured sources named, nothing else.
+    let (_, _, same) = app.post("/schedule?dry_run=true", &json!({"sources": ["pgsrc", "mysrc"]})).await;
+    let (_, _, none) = app.post("/schedule?dry_run=true", &json!({})).await;
+    let plan = |v: &Value| v["tasks"].as_array().unwrap().clone();
+    assert_eq!(plan(&same), plan(&none), "a body naming the whole configuration plans as no body does");
+
+    let body = json!({"sources": ["pgsrc"], "exclude": ["*/*/*_pg_tmp"]});
+    let (status, _, narrow) = app.post("/schedule", &body).await;
+    app.wait_idle().await;
+
+    assert_eq!(status, 200, "{narrow}");
+    assert_eq!((narrow["discovered"].as_u64(), narrow["excluded"].as_u64()), (Some(2), Some(1)), "{narrow}");
+    assert_eq!(narrow["scope"], body, "the answer records the scope");
+    let ledger_key =
+        format!("runs/{}/{}.json", narrow["run_date"].as_str().unwrap(), narrow["run_id"].as_str().unwrap());
+    let ledger: Value = serde_json::from_slice(&std::fs::read(app.store_dir.path().join(ledger_key)).unwrap()).unwrap();
+    assert_eq!(ledger["scope"], body, "the ledger records the scope: {ledger}");
+    let planned: Vec<(&str, &str)> = ledger["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["database"].as_str().unwrap(), d["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(planned, [(pg.name.as_str(), "export"), (pg_tmp.name.as_str(), "excluded")]);
+
+    // The newest run left MariaDB out on purpose: its database is still expected, not gone.
+    let status: Value = app.client.get(format!("{}/status", app.address)).send().await.unwrap().json().await.unwrap();
+    let state = |name: &str| {
+        status["databases"].as_array().unwrap().iter().find(|d| d["database"] == name).unwrap()["state"].clone()
+    };
+    assert_eq!(state(&my.name), "unverified", "{status}");
+    assert_eq!(state(&pg.name), "unverified", "{status}");
+    assert_eq!(state(&pg_tmp.name), "excluded", "{status}");
+}
+
+#[tokio::test]
+async fn a_scheduler_body_that_is_not_a_valid_scope_is_refused_and_runs_nothing() {
+    let prefix = unique_name("schbad");
+    let _db = PgDb::create(&format!("{prefix}_a"));
+    let app = TestApp::spawn(&format!("{}{FAST_QUEUE}", sources(&prefix))).await;
+
+    let cases = [
+        (json!({"sources": ["nope"]}), 422, "no source is named `nope`"),
+        (json!({"exclude": ["[unclosed"]}), 422, "`[unclosed` is not a valid pattern"),
+        (json!({"folders": ["folders/abc"]}), 422, "`folders/abc` is not a folder"),
+        (json!({"folders": ["folders/1"]}), 422, "no `gcp` source"),
+        (json!({"projects": [""]}), 400, "must not be empty"),
+        (json!({"bogus": 1}), 400, "unknown field `bogus`"),
+        (json!(["pgsrc"]), 400, "the body is not a run scope"),
+    ];
+    for (body, want, says) in cases {
+        let (status, _, answer) = app.post("/schedule", &body).await;
+        assert_eq!(status, want, "{body}: {answer}");
+        assert!(answer["detail"].as_str().unwrap().contains(says), "{body}: {answer}");
+    }
+    app.wait_idle().await;
+    assert!(app.store_files().is_empty(), "a refused scope runs nothing: {:?}", app.store_files());
+}

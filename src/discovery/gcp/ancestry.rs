@@ -1,6 +1,7 @@
-//! Whether a project lies inside a `gcp` source: one of its `projects`, or under one of its
-//! `folders` (Resource Manager `projects.get`, then `folders.get` up to the organization). An
-//! export asked for by hand checks it (`Discovery::out_of_scope`).
+//! Whether a project or folder lies inside a `gcp` source: one of its `projects`, or under one of
+//! its `folders` (Resource Manager `projects.get`, then `folders.get` up to the organization). An
+//! export asked for by hand checks it (`Discovery::out_of_scope`), and so does a run's scope
+//! (`Discovery::root_outside`).
 
 use super::GcpDiscovery;
 use crate::discovery::DiscoveryError;
@@ -42,6 +43,17 @@ impl GcpDiscovery {
         self.folders_above(c, &what, parent).await
     }
 
+    /// Why the folder `folder` (`folders/N`) lies outside this source (`None`: it is one of its
+    /// `folders` or under one).
+    pub(super) async fn folder_outside(&self, folder: &str) -> Result<Option<String>, DiscoveryError> {
+        let what = format!("folder `{folder}`");
+        if self.source.folders.is_empty() {
+            return Ok(Some(self.outside(&what, &[])));
+        }
+        let c = self.clients().await?;
+        self.folders_above(c, &what, folder.to_owned()).await
+    }
+
     /// Walks up from `parent` (`folders/N`, or the organization) until one of the source's folders
     /// (`None`) or the top (why `what` is outside).
     async fn folders_above(
@@ -62,8 +74,9 @@ impl GcpDiscovery {
                 .await
             {
                 Ok(folder) => folder,
-                // A folder above the caller's reach: none of the configured folders is above it.
-                Err(CallError::Denied(_)) => break,
+                // A folder above the caller's reach (or none at all: Google answers 403 for both):
+                // none of the configured folders is above it.
+                Err(CallError::NotFound(_) | CallError::Denied(_)) => break,
                 Err(e) => return Err(self.ancestry_failed(what, &e)),
             };
             parent = folder.parent;

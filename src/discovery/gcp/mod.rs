@@ -534,4 +534,20 @@ impl Discovery for GcpDiscovery {
     async fn out_of_scope(&self, db: &DatabaseRef) -> Result<Option<String>, DiscoveryError> {
         self.project_outside(&db.project).await
     }
+
+    async fn root_outside(&self, root: &str) -> Result<Option<String>, DiscoveryError> {
+        match root.strip_prefix("projects/") {
+            Some(project) => match ProjectId::parse(project) {
+                Ok(project) => self.project_outside(&project).await,
+                Err(e) => Ok(Some(e.reason)),
+            },
+            None => self.folder_outside(root).await,
+        }
+    }
+
+    fn narrowed(&self, folders: &[String], projects: &[ProjectId]) -> Option<Arc<dyn Discovery>> {
+        let source =
+            GcpSourceSettings { folders: folders.to_vec(), projects: projects.to_vec(), ..self.source.clone() };
+        Some(Arc::new(Self::new(source, self.gcp.clone(), self.apis.clone())))
+    }
 }

@@ -90,10 +90,10 @@ resource "google_logging_metric" "scheduler_failures" {
 
   project     = var.project_id
   name        = "${var.name}/scheduler_failures"
-  description = "data-backup: failed attempts of the nightly Cloud Scheduler job."
+  description = "data-backup: failed attempts of the Cloud Scheduler jobs that POST /schedule (nightly and extra_schedules)."
   filter = join(" AND ", [
     "resource.type=\"cloud_scheduler_job\"",
-    "resource.labels.job_id=\"${google_cloud_scheduler_job.schedule.name}\"",
+    "resource.labels.job_id=~\"^${google_cloud_scheduler_job.schedule.name}(-[a-z0-9-]+)?$\"",
     "resource.labels.location=\"${var.region}\"",
     "severity>=ERROR",
   ])

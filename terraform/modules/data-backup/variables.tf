@@ -239,6 +239,36 @@ variable "schedule" {
   default     = "0 3 * * *"
 }
 
+variable "schedule_scope" {
+  description = "Scope of the nightly run, sent as the body of POST /schedule: only these `sources`, the gcp sources walking these `folders` and `projects` instead of their configured roots, and these `exclude` patterns on top of the configured ones. Null: the configured sources. The scheduler's account may only narrow: every root must be one of the configured folders or projects, or lie under one."
+  type = object({
+    sources  = optional(list(string), [])
+    folders  = optional(list(string), [])
+    projects = optional(list(string), [])
+    exclude  = optional(list(string), [])
+  })
+  default = null
+}
+
+variable "extra_schedules" {
+  description = "Further scheduler jobs, each POSTing /schedule on its own cron with its own scope (see schedule_scope), e.g. { development = { schedule = \"0 4 * * 0\", scope = { folders = [\"folders/222\"] } } }. Status counts a database as expected when a run since the newest one without a scope (at most 8 days back) listed it."
+  type = map(object({
+    schedule = string
+    scope = object({
+      sources  = optional(list(string), [])
+      folders  = optional(list(string), [])
+      projects = optional(list(string), [])
+      exclude  = optional(list(string), [])
+    })
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.extra_schedules) : can(regex("^[a-z][a-z0-9-]{0,20}$", k))])
+    error_message = "extra_schedules: keys are short job name suffixes (lowercase letters, digits, -)."
+  }
+}
+
 variable "drill_schedule" {
   description = "Cron schedule of the restore drills (Cloud Scheduler calls POST /verify/due), in schedule_time_zone; after the night's exports are done. Empty: no drill job."
   type        = string
