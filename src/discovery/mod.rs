@@ -129,16 +129,34 @@ pub trait Discovery: Send + Sync {
         let _ = db;
         Ok(None)
     }
-    /// Why `root` (`folders/N` or `projects/ID`) lies outside what this source is configured to
-    /// walk (`None`: inside, by its configuration or its ancestry). Only `gcp` sources have roots.
-    async fn root_outside(&self, root: &str) -> Result<Option<String>, DiscoveryError> {
-        Ok(Some(format!("source `{}` walks no folders or projects, so `{root}` is not one of its", self.name())))
+    /// Why `root` lies outside what this source is configured to walk (`None`: inside, by its
+    /// configuration or its ancestry). Only `gcp` sources have roots.
+    async fn root_outside(&self, root: Root<'_>) -> Result<Option<String>, DiscoveryError> {
+        Ok(Some(format!("source `{}` walks no folders or projects, so {root} is not one of its", self.name())))
     }
     /// This source walking `folders` and `projects` instead of its configured roots (a run's scope);
     /// `None` for a source without roots.
     fn narrowed(&self, folders: &[String], projects: &[ProjectId]) -> Option<Arc<dyn Discovery>> {
         let _ = (folders, projects);
         None
+    }
+}
+
+/// A place a `gcp` source walks from: a folder (`folders/N`) or a project.
+#[derive(Clone, Copy, Debug)]
+pub enum Root<'a> {
+    /// `folders/N`.
+    Folder(&'a str),
+    /// A project.
+    Project(&'a ProjectId),
+}
+
+impl std::fmt::Display for Root<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Folder(folder) => write!(f, "`{folder}`"),
+            Self::Project(project) => write!(f, "project `{project}`"),
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::discovery::{DiscoveryError, Exclusions};
+use crate::discovery::{DiscoveryError, Exclusions, Root};
 use crate::export::source::Source;
 use crate::model::{InvalidField, ProjectId, SourceName};
 use crate::settings::folder_name;
@@ -93,8 +93,8 @@ pub async fn narrow(sources: &[Source], exclusions: &Exclusions, scope: &RunScop
             selected.push(source);
         }
     }
-    let roots: Vec<String> =
-        scope.folders.iter().cloned().chain(scope.projects.iter().map(|p| format!("projects/{p}"))).collect();
+    let roots: Vec<Root<'_>> =
+        scope.folders.iter().map(|f| Root::Folder(f)).chain(scope.projects.iter().map(Root::Project)).collect();
     if roots.is_empty() {
         let sources = if selected.is_empty() { sources.to_vec() } else { selected.into_iter().cloned().collect() };
         return Ok(Narrowed { sources, exclusions, beyond: Vec::new() });
@@ -109,33 +109,40 @@ pub async fn narrow(sources: &[Source], exclusions: &Exclusions, scope: &RunScop
     if gcp.is_empty() {
         return Err(InvalidField::new("folders", "no `gcp` source is selected to walk the folders and projects").into());
     }
-    let mut assigned: Vec<Vec<&str>> = vec![Vec::new(); gcp.len()];
+    // Each source's (folders, projects) for this run.
+    let mut walks: Vec<(Vec<String>, Vec<ProjectId>)> = vec![(Vec::new(), Vec::new()); gcp.len()];
+    let walk = |walks: &mut Vec<(Vec<String>, Vec<ProjectId>)>, i: usize, root: Root<'_>| match root {
+        Root::Folder(f) => walks[i].0.push(f.to_owned()),
+        Root::Project(p) => walks[i].1.push(p.clone()),
+    };
     let mut beyond = Vec::new();
-    for root in &roots {
-        let mut why_not = None;
+    for root in roots {
+        let (mut covered, mut why_not) = (false, None);
         for (i, source) in gcp.iter().enumerate() {
             match source.discovery.root_outside(root).await? {
-                None => assigned[i].push(root),
+                None => {
+                    covered = true;
+                    walk(&mut walks, i, root);
+                }
                 Some(why) => why_not = why_not.or(Some(why)),
             }
         }
-        if assigned.iter().all(|a| !a.contains(&root.as_str())) {
+        if !covered {
             if gcp.len() > 1 {
                 return Err(InvalidField::new(
                     "sources",
-                    format!("`{root}` lies under none of the `gcp` sources: name the one source that should walk it"),
+                    format!("{root} lies under none of the `gcp` sources: name the one source that should walk it"),
                 )
                 .into());
             }
-            assigned[0].push(root);
-            beyond.push(format!("`{root}`: {}", why_not.unwrap_or_default()));
+            walk(&mut walks, 0, root);
+            beyond.push(format!("{root}: {}", why_not.unwrap_or_default()));
         }
     }
-    for (source, roots) in gcp.into_iter().zip(assigned).filter(|(_, roots)| !roots.is_empty()) {
-        let folders: Vec<String> =
-            roots.iter().filter(|r| r.starts_with("folders/")).map(|r| (*r).to_owned()).collect();
-        let projects: Vec<ProjectId> =
-            scope.projects.iter().filter(|p| roots.contains(&format!("projects/{p}").as_str())).cloned().collect();
+    for (source, (folders, projects)) in gcp.into_iter().zip(walks) {
+        if folders.is_empty() && projects.is_empty() {
+            continue;
+        }
         let discovery = source.discovery.narrowed(&folders, &projects).expect("a gcp source walks roots");
         run.push(Source { discovery, ..source.clone() });
     }

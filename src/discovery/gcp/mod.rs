@@ -42,7 +42,7 @@ use futures::stream::FuturesUnordered;
 use google_cloud_gax::error::Error as GaxError;
 use tokio::sync::OnceCell;
 
-use super::{ApiCalls, Discovery, DiscoveryError, DiscoveryReport, Found, Skipped};
+use super::{ApiCalls, Discovery, DiscoveryError, DiscoveryReport, Found, Root, Skipped};
 use crate::gcp::api::{Api, CallError};
 use crate::gcp::clients::{Clients, GcpApis};
 use crate::gcp::instances::{
@@ -535,13 +535,10 @@ impl Discovery for GcpDiscovery {
         self.project_outside(&db.project).await
     }
 
-    async fn root_outside(&self, root: &str) -> Result<Option<String>, DiscoveryError> {
-        match root.strip_prefix("projects/") {
-            Some(project) => match ProjectId::parse(project) {
-                Ok(project) => self.project_outside(&project).await,
-                Err(e) => Ok(Some(e.reason)),
-            },
-            None => self.folder_outside(root).await,
+    async fn root_outside(&self, root: Root<'_>) -> Result<Option<String>, DiscoveryError> {
+        match root {
+            Root::Project(project) => self.project_outside(project).await,
+            Root::Folder(folder) => self.folder_outside(folder).await,
         }
     }
 
