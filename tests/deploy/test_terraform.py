@@ -346,3 +346,21 @@ def test_scheduler_jobs_send_their_scope_as_the_schedule_body_with_the_fields_th
     # The failure alert watches every job that POSTs /schedule.
     metric = res[("google_logging_metric", "scheduler_failures")]
     assert "job_id=~" in metric["filter"]
+
+
+def test_the_service_gets_the_follow_up_settings_and_no_description_promises_503_polling():
+    env = module_locals()["env_base"]
+    for key in ("FOLLOW_UP", "FOLLOW_UP_MIN_SECS", "FOLLOW_UP_MAX_SECS", "FOLLOW_UP_DEFAULT_SECS", "FOLLOW_UP_MAX_CHECKS"):
+        assert f"var.export_{key.lower()}" in env[f"DATA_BACKUP_EXPORT__{key}"], key
+    variables = blocks(MODULE, "variable")
+    assert variables["export_follow_up"]["default"] is True
+    for name in ("export_wait_secs", "task_max_retry_duration_secs", "concurrency"):
+        description = variables[name]["description"]
+        assert "follow-up" in description, f"`{name}` still describes 503 polling: {description}"
+    res = resources(MODULE)
+    errors = res[("google_monitoring_alert_policy", "export_errors")]["documentation"][0]["content"]
+    assert "follow_ups_exhausted" in errors and "never an error" in errors
+    fresh = res[("google_monitoring_alert_policy", "not_fresh")]["documentation"][0]["content"]
+    assert "reason" in fresh and "follow_ups_exhausted" in fresh
+    # Waiting is logged at INFO: the log-based metrics behind the alerts count ERROR entries only.
+    assert "severity>=ERROR" in module_locals()["run_logs"]

@@ -86,6 +86,11 @@ locals {
     DATA_BACKUP_VERIFY__NIGHTLY_SECS            = tostring(local.drill_budget_secs)
     DATA_BACKUP_EXPORT__WAIT_SECS               = tostring(var.export_wait_secs)
     DATA_BACKUP_EXPORT__OFFLOAD                 = tostring(var.export_offload)
+    DATA_BACKUP_EXPORT__FOLLOW_UP               = tostring(var.export_follow_up)
+    DATA_BACKUP_EXPORT__FOLLOW_UP_MIN_SECS      = tostring(var.export_follow_up_min_secs)
+    DATA_BACKUP_EXPORT__FOLLOW_UP_MAX_SECS      = tostring(var.export_follow_up_max_secs)
+    DATA_BACKUP_EXPORT__FOLLOW_UP_DEFAULT_SECS  = tostring(var.export_follow_up_default_secs)
+    DATA_BACKUP_EXPORT__FOLLOW_UP_MAX_CHECKS    = tostring(var.export_follow_up_max_checks)
     DATA_BACKUP_EXPORT__REPORT_AFTER_RETRIES    = tostring(var.report_after_retries)
     DATA_BACKUP_NOTIFY__PUBSUB_TOPIC            = local.topic_id
     DATA_BACKUP_NOTIFY__PUBSUB_SUCCESS          = tostring(var.pubsub_success)
