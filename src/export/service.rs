@@ -188,6 +188,8 @@ impl ExportService {
             }
             Ok(ExportOutcome::AlreadyExported(_)) => ("already_exported", None),
             Ok(ExportOutcome::LeaseHeld { .. }) => ("lease_held", None),
+            // An operation still running, an instance busy: not a failure (ADR 0021).
+            Err(e) if e.is_waiting() => ("waiting", Some(e.class())),
             Err(e) => ("failed", Some(e.class())),
         };
         self.metrics.export_attempt(task.db.engine, result, error_type, started.elapsed());

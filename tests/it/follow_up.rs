@@ -4,7 +4,8 @@
 //! export finishes through follow-ups with no 503 and one operation; a duplicate delivery creates
 //! one follow-up; a busy instance defers to the expected end of the operation in its way and its
 //! databases run one after another; a chain past its bound is reported once; a follow-up that
-//! cannot be created answers 503 and its retry loses nothing.
+//! cannot be created answers 503 and its retry loses nothing; an operator's call waits
+//! `export.wait_secs`, then gets the same answers and leaves a follow-up behind.
 
 use std::time::Duration;
 
@@ -266,4 +267,27 @@ async fn a_follow_up_that_cannot_be_created_answers_503_and_its_retry_loses_noth
     assert_eq!(st.last().map(String::as_str), Some("exported"), "{st:?}");
     assert_eq!(t.sql.exports.started_for(&t.uri(0)), 1, "one operation");
     assert!(t.reports().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_operators_call_waits_its_wait_secs_then_answers_running_and_leaves_a_follow_up() {
+    let t = FollowUps::start(
+        1,
+        Duration::from_secs(30),
+        "wait_secs = 1\nfollow_up_max_secs = 60\nfollow_up_default_secs = 30",
+        "",
+    )
+    .await;
+    let body =
+        serde_json::json!({"project": "p-fu", "instance": "pg", "database": t.dbs[0].name, "run_date": RUN_DATE});
+
+    let (status, _, answer) = t.app.post("/export", &body).await;
+
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "started", "{answer}");
+    assert!(answer["next_check_at"].is_string(), "{answer}");
+    assert!(answer["reason"].as_str().unwrap().contains("still running after 1 s"), "{answer}");
+    let names: Vec<String> = t.tasks.recorded().iter().map(|r| r.name.rsplit('/').next().unwrap().to_owned()).collect();
+    assert_eq!(names, [format!("{}-c1", t.task(0).task_id())], "the follow-up finishes it");
+    assert_eq!(t.tasks.recorded()[0].body["check"], 1);
 }
