@@ -1,4 +1,7 @@
-//! `POST /export`: parse and validate the request, run one export attempt, map the outcome.
+//! `POST /export`: parse and validate the request, run one export attempt, map the outcome. With a
+//! queue that follows up (`cloud_tasks`, `export.follow_up`), an export still waiting for its Cloud
+//! SQL operation or its busy instance leaves a follow-up check and answers 200
+//! `started`/`running`/`waiting` (ADR 0021); a delivery of the queue then does not wait at all.
 
 use axum::Json;
 use axum::extract::State;
