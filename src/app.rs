@@ -108,6 +108,9 @@ impl AppState {
             verifier,
             status,
             metrics,
+            jobs: crate::export::job::JobExports::from_settings(&settings.export, &settings.gcp)
+                .map_err(|reason| SettingsError { key: "export.job".into(), reason })?
+                .map(Arc::new),
             local_mode: settings.queue.kind == crate::settings::QueueKind::Local,
             drills_after_run: false,
             run_reports: Arc::default(),

@@ -15,6 +15,7 @@
 pub mod cloudsql;
 pub mod dump;
 pub mod follow_up;
+pub mod job;
 pub mod report;
 pub mod run;
 pub mod service;
@@ -74,8 +75,9 @@ pub enum ExportError {
         /// The operation in the way, when the instance's operations name it.
         blocking: Option<Blocking>,
     },
-    /// The Cloud SQL export operation is still running after the wait; the retry attaches to it.
-    #[error("Cloud SQL export operation {operation} is still running after {waited_secs} s; the retry attaches to it")]
+    /// The Cloud SQL export operation (or the Cloud Run job execution of a long dump) is still
+    /// running after the wait; the retry attaches to it.
+    #[error("export operation {operation} is still running after {waited_secs} s; the retry attaches to it")]
     Running {
         /// The operation's name.
         operation: String,

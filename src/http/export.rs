@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, Problem};
 use super::state::AppState;
 use crate::export::follow_up::{FollowUpPolicy, NextCheck};
+use crate::export::job::JobStep;
 use crate::export::run::{log_failed_attempt, log_waiting};
 use crate::export::{ExportError, ExportOutcome};
 use crate::model::{
@@ -243,7 +244,17 @@ async fn export_task(
     // call waits `export.wait_secs` as before, then gets the same answers.
     let follows_up = label.is_none() && state.queue.follows_up();
     let wait = (follows_up && delivery.task_name.is_some()).then_some(std::time::Duration::ZERO);
-    let outcome = state.service.export_within(&store, task, wait).await;
+    let outcome = match (&state.jobs, follows_up) {
+        (Some(jobs), true) => {
+            let self_hosted = state.service.sources.iter().any(|s| s.name == task.db.source && !s.any_instance);
+            match jobs.step(&store, task, self_hosted).await {
+                Ok(JobStep::Inline) => state.service.export_within(&store, task, wait).await,
+                Ok(JobStep::Done(m)) => Ok(ExportOutcome::Exported(m)),
+                Err(e) => Err(e),
+            }
+        }
+        _ => state.service.export_within(&store, task, wait).await,
+    };
     let outcome = match outcome {
         Err(e) if follows_up && e.is_waiting() => match follow_up(state, task, delivery, &e).await {
             FollowedUp::Answer(response) => return response,

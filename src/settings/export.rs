@@ -52,6 +52,15 @@ pub struct ExportSettings {
     /// Follow-ups: the most checks of one database's day; the check past it is a failure reported
     /// once (`follow_ups_exhausted`).
     pub follow_up_max_checks: u32,
+    /// `cloud_tasks` with follow-ups: a Cloud Run job (`projects/P/locations/L/jobs/J`, the same
+    /// image) that runs the dumps of self-hosted databases whose previous backup took at least
+    /// `job_after_secs`, as a job execution (`jobs.run` with `export --database …` as its args)
+    /// that follow-ups attach to, so no dump has to fit in one request. Unset: every dump runs in
+    /// its request.
+    pub job: Option<String>,
+    /// See `job`: the previous backup's duration from which a self-hosted dump runs as a job
+    /// execution, in seconds (default 20 minutes: a request lasts at most 30).
+    pub job_after_secs: u64,
 }
 
 impl Default for ExportSettings {
@@ -74,6 +83,8 @@ impl Default for ExportSettings {
             follow_up_max_secs: 1800,
             follow_up_default_secs: 600,
             follow_up_max_checks: 48,
+            job: None,
+            job_after_secs: 1200,
         }
     }
 }
@@ -106,6 +117,13 @@ impl ExportSettings {
         }
         if !(1..=1000).contains(&self.follow_up_max_checks) {
             return Err(SettingsError::new("export.follow_up_max_checks", "must be between 1 and 1000"));
+        }
+        if let Some(job) = &self.job {
+            let parts: Vec<&str> = job.split('/').collect();
+            let shaped = matches!(parts.as_slice(), ["projects", p, "locations", l, "jobs", j] if !p.is_empty() && !l.is_empty() && !j.is_empty());
+            if !shaped {
+                return Err(SettingsError::new("export.job", "must be projects/PROJECT/locations/LOCATION/jobs/JOB"));
+            }
         }
         Ok(())
     }

@@ -323,6 +323,7 @@ mod tests {
             ("[export]\nfollow_up_min_secs = 600\nfollow_up_max_secs = 60", "`export.follow_up_max_secs`"),
             ("[export]\nfollow_up_default_secs = 0", "`export.follow_up_default_secs`"),
             ("[export]\nfollow_up_max_checks = 0", "`export.follow_up_max_checks`"),
+            ("[export]\njob = \"data-backup-export\"", "`export.job`"),
             ("[restore]\nproduction_patterns = [\"a[\"]", "`restore.production_patterns[0]`"),
             ("[verify]\nurl = \"mysql://h/\"", "`verify.url`"),
             ("[verify]\nnightly_count = 0", "`verify.nightly_count`"),

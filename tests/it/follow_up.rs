@@ -5,7 +5,9 @@
 //! one follow-up; a busy instance defers to the expected end of the operation in its way and its
 //! databases run one after another; a chain past its bound is reported once; a follow-up that
 //! cannot be created answers 503 and its retry loses nothing; an operator's call waits
-//! `export.wait_secs`, then gets the same answers and leaves a follow-up behind.
+//! `export.wait_secs`, then gets the same answers and leaves a follow-up behind; a self-hosted
+//! dump whose previous backup took 40 minutes runs as a Cloud Run job execution (the Cloud Run
+//! Admin fake runs the service's binary) that follow-ups attach to, and completes.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::support::fakes::cloud_run::CloudRunFake;
 use crate::support::fakes::cloud_tasks::{CloudTasksFake, Delivery};
 use crate::support::fakes::google::{FakeInstance, Org, SqlAccess, shared};
 use crate::support::fakes::sql_admin::SqlAdminFake;
@@ -290,4 +293,82 @@ async fn an_operators_call_waits_its_wait_secs_then_answers_running_and_leaves_a
     let names: Vec<String> = t.tasks.recorded().iter().map(|r| r.name.rsplit('/').next().unwrap().to_owned()).collect();
     assert_eq!(names, [format!("{}-c1", t.task(0).task_id())], "the follow-up finishes it");
     assert_eq!(t.tasks.recorded()[0].body["check"], 1);
+}
+
+#[tokio::test]
+async fn a_long_self_hosted_dump_runs_as_a_job_execution_that_follow_ups_attach_to() {
+    const PREVIOUS: &str = "2026-11-19";
+    let db = PgDb::create("fu_job");
+    db.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 500) g");
+    let tasks = CloudTasksFake::start().await;
+    let run = CloudRunFake::start().await;
+    *run.jobs.min_duration.lock().unwrap() = Duration::from_secs(2);
+    let store = tempfile::tempdir().unwrap();
+    let job = "projects/ops/locations/europe-west1/jobs/data-backup-export";
+    let toml = format!(
+        "{}[store]\nurl = \"file://{}\"\n\
+         [gcp]\ncredentials = \"anonymous\"\ncloud_tasks_endpoint = \"{}\"\nrun_endpoint = \"{}\"\n\
+         cloud_tasks_per_minute = 60000\nretry_initial_ms = 10\n\
+         [queue]\nkind = \"cloud_tasks\"\nqueue = \"{QUEUE}\"\ntarget_url = \"https://data-backup.example/export\"\n\
+         service_account = \"tasks@ops.iam.gserviceaccount.com\"\nstagger_secs = 0\n\
+         [export]\nfollow_up_min_secs = 1\nfollow_up_max_secs = 1\njob = \"{job}\"\njob_after_secs = 1200\n",
+        crate::support::pg_source("self", &db.name),
+        store.path().display(),
+        tasks.server.uri(),
+        run.server.uri(),
+    );
+    let config = store.path().join("job-settings.toml");
+    std::fs::write(&config, format!("bind = \"127.0.0.1:0\"\n{toml}")).unwrap();
+    *run.jobs.config.lock().unwrap() = Some(config);
+    let app = TestApp::spawn(&toml).await;
+    // Yesterday's backup, made in the request (no previous one), then said to have taken 40 minutes.
+    let body = serde_json::json!({"project": "self", "instance": "pg", "database": db.name, "run_date": PREVIOUS});
+    let (status, _, answer) = app.post("/export", &body).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("exported")), "{answer}");
+    let latest = store.path().join(format!("latest/self/pg/{}.json", db.name));
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    let finished = at(&manifest["finished_at"]);
+    manifest["started_at"] = serde_json::json!(finished - chrono::Duration::minutes(40));
+    std::fs::write(&latest, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let task = ExportTask {
+        db: DatabaseRef {
+            source: SourceName::parse("self").unwrap(),
+            project: ProjectId::parse("self").unwrap(),
+            instance: InstanceName::parse("pg").unwrap(),
+            database: DatabaseName::parse(db.name.clone()).unwrap(),
+            engine: Engine::Postgres,
+        },
+        run_date: RunDate::parse(RUN_DATE).unwrap(),
+        run_id: RunId::generate(),
+    };
+    app.state.queue.enqueue(task).await.unwrap();
+
+    let mut deliveries = Vec::new();
+    while let Some(d) = tasks.deliver_next(&app.client, &app.address, Duration::from_millis(300)).await {
+        deliveries.push(d);
+        assert!(deliveries.len() < 100, "{deliveries:?}");
+    }
+
+    assert!(deliveries.iter().all(|d| d.status == 200), "no 503: {deliveries:?}");
+    let st = statuses(&deliveries);
+    assert_eq!(st.first().map(String::as_str), Some("started"), "{st:?}");
+    assert_eq!(st.last().map(String::as_str), Some("exported"), "{st:?}");
+    let executions = run.executions();
+    assert_eq!(executions.len(), 1, "one execution across the chain: {executions:?}");
+    assert_eq!(deliveries[0].body["operation"], executions[0].name.as_str());
+    let database = format!("self/pg/{}", db.name);
+    assert_eq!(
+        executions[0].args,
+        ["export", "--database", &database, "--date", RUN_DATE, "--source", "self", "--ignore-scope"]
+    );
+    for _ in 0..100 {
+        if run.executions()[0].completed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(run.executions()[0].succeeded, "the job's export succeeded");
+    let made = &deliveries.last().unwrap().body["manifest"];
+    assert_eq!(made["run_date"], RUN_DATE, "{made}");
+    assert!(made["tools"]["dump"].as_str().unwrap().contains("pg_dump"), "the job dumped it: {made}");
 }
