@@ -364,3 +364,27 @@ def test_the_service_gets_the_follow_up_settings_and_no_description_promises_503
     assert "reason" in fresh and "follow_ups_exhausted" in fresh
     # Waiting is logged at INFO: the log-based metrics behind the alerts count ERROR entries only.
     assert "severity>=ERROR" in module_locals()["run_logs"]
+
+
+def test_the_export_job_runs_the_service_image_with_its_settings_and_the_service_may_run_it():
+    def bare(v):
+        return v.strip('"') if isinstance(v, str) else v
+
+    res = resources(MODULE)
+    job = res[("google_cloud_run_v2_job", "export")]
+    assert bare(job["count"]) == "${var.export_job ? 1 : 0}"
+    assert bare(job["name"]) == "${var.name}-export"
+    task = job["template"][0]["template"][0]
+    container = task["containers"][0]
+    assert bare(container["image"]) == "${var.image}"
+    assert [bare(a) for a in container["args"]] == ["export"]
+    assert bare(task["service_account"]) == "${google_service_account.runtime.email}"
+    assert task["max_retries"] == 0
+    assert "local.env" in str(container["dynamic"])
+    grant = res[("google_cloud_run_v2_job_iam_member", "runtime_runs_export")]
+    assert bare(grant["role"]) == "roles/run.developer"
+    assert bare(grant["member"]) == "${google_service_account.runtime.member}"
+    env = module_locals()
+    assert "local.export_job_id" in env["env_optional"]["DATA_BACKUP_EXPORT__JOB"]
+    assert bare(env["export_job_id"]).endswith("/jobs/${var.name}-export")
+    assert "var.export_job_after_secs" in env["env_base"]["DATA_BACKUP_EXPORT__JOB_AFTER_SECS"]

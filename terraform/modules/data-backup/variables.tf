@@ -182,6 +182,29 @@ variable "export_follow_up_max_checks" {
   }
 }
 
+variable "export_job" {
+  description = "Create the Cloud Run job `NAME-export` (jobs.tf) and run the dumps of self-hosted databases whose previous backup took at least export_job_after_secs as its executions, which follow-up tasks attach to (`export.job`), instead of in a request that lasts at most 30 minutes."
+  type        = bool
+  default     = false
+}
+
+variable "export_job_after_secs" {
+  description = "The previous backup's duration, in seconds, from which a self-hosted dump runs as an execution of the export job (`export.job_after_secs`)."
+  type        = number
+  default     = 1200
+}
+
+variable "export_job_timeout_secs" {
+  description = "How long one execution of the export job may run, in seconds (Cloud Run allows up to 7 days)."
+  type        = number
+  default     = 14400
+
+  validation {
+    condition     = var.export_job_timeout_secs >= 60 && var.export_job_timeout_secs <= 604800
+    error_message = "export_job_timeout_secs: between 60 and 604800 (7 days)."
+  }
+}
+
 variable "export_offload" {
   description = "Use serverless export (`export.offload`): a temporary instance does the export, so the database instance is not loaded. Costs extra; an instance label overrides it per instance."
   type        = bool
