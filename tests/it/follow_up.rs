@@ -330,6 +330,11 @@ async fn a_long_self_hosted_dump_runs_as_a_job_execution_that_follow_ups_attach_
     let finished = at(&manifest["finished_at"]);
     manifest["started_at"] = serde_json::json!(finished - chrono::Duration::minutes(40));
     std::fs::write(&latest, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let doctor: Value = app.client.get(format!("{}/doctor", app.address)).send().await.unwrap().json().await.unwrap();
+    let notes: Vec<&Value> = doctor["findings"].as_array().unwrap().iter().filter(|f| f["check"] == "job").collect();
+    assert_eq!(notes.len(), 1, "doctor says which databases take the job path: {doctor}");
+    assert_eq!(notes[0]["scope"], format!("self/pg/{}", db.name));
+    assert!(notes[0]["problem"].as_str().unwrap().contains("took 40 min"), "{doctor}");
     let task = ExportTask {
         db: DatabaseRef {
             source: SourceName::parse("self").unwrap(),
