@@ -72,7 +72,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -85,7 +85,6 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -95,14 +94,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use crate::export::dump::tail_stderr;
-use crate::model::{DatabasePath, Engine, Label, RetentionClass, RunDate};
+use crate::model::{DatabasePath, Engine, Label, RunDate};
 use crate::settings::{ServerUrl, Settings};
-use crate::store::bucket::{ByteStream, ObjectInfo};
+use crate::store::bucket::ByteStream;
+use crate::store::catalog::{StoredBackup, labelled_backups, stored_backups, verified_dates};
 use crate::store::layout::Key;
 use crate::store::manifest::{DumpFormat, Manifest};
+use crate::store::verification::{VerificationRecord, VerificationSummary};
 use crate::store::{BackupStore, StoreError};
-use crate::verify::{VerificationRecord, VerificationSummary};
+use crate::util::process::tail_stderr;
 
 mod database_lines;
 mod definers;
@@ -228,76 +228,6 @@ pub enum Selector {
     Date(RunDate),
     /// The newest whose run date is on or before this time's day and whose export started at or before it.
     At(DateTime<Utc>),
-}
-
-/// One backup as the listing shows it: its manifest's key and the dump object next to it.
-#[derive(Clone, Debug)]
-pub struct StoredBackup {
-    /// The run date.
-    pub date: RunDate,
-    /// Its retention class.
-    pub class: RetentionClass,
-    /// The manifest's key.
-    pub manifest: Key,
-    /// The dump object, when the listing has it.
-    pub dump: Option<ObjectInfo>,
-}
-
-/// The first `segments` segments of `key`'s path, with a trailing `/`: keys stay built by `Layout`.
-pub(crate) fn key_prefix(key: &Key, segments: usize) -> String {
-    let path = key.path();
-    let mut prefix = path.split('/').take(segments).collect::<Vec<_>>().join("/");
-    prefix.push('/');
-    prefix
-}
-
-fn any_date() -> RunDate {
-    RunDate::from_date(NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date"))
-}
-
-/// Every backup of `db` (a manifest makes a backup), newest first, found by listing each class.
-pub async fn stored_backups(store: &BackupStore, db: &DatabasePath) -> Result<Vec<StoredBackup>, StoreError> {
-    let mut manifests: BTreeMap<RunDate, (RetentionClass, Key)> = BTreeMap::new();
-    let mut dumps: BTreeMap<(RunDate, RetentionClass), ObjectInfo> = BTreeMap::new();
-    for class in RetentionClass::ALL {
-        let prefix = key_prefix(&Key::Manifest { class, db: db.clone(), date: any_date() }, 4);
-        for object in store.bucket().list(&prefix).await? {
-            match Key::parse(&object.key) {
-                Some(Key::Manifest { class, db: of, date }) if &of == db => {
-                    manifests.entry(date).or_insert((class, Key::Manifest { class, db: of, date }));
-                }
-                Some(Key::Dump { class, db: of, date, .. }) if &of == db => {
-                    dumps.insert((date, class), object);
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(manifests
-        .into_iter()
-        .rev()
-        .map(|(date, (class, manifest))| StoredBackup { date, class, manifest, dump: dumps.remove(&(date, class)) })
-        .collect())
-}
-
-/// The named backups of `db` (a manifest under `labels/<label>/…` makes one), by label. Labels are
-/// few: this lists `labels/` whole.
-pub async fn labelled_backups(store: &BackupStore, db: &DatabasePath) -> Result<Vec<(Label, Key)>, StoreError> {
-    let probe = Key::LabelManifest { label: Label::parse("_").expect("valid label"), db: db.clone() };
-    let mut out: Vec<(Label, Key)> = store
-        .bucket()
-        .list(&key_prefix(&probe, 1))
-        .await?
-        .into_iter()
-        .filter_map(|o| match Key::parse(&o.key)? {
-            Key::LabelManifest { label, db: of } if &of == db => {
-                Some((label.clone(), Key::LabelManifest { label, db: of }))
-            }
-            _ => None,
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
 }
 
 fn no_backup(db: &DatabasePath, what: &str, all: &[StoredBackup]) -> RestoreError {
@@ -459,7 +389,7 @@ pub async fn list_backups(
     while shown < entries.len() && entries[shown].0 == entries[shown - 1].0 {
         shown += 1;
     }
-    let verified: std::collections::HashSet<RunDate> = crate::verify::verified_dates(store, db).await?;
+    let verified: std::collections::HashSet<RunDate> = verified_dates(store, db).await?;
     let mut backups = Vec::new();
     let mut last = None;
     for (date, label, key, manifest) in entries.iter().take(shown) {
@@ -1163,19 +1093,8 @@ fn old_name(base: &str, max: usize) -> String {
     fit(base, &format!("_old_{}_{:08x}", Utc::now().format("%Y%m%d%H%M%S"), rand::random::<u32>()), max)
 }
 
-fn password_of(target: &ServerUrl, env: &str) -> Option<SecretString> {
-    target.password.clone().or_else(|| std::env::var(env).ok().filter(|v| !v.is_empty()).map(SecretString::from))
-}
-
-async fn version_major(path: &Path) -> Option<u32> {
-    let out = Command::new(path).arg("--version").output().await.ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split_whitespace()
-        .find_map(|w| w.split('.').next().and_then(|m| m.parse::<u32>().ok()).filter(|_| w.contains('.')))
-}
+use crate::db::targets::url_password;
+use crate::db::tools::version_major;
 
 // ------------------------------------------------------------------------------------------------
 // PostgreSQL
@@ -1184,56 +1103,25 @@ async fn version_major(path: &Path) -> Option<u32> {
 mod pg {
     use super::*;
 
-    /// `"name"` with embedded quotes doubled.
-    pub(super) fn ident(name: &str) -> String {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
+    pub(super) use crate::db::ident::pg as ident;
 
     /// `pg_restore` (the newest installed, or the configured directory's) and the `psql` beside it.
     async fn tools(dirs: &ToolDirs) -> Result<(PathBuf, PathBuf), RestoreError> {
-        let mut candidates: Vec<PathBuf> = Vec::new();
-        if let Some(dir) = &dirs.pg_bin_dir {
-            candidates.push(dir.join("pg_restore"));
-        } else {
-            if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-                candidates.extend(entries.flatten().map(|e| e.path().join("bin/pg_restore")));
-            }
-            candidates.push(PathBuf::from("pg_restore"));
-        }
-        let mut best: Option<(u32, PathBuf)> = None;
-        for c in candidates {
-            if let Some(major) = version_major(&c).await
-                && best.as_ref().is_none_or(|(b, _)| major > *b)
-            {
-                best = Some((major, c));
-            }
-        }
-        let (_, pg_restore) = best.ok_or_else(|| RestoreError::Tool {
-            tool: "pg_restore".into(),
-            status: "not found".into(),
-            stderr: "install the PostgreSQL client or set export.pg_bin_dir".into(),
-        })?;
+        let pg_restore = crate::db::tools::newest_pg(dirs.pg_bin_dir.as_deref(), "pg_restore")
+            .await
+            .ok_or_else(|| RestoreError::Tool {
+                tool: "pg_restore".into(),
+                status: "not found".into(),
+                stderr: "install the PostgreSQL client or set export.pg_bin_dir".into(),
+            })?
+            .path;
         let beside = pg_restore.with_file_name("psql");
         let psql = if beside.is_file() { beside } else { PathBuf::from("psql") };
         Ok((pg_restore, psql))
     }
 
-    pub(super) fn config(server: &ServerUrl, db: &str) -> tokio_postgres::Config {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host(&server.host)
-            .port(server.port)
-            .user(&server.user)
-            .dbname(db)
-            .application_name("data-backup restore")
-            .connect_timeout(Duration::from_secs(10));
-        if let Some(pw) = password_of(server, "PGPASSWORD") {
-            cfg.password(pw.expose_secret());
-        }
-        cfg
-    }
-
     pub(super) async fn connect(server: &ServerUrl, db: &str) -> Result<tokio_postgres::Client, RestoreError> {
-        let (client, conn) = config(server, db)
+        let (client, conn) = crate::db::targets::url_pg(server, db)
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
@@ -1274,32 +1162,21 @@ mod pg {
     async fn user_tables(server: &ServerUrl, db: &str) -> Result<i64, RestoreError> {
         let client = connect(server, db).await?;
         let row = client
-            .query_one(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                 AND n.nspname NOT LIKE 'pg_toast%'",
-                &[],
-            )
+            .query_one(&format!("SELECT count(*) FROM {}", crate::db::rows::PG_USER_TABLES), &[])
             .await
             .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
         Ok(row.get(0))
     }
 
     pub(super) fn env(cmd: &mut Command, server: &ServerUrl, db: &str) {
-        cmd.env_remove("PGPASSWORD")
-            .env_remove("PGSERVICE")
-            .env_remove("PGOPTIONS")
-            .env("PGHOST", &server.host)
-            .env("PGPORT", server.port.to_string())
-            .env("PGUSER", &server.user)
-            // Never `-d`: libpq expands a `-d` value holding `=` or starting with `postgres://` as
-            // a connection string; PGDATABASE is always just a name.
-            .env("PGDATABASE", db)
-            .env("PGAPPNAME", "data-backup restore")
-            .env("PGCONNECT_TIMEOUT", "10");
-        if let Some(pw) = password_of(server, "PGPASSWORD") {
-            cmd.env("PGPASSWORD", pw.expose_secret());
-        }
+        let conn = crate::db::tools::PgConn {
+            host: &server.host,
+            port: server.port,
+            user: &server.user,
+            database: db,
+            application: "data-backup restore",
+        };
+        crate::db::tools::pg_env(cmd, conn, url_password(server, "PGPASSWORD").as_ref());
     }
 
     /// The `pg_restore -j` jobs of this restore, or `None` for the streaming path: a custom-format
@@ -1571,17 +1448,12 @@ mod pg {
 mod my {
     use super::*;
 
-    /// `` `name` `` with embedded backticks doubled.
-    pub(super) fn ident(name: &str) -> String {
-        format!("`{}`", name.replace('`', "``"))
-    }
+    pub(super) use crate::db::ident::my as ident;
+    use crate::db::targets::is_socket;
 
     async fn client(dirs: &ToolDirs) -> Result<PathBuf, RestoreError> {
-        for name in ["mariadb", "mysql"] {
-            let path = dirs.mysql_bin_dir.as_ref().map_or_else(|| PathBuf::from(name), |d| d.join(name));
-            if Command::new(&path).arg("--version").output().await.is_ok_and(|o| o.status.success()) {
-                return Ok(path);
-            }
+        if let Some(tool) = crate::db::tools::first_of(dirs.mysql_bin_dir.as_deref(), &["mariadb", "mysql"]).await {
+            return Ok(tool.path);
         }
         Err(RestoreError::Tool {
             tool: "mysql".into(),
@@ -1591,22 +1463,7 @@ mod my {
     }
 
     pub(super) async fn connect(server: &ServerUrl) -> Result<mysql_async::Conn, RestoreError> {
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(server.host.clone())
-            .tcp_port(server.port)
-            .user(Some(server.user.clone()))
-            .pass(password_of(server, "MYSQL_PWD").map(|p| p.expose_secret().to_owned()))
-            // TCP, like the `mysql` client this module runs: the server sees both come from one
-            // host (a drill's account exists for exactly that host). A host that is a path is a
-            // socket (a drill's scratch server): both connect through it.
-            .socket(is_socket(server).then(|| server.host.clone()))
-            .prefer_socket(is_socket(server));
-        mysql_async::Conn::new(opts).await.map_err(|e| db_error(server, &e))
-    }
-
-    /// Whether the server's host is a Unix socket path (a drill's scratch server).
-    fn is_socket(server: &ServerUrl) -> bool {
-        server.host.starts_with('/')
+        mysql_async::Conn::new(crate::db::targets::url_my(server)).await.map_err(|e| db_error(server, &e))
     }
 
     type Res<T> = Result<T, RestoreError>;
@@ -1899,11 +1756,8 @@ mod my {
             .arg(format!("--user={}", server.user))
             // After `--`, the schema is a name whatever it starts with, never an option.
             .arg("--")
-            .arg(side)
-            .env_remove("MYSQL_PWD");
-        if let Some(pw) = password_of(server, "MYSQL_PWD") {
-            cmd.env("MYSQL_PWD", pw.expose_secret());
-        }
+            .arg(side);
+        crate::db::tools::my_env(&mut cmd, url_password(server, "MYSQL_PWD").as_ref());
         let mut epilogue = vec![Segment { label: None, bytes: b"\n".to_vec() }];
         epilogue.extend(transforms.iter().map(|t| {
             let mut bytes = t.sql.clone().into_bytes();
@@ -2003,44 +1857,15 @@ mod my {
 /// Counts the rows of every user table of `database` (`schema.table` for PostgreSQL, `table` for
 /// MySQL, as the manifest's `row_counts` name them).
 pub async fn count_rows(target: &ServerUrl, database: &str) -> Result<BTreeMap<String, u64>, RestoreError> {
-    let mut counts = BTreeMap::new();
     if target.scheme == "postgres" {
         let client = pg::connect(target, database).await?;
-        let err = |e: tokio_postgres::Error| db_error(target, &crate::util::error::error_chain_of(&e));
-        let tables = client
-            .query(
-                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                 AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
-                &[],
-            )
-            .await
-            .map_err(err)?;
-        for t in tables {
-            let (schema, table): (String, String) = (t.get(0), t.get(1));
-            let sql = format!("SELECT count(*) FROM {}.{}", pg::ident(&schema), pg::ident(&table));
-            let n: i64 = client.query_one(&sql, &[]).await.map_err(err)?.get(0);
-            counts.insert(format!("{schema}.{table}"), u64::try_from(n).unwrap_or(0));
-        }
+        crate::db::rows::pg(&client).await.map_err(|e| db_error(target, &crate::util::error::error_chain_of(&e)))
     } else {
         let mut conn = my::connect(target).await?;
-        let tables: Vec<String> = conn
-            .exec(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
-                (database,),
-            )
-            .await
-            .map_err(|e| db_error(target, &e))?;
-        for t in tables {
-            let n: Option<u64> = conn
-                .query_first(format!("SELECT COUNT(*) FROM {}.{}", my::ident(database), my::ident(&t)))
-                .await
-                .map_err(|e| db_error(target, &e))?;
-            counts.insert(t, n.unwrap_or(0));
-        }
+        let counts = crate::db::rows::my(&mut conn, database).await.map_err(|e| db_error(target, &e))?;
         let _ = conn.disconnect().await;
+        Ok(counts)
     }
-    Ok(counts)
 }
 
 /// Runs a check query in `database`; answers the first column of its first row as text (`None`

@@ -39,158 +39,26 @@
 //! interrupted by [`Verifier::interrupt`] (the service is stopping) stops its scratch server,
 //! drops what it created and records nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use utoipa::ToSchema;
 
-use crate::model::{DatabaseName, DatabasePath, Engine, InstanceName, ProjectId, RunDate};
+use crate::model::{DatabasePath, Engine, RunDate};
 use crate::notify::{FailureReport, Notifier};
 use crate::restore::{
     DrillAccount, RestoreError, RestoreOptions, SCRATCH_PREFIX, ScratchServer, ToolDirs, count_rows, dumped_major,
-    path_text, query_value, restore_manifest, stored_backups,
+    path_text, query_value, restore_manifest,
 };
 use crate::settings::{ServerUrl, Settings, SourceKind, VerifyCheck, VerifySettings};
 use crate::store::layout::Key;
 use crate::store::manifest::Manifest;
+pub use crate::store::verification::{
+    CheckOutcome, RECORD_VERSION, TableCount, VerificationRecord, VerificationResult, VerificationSummary,
+};
 use crate::store::{BackupStore, StoreError};
-
-/// Version of the record format.
-pub const RECORD_VERSION: u32 = 1;
-
-/// Outcome of a verification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum VerificationResult {
-    /// The backup restored, its row counts match and every check passed.
-    Ok,
-    /// Something failed: see `errors`.
-    Failed,
-    /// The backup cannot be restored here at all (a SQL Server BAK file): see `reason`. Neither a
-    /// proof nor a failure; never reported.
-    Unverifiable,
-}
-
-/// One table's rows: what the manifest recorded and what the restore holds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct TableCount {
-    /// `schema.table` (PostgreSQL) or `table` (MySQL).
-    pub table: String,
-    /// Rows the manifest recorded, if it has the table.
-    pub expected: Option<u64>,
-    /// Rows in the restored database, if it has the table.
-    pub restored: Option<u64>,
-    /// Whether the two agree.
-    pub matches: bool,
-}
-
-/// One check query's outcome.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CheckOutcome {
-    /// The check's name.
-    pub name: String,
-    /// Whether it passed.
-    pub passed: bool,
-    /// The value it returned, or its error.
-    pub detail: String,
-}
-
-/// The verdict on one backup, stored under `verifications/…/<run date>.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct VerificationRecord {
-    /// Record format version.
-    pub version: u32,
-    /// Project.
-    pub project: String,
-    /// Instance.
-    pub instance: String,
-    /// Database.
-    pub database: String,
-    /// Engine.
-    pub engine: Engine,
-    /// The backup's run date.
-    pub run_date: String,
-    /// The dump verified.
-    pub key: String,
-    /// `ok`, `failed` or `unverifiable`.
-    pub result: VerificationResult,
-    /// Why the backup cannot be verified (when `result` is `unverifiable`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// When the verification started.
-    pub started_at: DateTime<Utc>,
-    /// When it ended.
-    pub finished_at: DateTime<Utc>,
-    /// Seconds it took.
-    pub duration_secs: f64,
-    /// The verification server (without password).
-    pub server: String,
-    /// The scratch database it restored into (dropped afterwards).
-    pub scratch_database: String,
-    /// Stored bytes read and checked against the manifest's size and SHA-256.
-    pub bytes_checked: u64,
-    /// Whether row counts were compared (false: no counts, or not exact; then they are information only).
-    pub row_counts_compared: bool,
-    /// Per-table row counts.
-    pub tables: Vec<TableCount>,
-    /// Check queries.
-    pub checks: Vec<CheckOutcome>,
-    /// What failed (empty when `result` is `ok`).
-    pub errors: Vec<String>,
-    /// Problems that do not fail the backup (e.g. the scratch database could not be dropped).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    /// Seconds the restore itself took (read, decrypt, decompress, restore tool): the measured
-    /// restore time of the database. Absent when the restore did not finish.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_secs: Option<f64>,
-    /// Stored bytes restored per second of `restore_secs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_per_sec: Option<f64>,
-    /// Rows restored per second of `restore_secs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rows_per_sec: Option<f64>,
-    /// The `pg_restore -j` jobs when the drill restored in parallel (a PostgreSQL custom-format
-    /// backup); absent when the dump was streamed (ADR 0016).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_jobs: Option<usize>,
-}
-
-/// The part of a record a listing shows.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct VerificationSummary {
-    /// `ok`, `failed` or `unverifiable`.
-    pub result: VerificationResult,
-    /// When it was verified.
-    pub verified_at: DateTime<Utc>,
-    /// The first error, when it failed; why not, when it is unverifiable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Seconds the restore itself took, when it finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_secs: Option<f64>,
-    /// Stored bytes restored per second.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_per_sec: Option<f64>,
-}
-
-impl VerificationRecord {
-    /// What a listing shows of it.
-    #[must_use]
-    pub fn summary(&self) -> VerificationSummary {
-        VerificationSummary {
-            result: self.result,
-            verified_at: self.finished_at,
-            error: self.errors.first().or(self.reason.as_ref()).cloned(),
-            restore_secs: self.restore_secs,
-            bytes_per_sec: self.bytes_per_sec,
-        }
-    }
-}
 
 /// Why a verification could not run (a backup that fails verification is a record, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -242,55 +110,17 @@ pub struct Verifier {
     due: tokio::sync::Mutex<()>,
 }
 
-fn placeholder_db() -> DatabasePath {
-    DatabasePath {
-        project: ProjectId::parse("p").expect("valid"),
-        instance: InstanceName::parse("i").expect("valid"),
-        database: DatabaseName::parse("d").expect("valid"),
-    }
-}
-
-/// The run dates of `db` that have a verification record.
-pub async fn verified_dates(store: &BackupStore, db: &DatabasePath) -> Result<HashSet<RunDate>, StoreError> {
-    let probe = Key::Verification { db: db.clone(), date: RunDate::from_date(chrono::NaiveDate::MIN) };
-    let prefix = crate::restore::key_prefix(&probe, 4);
-    Ok(store
-        .bucket()
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|o| match Key::parse(&o.key) {
-            Some(Key::Verification { db: of, date }) if &of == db => Some(date),
-            _ => None,
-        })
-        .collect())
-}
-
 /// Every database with a backup, least recently verified first (never verified first of all),
 /// with the time of its last verification.
 pub async fn least_recently_verified(
     store: &BackupStore,
 ) -> Result<Vec<(DatabasePath, Option<DateTime<Utc>>)>, StoreError> {
-    let latest_prefix = crate::restore::key_prefix(&Key::Latest { db: placeholder_db() }, 1);
-    let records_prefix = crate::restore::key_prefix(
-        &Key::Verification { db: placeholder_db(), date: RunDate::from_date(chrono::NaiveDate::MIN) },
-        1,
-    );
-    let mut dbs: BTreeSet<DatabasePath> = BTreeSet::new();
-    for o in store.bucket().list(&latest_prefix).await? {
-        if let Some(Key::Latest { db }) = Key::parse(&o.key) {
-            dbs.insert(db);
-        }
-    }
-    let mut newest: BTreeMap<DatabasePath, RunDate> = BTreeMap::new();
-    for o in store.bucket().list(&records_prefix).await? {
-        if let Some(Key::Verification { db, date }) = Key::parse(&o.key) {
-            let e = newest.entry(db).or_insert(date);
-            if date > *e {
-                *e = date;
-            }
-        }
-    }
+    let dbs = crate::store::catalog::latest_databases(store).await?;
+    let newest: BTreeMap<DatabasePath, RunDate> = crate::store::catalog::verifications(store)
+        .await?
+        .into_iter()
+        .filter_map(|(db, dates)| Some((db, *dates.last()?)))
+        .collect();
     let mut out = Vec::new();
     for db in dbs {
         let last = match newest.get(&db) {
@@ -453,7 +283,7 @@ impl Verifier {
     /// Verifies the backup of `db` for `date` (default: the newest); see the module docs.
     pub async fn verify(&self, db: &DatabasePath, date: Option<RunDate>) -> Result<VerificationRecord, VerifyError> {
         // Every manifest counts here, also one whose dump is missing: that is what a drill is for.
-        let all = stored_backups(&self.store, db).await?;
+        let all = crate::store::catalog::stored_backups(&self.store, db).await?;
         let chosen = match date {
             Some(d) => all.iter().find(|b| b.date == d),
             None => all.first(),
