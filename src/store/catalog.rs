@@ -1,13 +1,17 @@
 //! The catalog, the read side of the store: what backups a database has (dated and labelled), which
-//! databases have a `latest/` copy, and which backups have a verification record. Every answer
+//! databases have a `latest/` copy, which backups have a verification record, and which databases
+//! were verified least recently. Every answer
 //! comes from listing keys and parsing them back with [`Key::parse`]: a listing's order or last
 //! name is never trusted, and a key this version cannot parse is not a backup.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use chrono::{DateTime, Utc};
+
 use crate::model::{DatabasePath, Label, RetentionClass, RunDate};
 use crate::store::bucket::ObjectInfo;
 use crate::store::layout::{Key, Prefix, any_date, any_db};
+use crate::store::verification::VerificationRecord;
 use crate::store::{BackupStore, StoreError};
 
 /// One dated backup: its manifest's key and the dump object next to it.
@@ -108,5 +112,34 @@ pub async fn verifications(store: &BackupStore) -> Result<BTreeMap<DatabasePath,
             out.entry(db).or_default().insert(date);
         }
     }
+    Ok(out)
+}
+
+/// Every database with a backup, least recently verified first (never verified first of all),
+/// with the time of its last verification.
+pub async fn least_recently_verified(
+    store: &BackupStore,
+) -> Result<Vec<(DatabasePath, Option<DateTime<Utc>>)>, StoreError> {
+    let dbs = crate::store::catalog::latest_databases(store).await?;
+    let newest: BTreeMap<DatabasePath, RunDate> = crate::store::catalog::verifications(store)
+        .await?
+        .into_iter()
+        .filter_map(|(db, dates)| Some((db, *dates.last()?)))
+        .collect();
+    let mut out = Vec::new();
+    for db in dbs {
+        let last = match newest.get(&db) {
+            Some(&date) => store
+                .read::<VerificationRecord>(&Key::Verification { db: db.clone(), date })
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.finished_at),
+            None => None,
+        };
+        out.push((db, last));
+    }
+    // `None` sorts before `Some`: never-verified databases first, then the oldest verification.
+    out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     Ok(out)
 }
