@@ -1,8 +1,11 @@
 //! Restore: find a backup through its manifests, stream it out of the store into the database's
-//! own tools, and put it in place without ever leaving the target half-restored.
+//! own tools, and put it in place without ever leaving the target half-restored. This file is the
+//! public entry ([`restore`], [`restore_manifest`], and the drill's row counts and check queries);
+//! each job has its file: `error`, `find`, `list`, `request`, `stream` (the checked stream), `pump`
+//! (the tool pump), `names`, `pg`, `my`, `parallel`, and the drill's account and scratch server.
 //!
 //! **Finding.** Backups are found by listing the manifests of a database under every retention
-//! class and parsing their keys ([`stored_backups`]); a listing's order or last name is never
+//! class and parsing their keys (the store's catalog, module `find`); a listing's order or last name is never
 //! trusted. `--latest` is the newest run date, `--date` that exact day, and `--at T` the newest
 //! backup whose run date is on or before T's day *and* whose export started at or before T (a
 //! backup that started after T holds data written after T). A manifest whose dump object is

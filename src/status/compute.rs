@@ -79,7 +79,7 @@ async fn holds(store: &BackupStore) -> Result<HashMap<DbKey, String>, StoreError
 /// finished (reading back at most three records per database).
 ///
 /// This is the one place status reads verification records (`Key::Verification`, written by
-/// `verify.rs` as `VerificationRecord`; only `result`, `finished_at`, `run_date` and the restore
+/// `verify/` as `store::verification::VerificationRecord`; only `result`, `finished_at`, `run_date` and the restore
 /// time and throughput are read here).
 pub async fn verifications(store: &BackupStore) -> Result<HashMap<DbKey, Verifications>, StoreError> {
     #[derive(Deserialize)]

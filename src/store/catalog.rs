@@ -1,8 +1,8 @@
 //! The catalog, the read side of the store: what backups a database has (dated and labelled), which
 //! databases have a `latest/` copy, which backups have a verification record, and which databases
-//! were verified least recently. Every answer
-//! comes from listing keys and parsing them back with [`Key::parse`]: a listing's order or last
-//! name is never trusted, and a key this version cannot parse is not a backup.
+//! were verified least recently. Every answer comes from listing keys and parsing them back with
+//! [`Key::parse`]: a listing's order or last name is never trusted, and a key this version cannot
+//! parse is not a backup.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 

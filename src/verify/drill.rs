@@ -15,7 +15,7 @@ use crate::restore::{
 };
 use crate::settings::{ServerUrl, SourceKind, VerifyCheck};
 use crate::store::manifest::Manifest;
-use crate::store::verification::{CheckOutcome, RECORD_VERSION, TableCount, VerificationRecord, VerificationResult};
+use crate::store::verification::{CheckOutcome, TableCount, VerificationRecord, VerificationResult};
 
 /// Whether a check query's answer means "passed": true, `t`, `yes`, `on`, or a non-zero number.
 fn truthy(value: Option<&str>) -> bool {
@@ -223,16 +223,8 @@ impl Verifier {
         #[expect(clippy::cast_precision_loss, reason = "a rate needs no more than f64's 52 bits")]
         let per_sec = |n: u64| restore_secs.filter(|s| *s > 0.0).map(|s| (n as f64 / s).round());
         let (bytes_per_sec, rows_per_sec) = (per_sec(bytes), per_sec(rows));
+        let result = if errors.is_empty() { VerificationResult::Ok } else { VerificationResult::Failed };
         VerificationRecord {
-            version: RECORD_VERSION,
-            project: db.project.to_string(),
-            instance: db.instance.to_string(),
-            database: db.database.to_string(),
-            engine: manifest.engine,
-            run_date: manifest.run_date.clone(),
-            key: manifest.key.clone(),
-            result: if errors.is_empty() { VerificationResult::Ok } else { VerificationResult::Failed },
-            reason: None,
             started_at,
             finished_at: Utc::now(),
             duration_secs: t0.elapsed().as_secs_f64(),
@@ -248,6 +240,7 @@ impl Verifier {
             bytes_per_sec,
             rows_per_sec,
             restore_jobs,
+            ..Self::record_of(db, manifest, result)
         }
     }
 }

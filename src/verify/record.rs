@@ -10,8 +10,9 @@ use crate::store::manifest::Manifest;
 use crate::store::verification::{RECORD_VERSION, VerificationRecord, VerificationResult};
 
 impl Verifier {
-    /// The honest verdict on a backup no drill can restore: no server, no account, nothing run.
-    pub(super) fn unverifiable(db: &DatabasePath, manifest: &Manifest, reason: &str) -> VerificationRecord {
+    /// The record of the backup `manifest` describes, with `result` and nothing measured yet (no
+    /// server, no time spent): each verdict fills in what it did.
+    pub(super) fn record_of(db: &DatabasePath, manifest: &Manifest, result: VerificationResult) -> VerificationRecord {
         let now = Utc::now();
         VerificationRecord {
             version: RECORD_VERSION,
@@ -21,8 +22,8 @@ impl Verifier {
             engine: manifest.engine,
             run_date: manifest.run_date.clone(),
             key: manifest.key.clone(),
-            result: VerificationResult::Unverifiable,
-            reason: Some(reason.to_owned()),
+            result,
+            reason: None,
             started_at: now,
             finished_at: now,
             duration_secs: 0.0,
@@ -38,6 +39,14 @@ impl Verifier {
             bytes_per_sec: None,
             rows_per_sec: None,
             restore_jobs: None,
+        }
+    }
+
+    /// The honest verdict on a backup no drill can restore: no server, no account, nothing run.
+    pub(super) fn unverifiable(db: &DatabasePath, manifest: &Manifest, reason: &str) -> VerificationRecord {
+        VerificationRecord {
+            reason: Some(reason.to_owned()),
+            ..Self::record_of(db, manifest, VerificationResult::Unverifiable)
         }
     }
 
