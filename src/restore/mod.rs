@@ -107,6 +107,7 @@ use age::x25519::Identity;
 use mysql_async::prelude::Queryable;
 
 use self::error::db_error;
+use self::request::Job;
 use crate::model::Engine;
 use crate::settings::{ServerUrl, Settings};
 use crate::store::BackupStore;
@@ -196,10 +197,11 @@ pub async fn restore_manifest(
         });
     }
     let ids = if encrypted { identities } else { None };
+    let job = Job { store, dirs: tools, manifest, server: target, ids, transforms, options };
     let (previous, bytes, parallel_jobs) = if expected == "postgres" {
-        pg::restore(store, tools, manifest, target, database, ids, transforms, options).await?
+        pg::restore(job, database).await?
     } else {
-        let (previous, bytes) = my::restore(store, tools, manifest, target, database, ids, transforms, options).await?;
+        let (previous, bytes) = my::restore(job, database).await?;
         (previous, bytes, None)
     };
     Ok(RestoreReport {

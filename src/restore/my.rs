@@ -3,21 +3,19 @@
 
 use std::path::PathBuf;
 
-use age::x25519::Identity;
 use mysql_async::prelude::Queryable;
 use tokio::process::Command;
 
 use crate::db::targets::url_password;
 use crate::settings::ServerUrl;
-use crate::store::BackupStore;
-use crate::store::manifest::{DumpFormat, Manifest};
+use crate::store::manifest::DumpFormat;
 /// How long a MySQL swap waits for another session's metadata lock before it gives up.
 const SWAP_LOCK_WAIT_SECS: u32 = 30;
 
 use super::error::{RestoreError, db_error};
 use super::names::{MYSQL_MAX_IDENT, old_name, side_name};
 use super::pump::{Load, Segment, run_load};
-use super::request::{RestoreOptions, ToolDirs, Transform};
+use super::request::{Job, ToolDirs};
 use super::stream::{Progress, open_dump};
 use super::{database_lines, definers};
 
@@ -251,17 +249,8 @@ async fn schema_exists(conn: &mut mysql_async::Conn, server: &ServerUrl, schema:
 }
 
 /// See the module docs. Answers (where the previous tables went, bytes read).
-#[expect(clippy::too_many_arguments, reason = "internal")]
-pub(super) async fn restore(
-    store: &BackupStore,
-    dirs: &ToolDirs,
-    manifest: &Manifest,
-    server: &ServerUrl,
-    db: &str,
-    ids: Option<&[Identity]>,
-    transforms: &[Transform],
-    options: &RestoreOptions,
-) -> Result<(Option<String>, u64), RestoreError> {
+pub(super) async fn restore(job: Job<'_>, db: &str) -> Result<(Option<String>, u64), RestoreError> {
+    let Job { server, options, .. } = job;
     let mut conn = connect(server).await?;
     let charset = schema_exists(&mut conn, server, db).await?;
     let exists = charset.is_some();
@@ -285,7 +274,7 @@ pub(super) async fn restore(
     }
     let side = side_name(db, MYSQL_MAX_IDENT);
     run(&mut conn, server, &format!("CREATE DATABASE {}{}", ident(&side), charset.clone().unwrap_or_default())).await?;
-    let loaded = load(store, dirs, manifest, server, &side, ids, transforms, options).await;
+    let loaded = load(job, &side).await;
     let bytes = match loaded {
         Ok(b) => b,
         Err(e) => {
@@ -298,17 +287,8 @@ pub(super) async fn restore(
     Ok((old, bytes))
 }
 
-#[expect(clippy::too_many_arguments, reason = "internal")]
-async fn load(
-    store: &BackupStore,
-    dirs: &ToolDirs,
-    manifest: &Manifest,
-    server: &ServerUrl,
-    side: &str,
-    ids: Option<&[Identity]>,
-    transforms: &[Transform],
-    options: &RestoreOptions,
-) -> Result<u64, RestoreError> {
+async fn load(job: Job<'_>, side: &str) -> Result<u64, RestoreError> {
+    let Job { store, dirs, manifest, server, ids, transforms, options } = job;
     let mysql = client(dirs).await?;
     let mut cmd = Command::new(&mysql);
     if is_socket(server) {

@@ -4,18 +4,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use age::x25519::Identity;
 use tokio::process::Command;
 
 use super::error::{RestoreError, db_error};
 use super::names::{PG_MAX_IDENT, old_name, side_name};
 use super::parallel;
 use super::pump::{Load, Segment, run_load};
-use super::request::{RestoreOptions, ToolDirs, Transform};
+use super::request::{Job, RestoreOptions, ToolDirs, Transform};
 use super::stream::{Progress, open_dump};
 use crate::db::targets::url_password;
 use crate::settings::ServerUrl;
-use crate::store::BackupStore;
 use crate::store::manifest::{DumpFormat, Manifest};
 
 pub(super) use crate::db::ident::pg as ident;
@@ -101,20 +99,10 @@ fn parallel_jobs(manifest: &Manifest, transforms: &[Transform], options: &Restor
 /// Loads the dump into `db`: with `jobs`, spooled and `pg_restore -j` (falling back to
 /// streaming when the temporary file cannot be written); else streamed in one transaction
 /// with the transforms. Answers (bytes read, the jobs used).
-#[expect(clippy::too_many_arguments, reason = "internal")]
-async fn load(
-    store: &BackupStore,
-    dirs: &ToolDirs,
-    manifest: &Manifest,
-    server: &ServerUrl,
-    db: &str,
-    ids: Option<&[Identity]>,
-    transforms: &[Transform],
-    options: &RestoreOptions,
-    jobs: Option<usize>,
-) -> Result<(u64, Option<usize>), RestoreError> {
+async fn load(job: Job<'_>, db: &str, jobs: Option<usize>) -> Result<(u64, Option<usize>), RestoreError> {
+    let Job { manifest, .. } = job;
     if let Some(jobs) = jobs {
-        match load_parallel(store, dirs, manifest, server, db, ids, options, jobs).await {
+        match load_parallel(job, db, jobs).await {
             Ok(bytes) => return Ok((bytes, Some(jobs))),
             Err(parallel::SpoolError::Restore(e)) => return Err(e),
             Err(parallel::SpoolError::Disk(e)) => {
@@ -122,21 +110,12 @@ async fn load(
             }
         }
     }
-    load_streaming(store, dirs, manifest, server, db, ids, transforms, options).await.map(|b| (b, None))
+    load_streaming(job, db).await.map(|b| (b, None))
 }
 
 /// Spools the checked dump and runs `pg_restore -j jobs` into `db` (module `parallel`).
-#[expect(clippy::too_many_arguments, reason = "internal")]
-async fn load_parallel(
-    store: &BackupStore,
-    dirs: &ToolDirs,
-    manifest: &Manifest,
-    server: &ServerUrl,
-    db: &str,
-    ids: Option<&[Identity]>,
-    options: &RestoreOptions,
-    jobs: usize,
-) -> Result<u64, parallel::SpoolError> {
+async fn load_parallel(job: Job<'_>, db: &str, jobs: usize) -> Result<u64, parallel::SpoolError> {
+    let Job { store, dirs, manifest, server, ids, options, .. } = job;
     let (pg_restore, _) = tools(dirs).await.map_err(parallel::SpoolError::Restore)?;
     let fetch = open_dump(store, manifest, ids).await.map_err(parallel::SpoolError::Restore)?;
     let progress = Progress::start(options.progress, fetch.read.clone(), manifest.bytes, format!("restoring {db}"));
@@ -153,17 +132,8 @@ async fn load_parallel(
 }
 
 /// Loads the dump into `db` in one transaction with the transforms.
-#[expect(clippy::too_many_arguments, reason = "internal")]
-async fn load_streaming(
-    store: &BackupStore,
-    dirs: &ToolDirs,
-    manifest: &Manifest,
-    server: &ServerUrl,
-    db: &str,
-    ids: Option<&[Identity]>,
-    transforms: &[Transform],
-    options: &RestoreOptions,
-) -> Result<u64, RestoreError> {
+async fn load_streaming(job: Job<'_>, db: &str) -> Result<u64, RestoreError> {
+    let Job { store, dirs, manifest, server, ids, transforms, options } = job;
     let (pg_restore, psql) = tools(dirs).await?;
     let mut conv = Command::new(&pg_restore);
     if !options.keep_owners {
@@ -198,17 +168,8 @@ async fn load_streaming(
 
 /// See the module docs. Answers (where the previous database went, bytes read, the
 /// `pg_restore -j` jobs when the restore was parallel).
-#[expect(clippy::too_many_arguments, reason = "internal")]
-pub(super) async fn restore(
-    store: &BackupStore,
-    dirs: &ToolDirs,
-    manifest: &Manifest,
-    server: &ServerUrl,
-    db: &str,
-    ids: Option<&[Identity]>,
-    transforms: &[Transform],
-    options: &RestoreOptions,
-) -> Result<(Option<String>, u64, Option<usize>), RestoreError> {
+pub(super) async fn restore(job: Job<'_>, db: &str) -> Result<(Option<String>, u64, Option<usize>), RestoreError> {
+    let Job { manifest, server, transforms, options, .. } = job;
     let admin = admin(server).await?;
     let exists = exists(&admin, server, db).await?;
     if !exists && !options.create {
@@ -237,7 +198,7 @@ pub(super) async fn restore(
                 .await
                 .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
         }
-        let r = load(store, dirs, manifest, server, db, ids, transforms, options, in_place_jobs).await;
+        let r = load(job, db, in_place_jobs).await;
         if r.is_err() && !exists {
             drop_database(&admin, db).await;
         }
@@ -248,7 +209,7 @@ pub(super) async fn restore(
         .batch_execute(&format!("CREATE DATABASE {}", ident(&side)))
         .await
         .map_err(|e| db_error(server, &crate::util::error::error_chain_of(&e)))?;
-    let (bytes, jobs) = match load(store, dirs, manifest, server, &side, ids, transforms, options, jobs).await {
+    let (bytes, jobs) = match load(job, &side, jobs).await {
         Ok(b) => b,
         Err(e) => {
             drop_database(&admin, &side).await;

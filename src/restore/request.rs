@@ -3,12 +3,15 @@
 
 use std::path::PathBuf;
 
+use age::x25519::Identity;
 use serde::{Deserialize, Serialize};
 
 use super::error::RestoreError;
 use super::find::Selector;
 use crate::model::DatabasePath;
 use crate::settings::{ServerUrl, Settings};
+use crate::store::BackupStore;
+use crate::store::manifest::Manifest;
 
 /// How to put the backup in place.
 #[derive(Clone, Debug, Default)]
@@ -100,6 +103,20 @@ pub struct RestoreReport {
     /// one transaction (ADR 0016).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_jobs: Option<usize>,
+}
+
+/// One restore as the engine modules (`pg`, `my`) take it: what to read, with which tools and
+/// identities, into which server, and how. The database it loads into is passed beside it (the
+/// target, or the side database of a `--replace`).
+#[derive(Clone, Copy)]
+pub(super) struct Job<'a> {
+    pub(super) store: &'a BackupStore,
+    pub(super) dirs: &'a ToolDirs,
+    pub(super) manifest: &'a Manifest,
+    pub(super) server: &'a ServerUrl,
+    pub(super) ids: Option<&'a [Identity]>,
+    pub(super) transforms: &'a [Transform],
+    pub(super) options: &'a RestoreOptions,
 }
 
 /// Where the restore tools live (`export.pg_bin_dir`, `export.mysql_bin_dir`).
