@@ -24,8 +24,10 @@ use std::sync::atomic::Ordering;
 
 use tokio::process::Command;
 
-use super::{Fetch, PumpError, RestoreError, pump, status_text};
-use crate::export::dump::tail_stderr;
+use super::error::RestoreError;
+use super::pump::{PumpError, pump, status_text};
+use super::stream::Fetch;
+use crate::util::process::tail_stderr;
 
 /// Most `pg_restore` jobs chosen from the cores (more rarely helps: the server does the work).
 pub const MAX_JOBS: usize = 8;
