@@ -139,11 +139,10 @@ impl CloudSqlExporter {
         })
     }
 
-    /// The newest `EXPORT` operation of the instance writing `uri`, if the list still has it.
-    async fn find_operation(&self, task: &ExportTask, uri: &str) -> Result<Option<Operation>, ExportError> {
+    /// The instance's last 50 operations, newest first (an attempt's own is among the last few).
+    async fn recent_operations(&self, task: &ExportTask) -> Result<Vec<Operation>, ExportError> {
         let c = self.clients().await?;
         let (project, name) = (task.db.project.as_str(), task.db.instance.as_str());
-        // Newest first; an attempt's own operation is among the instance's last few.
         let list = self
             .apis
             .sql_admin
@@ -152,15 +151,14 @@ impl CloudSqlExporter {
             })
             .await
             .map_err(|e| {
-                api_error(
-                    e,
-                    task.db.project.as_str(),
-                    task.db.instance.as_str(),
-                    "list the operations of",
-                    "roles/cloudsql.viewer (cloudsql.instances.get)",
-                )
+                api_error(e, project, name, "list the operations of", "roles/cloudsql.viewer (cloudsql.instances.get)")
             })?;
-        Ok(list.items.into_iter().find(|op| {
+        Ok(list.items)
+    }
+
+    /// The newest `EXPORT` operation of the instance writing `uri`, if the list still has it.
+    async fn find_operation(&self, task: &ExportTask, uri: &str) -> Result<Option<Operation>, ExportError> {
+        Ok(self.recent_operations(task).await?.into_iter().find(|op| {
             op.operation_type == SqlOperationType::Export
                 && op.export_context.as_ref().is_some_and(|ctx| ctx.uri == uri)
                 && !(op.status == SqlOperationStatus::Done && op.error.as_ref().is_some_and(|e| !e.errors.is_empty()))
@@ -170,18 +168,12 @@ impl CloudSqlExporter {
     /// The operation a busy instance runs (the newest not DONE), for the wait to aim at its end;
     /// `None` when the list cannot be read or names none (the wait then takes the default).
     async fn blocking(&self, task: &ExportTask) -> Option<Blocking> {
-        let c = self.clients().await.ok()?;
-        let (project, name) = (task.db.project.as_str(), task.db.instance.as_str());
-        let list = self
-            .apis
-            .sql_admin
-            .call("operations.list", || {
-                c.operations.list().set_project(project).set_instance(name).set_max_results(50_u32).send()
-            })
+        let operations = self
+            .recent_operations(task)
             .await
             .map_err(|e| tracing::info!(db.path = %task.db, error = %e, "the operation in the way is unknown: {e}"))
             .ok()?;
-        let op = list.items.into_iter().find(|op| op.status != SqlOperationStatus::Done)?;
+        let op = operations.into_iter().find(|op| op.status != SqlOperationStatus::Done)?;
         Some(Blocking {
             operation: op.name.clone(),
             kind: op.operation_type.name().unwrap_or("UNSPECIFIED").to_owned(),

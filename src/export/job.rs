@@ -20,6 +20,7 @@ use crate::export::ExportError;
 use crate::export::follow_up::took;
 use crate::gcp::run_jobs::RunJobs;
 use crate::model::ExportTask;
+use crate::model::database::DatabasePath;
 use crate::settings::{ExportSettings, GcpSettings};
 use crate::store::BackupStore;
 use crate::store::manifest::Manifest;
@@ -57,17 +58,15 @@ impl JobExports {
     /// The job's container args for `task`: `data-backup export` of its database and day.
     #[must_use]
     pub fn args(task: &ExportTask) -> Vec<String> {
-        const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'/').add(b'%');
-        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string();
         let db = &task.db;
+        let path =
+            DatabasePath { project: db.project.clone(), instance: db.instance.clone(), database: db.database.clone() };
+        // `--flag=value`: a value starting with `-` stays a value.
         vec![
             "export".to_owned(),
-            "--database".to_owned(),
-            format!("{}/{}/{}", enc(db.project.as_str()), enc(db.instance.as_str()), enc(db.database.as_str())),
-            "--date".to_owned(),
-            task.run_date.to_string(),
-            "--source".to_owned(),
-            db.source.to_string(),
+            format!("--database={path}"),
+            format!("--date={}", task.run_date),
+            format!("--source={}", db.source),
             "--ignore-scope".to_owned(),
         ]
     }

@@ -107,9 +107,32 @@ impl std::str::FromStr for DatabasePath {
     }
 }
 
+/// `/` and `%` inside a segment: what [`DatabasePath`]'s parser decodes back (controls too, so the
+/// typed form stays one printable line).
+const TYPED_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'/').add(b'%');
+
+impl fmt::Display for DatabasePath {
+    /// The typed form [`FromStr`](std::str::FromStr) reads back: each segment percent-encoded.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, TYPED_SEGMENT).to_string();
+        write!(f, "{}/{}/{}", enc(self.project.as_str()), enc(self.instance.as_str()), enc(self.database.as_str()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_written_out_reads_back_whatever_its_names_hold() {
+        for name in ["-x", "a/b c", "50%", "%41", "d\u{e9}j\u{e0} vu", "'q\"", "tab\there"] {
+            let typed = format!("p/-i/{}", percent_encoding::utf8_percent_encode(name, TYPED_SEGMENT));
+            let path: DatabasePath = typed.parse().unwrap();
+            assert_eq!(path.database.as_str(), name);
+            assert_eq!(path.to_string().parse::<DatabasePath>().unwrap(), path);
+            assert_eq!(path.to_string(), typed);
+        }
+    }
 
     #[test]
     fn a_typed_path_is_percent_decoded_and_globs_see_slashes_encoded() {
