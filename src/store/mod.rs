@@ -1,10 +1,11 @@
 //! `BackupStore`: a [`Bucket`] plus the [`Layout`]. Knows keys, manifests, ledgers and report
 //! markers; nothing about databases. Opens the store the settings name (the one place a bucket is
 //! built from `store.url`). Its children: `bucket` (the `Bucket` seam and its backends), `layout`
-//! (every key), `manifest`, `lease` (export leases, as `BackupStore` methods) and `holds` (the
-//! data-loss tripwire's holds).
+//! (every key), `manifest`, `lease` (export leases, as `BackupStore` methods), `holds` (the
+//! data-loss tripwire's holds) and `history` (each database's last nights, for the status pages).
 
 pub mod bucket;
+pub mod history;
 pub mod holds;
 pub mod layout;
 pub mod lease;
