@@ -1,7 +1,9 @@
 //! Freshness and coverage: the state of every database, computed from the store. This file holds
 //! the states, the report types and [`classify`] (pure); [`compute`] reads the store, [`service`]
-//! caches the status ([`StatusService`](service::StatusService)) and [`render`] draws the terminal
-//! table. The children import this file and each other by path; this file names none of them.
+//! caches the status and the histories ([`StatusService`](service::StatusService)), [`render`] draws
+//! the terminal table, [`strip`] each database's last nights, [`page`] the overview page and
+//! [`detail`] the per-database and per-run pages. The children import this file and each other by
+//! path; this file names none of them.
 //!
 //! What is read, per computation (never the whole history of backups):
 //! - `latest/`: one listing, then one read per database (the copy of its newest manifest);
@@ -33,8 +35,11 @@
 //! notification per run are `crate::runs`'s.
 
 pub mod compute;
+pub mod detail;
+pub mod page;
 pub mod render;
 pub mod service;
+pub mod strip;
 
 use std::collections::BTreeMap;
 

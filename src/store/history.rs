@@ -256,11 +256,17 @@ pub async fn record_failure(store: &BackupStore, db: &DatabasePath, date: RunDat
 
 /// Records a restore drill's verdict, given as the verification record (only its `result`,
 /// `finished_at` and `restore_secs` are read, as they are stored); best effort.
-pub async fn record_verification<T: Serialize + Sync>(store: &BackupStore, db: &DatabasePath, date: RunDate, record: &T) {
+pub async fn record_verification<T: Serialize + Sync>(
+    store: &BackupStore,
+    db: &DatabasePath,
+    date: RunDate,
+    record: &T,
+) {
     let verification = match serde_json::to_value(record).and_then(serde_json::from_value::<NightVerification>) {
         Ok(v) => v,
         Err(e) => {
-            let e = StoreError::Corrupt { key: Key::Verification { db: db.clone(), date }.path(), reason: e.to_string() };
+            let e =
+                StoreError::Corrupt { key: Key::Verification { db: db.clone(), date }.path(), reason: e.to_string() };
             return warn_unrecorded(db, "drill", &e);
         }
     };

@@ -374,6 +374,21 @@ async fn metrics_endpoint_serves_every_documented_series_in_prometheus_text_form
     let last = series("data_backup_last_success_timestamp_seconds");
     let mine = last.iter().find(|s| s.labels.get("db_namespace") == Some(pg.name.as_str())).expect("last success");
     assert!((value(mine) - Utc::now().timestamp() as f64).abs() < 3600.0);
+    assert_eq!(mine.labels.get("cloudsql_instance"), Some("pg"), "the instance label is cloudsql_instance");
+    assert!(
+        scrape.samples.iter().all(|s| s.labels.get("instance").is_none()),
+        "no series carries a label named `instance` (Prometheus' own target label): {text}"
+    );
+    for gauge in ["data_backup_last_backup_size_bytes", "data_backup_last_backup_duration_seconds"] {
+        let g = series(gauge);
+        let mine = g.iter().find(|s| s.labels.get("db_namespace") == Some(pg.name.as_str()));
+        assert!(mine.is_some_and(|s| value(s) > 0.0), "{gauge} of {}: {text}", pg.name);
+    }
+    let build = series("data_backup_build_info");
+    assert!(
+        build.iter().any(|s| value(s) == 1.0 && s.labels.get("version") == Some(env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
     let states = series("data_backup_databases");
     for state in ["ok", "stale", "failing", "missing", "suspect", "gone", "unverified", "unverifiable", "excluded"] {
         assert!(states.iter().any(|s| s.labels.get("state") == Some(state)), "state {state}: {text}");
