@@ -35,7 +35,7 @@ pub const KEEP_NIGHTS: usize = 62;
 pub const HISTORY_VERSION: u32 = 1;
 
 /// Attempts of one update before it gives up (each loses only to another writer's success).
-const UPDATE_ATTEMPTS: usize = 16;
+const UPDATE_ATTEMPTS: usize = 64;
 
 /// Reads in flight while reading every history.
 const READS_IN_FLIGHT: usize = 16;
@@ -215,6 +215,8 @@ pub async fn update(
             }
             return Ok(());
         }
+        // Another writer won this generation: read its history again, a little later.
+        tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(1..25))).await;
     }
     Err(StoreError::Corrupt {
         key: Key::History { db: db.clone(), seq: 0 }.path(),

@@ -13,6 +13,7 @@ mod drills;
 mod export;
 mod gcp;
 mod hardening;
+mod history;
 mod labels;
 mod names;
 mod openapi;

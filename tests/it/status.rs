@@ -237,7 +237,7 @@ async fn runs_list_what_each_run_expected_exported_failed_and_excluded() {
     assert_eq!(headers["content-type"], "application/problem+json");
 }
 
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
         if Path::new(candidate).is_file() {
             return PathBuf::from(candidate);
@@ -247,7 +247,7 @@ fn chromium() -> PathBuf {
 }
 
 /// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`); answers stdout.
-async fn headless(url: &str, mode: &str) -> String {
+pub async fn headless(url: &str, mode: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
@@ -280,7 +280,7 @@ async fn headless(url: &str, mode: &str) -> String {
 }
 
 /// Pixels of `png` within 3 of `rgb` on every channel.
-fn pixels_of(png: &Path, rgb: [u8; 3]) -> usize {
+pub fn pixels_of(png: &Path, rgb: [u8; 3]) -> usize {
     let decoder = png::Decoder::new(std::fs::File::open(png).unwrap());
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];
