@@ -12,7 +12,9 @@
 //! - `reports/<run date>/`: one listing (the failures reported for the newest run's day);
 //! - `verifications/`: one listing (one record per verified backup), then one read per database;
 //! - the previous day's manifest of each database (one read, for the size trend);
-//! - `holds/`: one listing, then one read per hold (holds are rare: each is a suspected data loss).
+//! - `holds/`: one listing, then one read per hold (holds are rare: each is a suspected data loss);
+//! - with the status, for the pages and the per-database metrics: `history/`, one listing, then one
+//!   read per database (its history object, `crate::store::history`).
 //!
 //! States, first match wins ([`classify`]):
 //! `excluded` (the newest run excluded it on purpose) · `gone` (has a backup, the newest run did not

@@ -28,10 +28,13 @@ use data_backup::store::manifest::{DumpFormat, MANIFEST_VERSION, Manifest, ToolV
 use serde_json::json;
 
 use crate::restore::export;
-use crate::status::{headless, pixels_of};
+use crate::status::{headless, headless_with, pixels_of};
 use crate::support::{PgDb, TestApp, mysql_url, pg_source, pg_url};
 
 const RUN_ID: &str = "010000-month";
+
+/// The page's background in the dark colour scheme (`--bg` under `prefers-color-scheme: dark`).
+const DARK_BACKGROUND: [u8; 3] = [0x0b, 0x12, 0x20];
 
 /// The colour of a failed night's cell (`.cell-failed` in the pages' CSS: #e11d48).
 const FAILED_CELL: [u8; 3] = [0xe1, 0x1d, 0x48];
@@ -259,7 +262,7 @@ async fn pages_render_in_chromium_from_a_month_of_nights() {
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = |name: &str| artifacts.join(format!("history-{name}.png"));
-    for name in ["overview", "overview-ok", "flaky", "steady", "run"] {
+    for name in ["overview", "overview-ok", "overview-dark", "flaky", "steady", "run"] {
         let _ = std::fs::remove_file(shot(name));
     }
     let today = days_ago(0).to_string();
@@ -279,6 +282,10 @@ async fn pages_render_in_chromium_from_a_month_of_nights() {
     ] {
         headless(&url, &format!("--screenshot={}", shot(name).display())).await;
     }
+
+    let dark = shot("overview-dark");
+    headless_with(&format!("{}/", app.address), &["--force-dark-mode", &format!("--screenshot={}", dark.display())])
+        .await;
 
     // The overview: the failed night of `flaky` is a red cell, the gap an amber one, tonight's
     // size jump is in its size column, the tiles add up.
@@ -322,6 +329,10 @@ async fn pages_render_in_chromium_from_a_month_of_nights() {
     assert!(pixels_of(&shot("flaky"), FAILED_CELL) >= 150, "and on flaky's page");
     assert_eq!(pixels_of(&shot("steady"), FAILED_CELL), 0, "a database that never failed shows no red cell");
     assert!(shot("run").is_file());
+    // The dark colour scheme follows the browser's: its background, and the failed cell still red.
+    assert!(pixels_of(&dark, DARK_BACKGROUND) > 100_000, "a dark page in a dark browser");
+    assert_eq!(pixels_of(&shot("overview"), DARK_BACKGROUND), 0, "a light one otherwise");
+    assert!(pixels_of(&dark, FAILED_CELL) >= overview_ok + 150);
 }
 
 /// A bucket that counts the reads (`get`, `get_stream`, `head`) and listings made through it.

@@ -248,6 +248,11 @@ pub fn chromium() -> PathBuf {
 
 /// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`); answers stdout.
 pub async fn headless(url: &str, mode: &str) -> String {
+    headless_with(url, &[mode]).await
+}
+
+/// [`headless`] with more flags (`--force-dark-mode`: the page in its dark colour scheme).
+pub async fn headless_with(url: &str, flags: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
@@ -267,7 +272,7 @@ pub async fn headless(url: &str, mode: &str) -> String {
                 "--window-size=1200,800",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(mode)
+            .args(flags)
             .arg(url)
             .kill_on_drop(true)
             .output(),
