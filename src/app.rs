@@ -93,7 +93,8 @@ impl AppState {
                     // Cloud Tasks waits for /export's answer: the export's wait plus two minutes.
                     Arc::new(
                         crate::queue::cloud_tasks::CloudTasksQueue::new(&settings.queue, &settings.gcp)
-                            .with_dispatch_deadline(Duration::from_secs(settings.export.wait_secs + 120)),
+                            .with_dispatch_deadline(Duration::from_secs(settings.export.wait_secs + 120))
+                            .with_follow_up(settings.export.follow_up),
                     )
                 }
             },
@@ -107,6 +108,9 @@ impl AppState {
             verifier,
             status,
             metrics,
+            jobs: crate::export::job::JobExports::from_settings(&settings.export, &settings.gcp)
+                .map_err(|reason| SettingsError { key: "export.job".into(), reason })?
+                .map(Arc::new),
             local_mode: settings.queue.kind == crate::settings::QueueKind::Local,
             drills_after_run: false,
             run_reports: Arc::default(),

@@ -11,7 +11,9 @@
 //! - the store is a `gs://` bucket (Cloud SQL writes nowhere else) and has lifecycle rules
 //!   (retention relies on them, or on `prune`);
 //! - with the `cloud_tasks` queue: the queue exists and retries as the alerts assume (for at least
-//!   an hour, more attempts than `export.report_after_retries`).
+//!   an hour, more attempts than `export.report_after_retries`);
+//! - with `export.job`: which self-hosted databases take the job path (their previous backup took
+//!   at least `export.job_after_secs`), one note each.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -166,6 +168,9 @@ pub async fn run(settings: &Settings) -> DoctorReport {
     if settings.queue.kind == QueueKind::CloudTasks {
         check_queue(settings, &mut findings).await;
     }
+    if let Some(job) = &settings.export.job {
+        list_job_path(settings, job, &mut findings).await;
+    }
     findings
         .sort_by(|a, b| (a.level != "problem", &a.check, &a.scope).cmp(&(b.level != "problem", &b.check, &b.scope)));
     DoctorReport { instances_checked, findings }
@@ -251,6 +256,46 @@ async fn check_queue(settings: &Settings, findings: &mut Vec<Finding>) {
                         "gcloud tasks queues update {} --max-retry-duration=3600s",
                         name.rsplit('/').next().unwrap_or_default()
                     ),
+                ));
+            }
+        }
+    }
+}
+
+/// With `export.job`: one note per self-hosted database whose dump runs as a job execution.
+async fn list_job_path(settings: &Settings, job: &str, findings: &mut Vec<Finding>) {
+    let store = match crate::store::BackupStore::open(settings).await {
+        Ok(store) => store,
+        Err(e) => {
+            findings.push(finding("problem", "store", settings.store.url.clone(), e.to_string(), "check store.url"));
+            return;
+        }
+    };
+    let after = std::time::Duration::from_secs(settings.export.job_after_secs);
+    for source in crate::export::source::Source::from_settings(settings).iter().filter(|s| !s.any_instance) {
+        let databases = match source.discovery.discover().await {
+            Ok(d) => d,
+            Err(e) => {
+                let fix = "see the error; `data-backup schedule --dry-run` shows the same";
+                findings.push(finding("problem", "discovery", source.name.as_str(), e.to_string(), fix));
+                continue;
+            }
+        };
+        for db in databases {
+            let Ok(Some(previous)) = store.latest(&db).await else { continue };
+            let Some(took) = crate::export::follow_up::took(previous.started_at, previous.finished_at) else {
+                continue;
+            };
+            if took >= after {
+                findings.push(finding(
+                    "note",
+                    "job",
+                    db.path(),
+                    format!(
+                        "its previous backup took {} min: its dump runs as an execution of the Cloud Run job {job}",
+                        took.as_secs() / 60
+                    ),
+                    "nothing, if intended (export.job_after_secs sets the threshold)",
                 ));
             }
         }

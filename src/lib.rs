@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cli;
 pub mod crypto;
+pub mod db;
 pub mod discovery;
 pub mod doctor;
 pub mod export;

@@ -225,7 +225,8 @@ impl Metrics {
     }
 
     /// Records one export attempt: its result (`exported`, `already_exported`, `lease_held`,
-    /// `failed`), the error class when it failed, and how long it took.
+    /// `waiting` for a Cloud SQL operation or instance, `failed`), the error class when it failed
+    /// or waits, and how long it took.
     pub fn export_attempt(
         &self,
         engine: Engine,

@@ -3,48 +3,14 @@
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
-use secrecy::{ExposeSecret, SecretString};
 
 use super::{Discovery, DiscoveryError};
+use crate::db::targets::{source_my, source_pg};
 use crate::gcp::instances::MYSQL_SYSTEM_SCHEMAS;
 use crate::model::{DatabaseName, DatabaseRef, Engine, ProjectId, SourceName};
-use crate::settings::{SourceSettings, read_secret_file};
+use crate::settings::SourceSettings;
 use crate::util::error::error_chain;
 use crate::util::glob::compile_glob;
-
-/// The password of a source: its password file, else the URL's.
-pub fn dump_password(source: &SourceSettings) -> Result<Option<SecretString>, String> {
-    match &source.password_file {
-        Some(path) => read_secret_file(path).map(Some),
-        None => Ok(source.url.password.clone()),
-    }
-}
-
-/// A `tokio_postgres` configuration for the source, connecting to `dbname`.
-pub fn pg_config(source: &SourceSettings, dbname: &str) -> Result<tokio_postgres::Config, String> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(&source.url.host)
-        .port(source.url.port)
-        .user(&source.url.user)
-        .dbname(dbname)
-        .application_name("data-backup")
-        .connect_timeout(std::time::Duration::from_secs(10));
-    if let Some(pw) = dump_password(source)? {
-        cfg.password(pw.expose_secret());
-    }
-    Ok(cfg)
-}
-
-/// `mysql_async` options for the source.
-pub fn mysql_opts(source: &SourceSettings) -> Result<mysql_async::Opts, String> {
-    let pw = dump_password(source)?;
-    Ok(mysql_async::OptsBuilder::default()
-        .ip_or_hostname(source.url.host.clone())
-        .tcp_port(source.url.port)
-        .user(Some(source.url.user.clone()))
-        .pass(pw.map(|p| p.expose_secret().to_owned()))
-        .into())
-}
 
 /// Why the source's `databases` globs leave `name` out, if they do.
 fn outside_globs(source: &SourceSettings, name: &str) -> Option<String> {
@@ -104,7 +70,7 @@ impl PostgresServer {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, DiscoveryError> {
         let dbname = self.source.url.dbname.clone().unwrap_or_else(|| "postgres".to_owned());
-        let cfg = pg_config(&self.source, &dbname).map_err(|e| self.err(e, true))?;
+        let cfg = source_pg(&self.source, &dbname).map_err(|e| self.err(e, true))?;
         let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| {
             let refused = e.as_db_error().is_some();
             self.err(format!("connecting to {}: {}", self.source.url, error_chain(&e)), refused)
@@ -162,7 +128,7 @@ impl MysqlServer {
                 DiscoveryError::Unavailable { source_name, message }
             }
         };
-        let opts = mysql_opts(&self.source).map_err(|e| err(&e, true))?;
+        let opts = source_my(&self.source).map_err(|e| err(&e, true))?;
         let mut conn = mysql_async::Conn::new(opts).await.map_err(|e| {
             let refused = matches!(e, mysql_async::Error::Server(_));
             err(&format!("connecting to {}: {e}", self.source.url), refused)

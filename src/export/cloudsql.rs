@@ -44,7 +44,7 @@ use google_cloud_sql_v1::model::{ExportContext, InstancesExportRequest, Operatio
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::OnceCell;
 
-use super::{ExportError, Exporter, OperationFailure};
+use super::{Blocking, ExportError, Exporter, OperationFailure};
 use crate::gcp::api::CallError;
 use crate::gcp::clients::GcpApis;
 use crate::gcp::credentials::credentials;
@@ -167,6 +167,33 @@ impl CloudSqlExporter {
         }))
     }
 
+    /// The operation a busy instance runs (the newest not DONE), for the wait to aim at its end;
+    /// `None` when the list cannot be read or names none (the wait then takes the default).
+    async fn blocking(&self, task: &ExportTask) -> Option<Blocking> {
+        let c = self.clients().await.ok()?;
+        let (project, name) = (task.db.project.as_str(), task.db.instance.as_str());
+        let list = self
+            .apis
+            .sql_admin
+            .call("operations.list", || {
+                c.operations.list().set_project(project).set_instance(name).set_max_results(50_u32).send()
+            })
+            .await
+            .map_err(|e| tracing::info!(db.path = %task.db, error = %e, "the operation in the way is unknown: {e}"))
+            .ok()?;
+        let op = list.items.into_iter().find(|op| op.status != SqlOperationStatus::Done)?;
+        Some(Blocking {
+            operation: op.name.clone(),
+            kind: op.operation_type.name().unwrap_or("UNSPECIFIED").to_owned(),
+            since: inserted(&op),
+            database: op
+                .export_context
+                .as_ref()
+                .filter(|_| op.operation_type == SqlOperationType::Export)
+                .and_then(|ctx| ctx.databases.first().cloned()),
+        })
+    }
+
     /// `instances.export` of one database into `uri`.
     async fn start(&self, task: &ExportTask, uri: &str, instance: &Instance) -> Result<Operation, ExportError> {
         let c = self.clients().await?;
@@ -185,20 +212,23 @@ impl CloudSqlExporter {
             .call("instances.export", || {
                 c.instances.export().set_project(project).set_instance(name).set_body(body.clone()).send()
             })
-            .await
-            .map_err(|e| match e {
-                CallError::AlreadyExists(m) => busy(task, &m),
-                CallError::Denied(m) if m.contains("operationInProgress") || m.contains("another operation") => {
-                    busy(task, &m)
-                }
-                e => api_error(
+            .await;
+        let op = match op {
+            Ok(op) => op,
+            Err(CallError::AlreadyExists(m)) => return Err(busy(task, &m, self.blocking(task).await)),
+            Err(CallError::Denied(m)) if m.contains("operationInProgress") || m.contains("another operation") => {
+                return Err(busy(task, &m, self.blocking(task).await));
+            }
+            Err(e) => {
+                return Err(api_error(
                     e,
                     task.db.project.as_str(),
                     task.db.instance.as_str(),
                     "export",
                     "roles/cloudsql.editor (cloudsql.instances.export)",
-                ),
-            })?;
+                ));
+            }
+        };
         tracing::info!(
             db.path = %task.db, operation = %op.name, uri, offload = instance.offload,
             "started Cloud SQL export operation {}", op.name
@@ -206,11 +236,17 @@ impl CloudSqlExporter {
         Ok(op)
     }
 
-    /// Polls `op` until DONE or `export.wait_secs` have passed.
-    async fn wait(&self, task: &ExportTask, mut op: Operation) -> Result<Operation, ExportError> {
+    /// Polls `op` until DONE or `wait` has passed; `started`: this attempt started it.
+    async fn wait(
+        &self,
+        task: &ExportTask,
+        mut op: Operation,
+        wait: Duration,
+        started_here: bool,
+    ) -> Result<Operation, ExportError> {
         let c = self.clients().await?;
         let started = Instant::now();
-        let deadline = started + Duration::from_secs(self.settings.wait_secs);
+        let deadline = started + wait;
         let mut delay = Duration::from_millis(self.settings.poll_initial_ms);
         let project = task.db.project.as_str();
         loop {
@@ -224,6 +260,8 @@ impl CloudSqlExporter {
                     operation: op.name.clone(),
                     waited_secs: started.elapsed().as_secs(),
                     retry_after,
+                    started: started_here,
+                    since: inserted(&op),
                 });
             }
             tokio::time::sleep(delay.min(deadline - now)).await;
@@ -357,6 +395,15 @@ fn failed(op: &Operation, kind: OperationFailure, message: String) -> Failure {
 #[async_trait]
 impl Exporter for CloudSqlExporter {
     async fn export(&self, task: &ExportTask, store: &BackupStore) -> Result<Manifest, ExportError> {
+        self.export_within(task, store, Duration::from_secs(self.settings.wait_secs)).await
+    }
+
+    async fn export_within(
+        &self,
+        task: &ExportTask,
+        store: &BackupStore,
+        wait: Duration,
+    ) -> Result<Manifest, ExportError> {
         let started_at = Utc::now();
         let format =
             if task.db.engine == Engine::Sqlserver { DumpFormat::SqlServerBak } else { DumpFormat::CloudSqlGz };
@@ -382,10 +429,10 @@ impl Exporter for CloudSqlExporter {
                 instance.database_version
             )));
         }
-        let op = match self.find_operation(task, &uri).await? {
+        let (op, started_here) = match self.find_operation(task, &uri).await? {
             Some(op) => {
                 tracing::info!(db.path = %task.db, operation = %op.name, uri, "attaching to the running export operation");
-                op
+                (op, false)
             }
             None => {
                 if store.bucket().head(&path).await.map_err(StoreError::from)?.is_some() {
@@ -393,10 +440,13 @@ impl Exporter for CloudSqlExporter {
                     let adopted = "adopted".to_owned();
                     return self.manifest(task, store, &key, format, &instance, adopted, started_at, true).await;
                 }
-                self.start(task, &uri, &instance).await?
+                (self.start(task, &uri, &instance).await?, true)
             }
         };
-        let op = self.wait(task, op).await?;
+        let op = self.wait(task, op, wait, started_here).await?;
+        // The backup took as long as its operation (a follow-up's attempt only finishes it): the
+        // next day's follow-ups expect this duration.
+        let started_at = inserted(&op).unwrap_or(started_at);
         if op.error.as_ref().is_some_and(|e| !e.errors.is_empty()) {
             return match self.operation_failed(task, &uri, &instance, &op) {
                 Failure::ObjectExists => {
@@ -443,14 +493,22 @@ fn api_error(e: CallError, project: &str, name: &str, verb: &str, role: &str) ->
     }
 }
 
-fn busy(task: &ExportTask, message: &str) -> ExportError {
+fn busy(task: &ExportTask, message: &str, blocking: Option<Blocking>) -> ExportError {
+    let what = blocking.as_ref().map_or_else(String::new, |b| format!(" {} ({})", b.operation, b.kind));
     ExportError::Busy {
         detail: format!(
-            "Cloud SQL instance {}:{} is busy with another operation (operationInProgress): {message}",
+            "Cloud SQL instance {}:{} is busy with another operation{what} (operationInProgress): {message}",
             task.db.project, task.db.instance
         ),
         retry_after: spread(Duration::from_secs(30), 1.0),
+        blocking,
     }
+}
+
+/// When an operation was inserted (else started), as Cloud SQL says.
+fn inserted(op: &Operation) -> Option<chrono::DateTime<Utc>> {
+    let ts = op.insert_time.as_ref().or(op.start_time.as_ref())?;
+    chrono::DateTime::from_timestamp(ts.seconds(), u32::try_from(ts.nanos()).unwrap_or(0))
 }
 
 fn in_the_way(uri: &str, why: &str) -> ExportError {

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,22 +29,19 @@ use chrono::Utc;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use mysql_async::prelude::Queryable;
-use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, BufReader, ReadBuf};
 use tokio::process::{ChildStdout, Command};
 use tokio_util::io::InspectReader;
 
 use super::{ExportError, Exporter};
+use crate::db::targets::{source_my, source_password, source_pg};
+use crate::db::tools::{self, PgConn, Tool};
 use crate::discovery::Discovery;
-use crate::discovery::servers::{dump_password, mysql_opts, pg_config};
 use crate::model::{Engine, ExportTask};
 use crate::settings::{ExportSettings, SourceKind, SourceSettings};
 use crate::store::BackupStore;
 use crate::store::manifest::{DumpFormat, Encryption, MANIFEST_VERSION, Manifest, ToolVersions};
-
-/// Bytes of stderr kept for the error message (the end of it).
-const STDERR_KEEP: usize = 8192;
 
 /// Exports the databases of one self-hosted server.
 pub struct DumpExporter {
@@ -71,69 +68,12 @@ impl DumpExporter {
     }
 }
 
-/// Collects the end of a child's stderr (the last `STDERR_KEEP` bytes), for error messages.
-pub(crate) fn tail_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
-    tokio::spawn(async move {
-        let Some(mut stderr) = stderr else { return String::new() };
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-            if all.len() > 4 * STDERR_KEEP {
-                all.drain(..all.len() - STDERR_KEEP);
-            }
-        }
-        String::from_utf8_lossy(&all[all.len().saturating_sub(STDERR_KEEP)..]).trim().to_owned()
-    })
-}
-
-/// A dump tool found on this machine.
-#[derive(Clone, Debug)]
-struct Tool {
-    path: PathBuf,
-    version_text: String,
-    major: u32,
-}
-
-async fn tool_version(path: &Path) -> Option<Tool> {
-    let out = Command::new(path).arg("--version").output().await.ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    // "pg_dump (PostgreSQL) 15.20 (Debian …)" / "mariadb-dump from 11.4, client 10.19 for …" / "mysqldump  Ver 10.19 Distrib 10.11.19-MariaDB"
-    let major = text
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .find_map(|w| w.split('.').next().and_then(|m| m.parse::<u32>().ok()).filter(|_| w.contains('.')))
-        .unwrap_or(0);
-    Some(Tool { path: path.to_owned(), version_text: text, major })
-}
-
 /// The `pg_dump` to use for a server of `server_major`: the configured directory's, else the newest
 /// installed one (Debian keeps each major under /usr/lib/postgresql/N/bin), else `PATH`'s.
 async fn find_pg_dump(bin_dir: Option<&Path>, server_major: u32) -> Result<Tool, String> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = bin_dir {
-        candidates.push(dir.join("pg_dump"));
-    } else {
-        if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-            candidates.extend(entries.flatten().map(|e| e.path().join("bin/pg_dump")));
-        }
-        candidates.push(PathBuf::from("pg_dump"));
-    }
-    let mut best: Option<Tool> = None;
-    for c in candidates {
-        if let Some(tool) = tool_version(&c).await
-            && best.as_ref().is_none_or(|b| tool.major > b.major)
-        {
-            best = Some(tool);
-        }
-    }
-    let tool =
-        best.ok_or_else(|| "pg_dump was not found: install the PostgreSQL client or set export.pg_bin_dir".to_owned())?;
+    let tool = tools::newest_pg(bin_dir, "pg_dump")
+        .await
+        .ok_or_else(|| "pg_dump was not found: install the PostgreSQL client or set export.pg_bin_dir".to_owned())?;
     pg_dump_fits(tool.major, server_major)?;
     Ok(tool)
 }
@@ -150,19 +90,15 @@ fn pg_dump_fits(client_major: u32, server_major: u32) -> Result<(), String> {
 }
 
 async fn find_mysqldump(bin_dir: Option<&Path>) -> Result<Tool, String> {
-    for name in ["mariadb-dump", "mysqldump"] {
-        let path = bin_dir.map_or_else(|| PathBuf::from(name), |d| d.join(name));
-        if let Some(tool) = tool_version(&path).await {
-            return Ok(tool);
-        }
-    }
-    Err("neither mariadb-dump nor mysqldump was found: install the MariaDB or MySQL client or set export.mysql_bin_dir"
-        .into())
+    tools::first_of(bin_dir, &["mariadb-dump", "mysqldump"]).await.ok_or_else(|| {
+        "neither mariadb-dump nor mysqldump was found: install the MariaDB or MySQL client or set export.mysql_bin_dir"
+            .to_owned()
+    })
 }
 
 /// Connects and returns (server version text, major version).
 async fn pg_server_version(source: &SourceSettings, db: &str) -> Result<(String, u32), String> {
-    let (client, conn) = pg_config(source, db)?
+    let (client, conn) = source_pg(source, db)?
         .connect(tokio_postgres::NoTls)
         .await
         .map_err(|e| crate::util::error::error_chain_of(&e))?;
@@ -176,15 +112,10 @@ async fn pg_server_version(source: &SourceSettings, db: &str) -> Result<(String,
 }
 
 async fn mysql_server_version(source: &SourceSettings) -> Result<String, String> {
-    let mut conn = mysql_async::Conn::new(mysql_opts(source)?).await.map_err(|e| e.to_string())?;
+    let mut conn = mysql_async::Conn::new(source_my(source)?).await.map_err(|e| e.to_string())?;
     let v: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(|e| e.to_string())?;
     let _ = conn.disconnect().await;
     Ok(v.unwrap_or_default())
-}
-
-/// `"name"` with embedded quotes doubled (PostgreSQL identifiers).
-fn pg_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A PostgreSQL transaction holding an exported snapshot: `pg_dump --snapshot` reads exactly what
@@ -205,7 +136,7 @@ fn count_error(e: &dyn std::fmt::Display) -> ExportError {
 }
 
 async fn pg_snapshot(source: &SourceSettings, db: &str) -> Result<PgSnapshot, ExportError> {
-    let cfg = pg_config(source, db).map_err(|e| count_error(&e))?;
+    let cfg = source_pg(source, db).map_err(|e| count_error(&e))?;
     let (client, conn) =
         cfg.connect(tokio_postgres::NoTls).await.map_err(|e| count_error(&crate::util::error::error_chain_of(&e)))?;
     tokio::spawn(conn);
@@ -223,45 +154,16 @@ impl PgSnapshot {
     /// Rows per table, counted in the snapshot (run while `pg_dump` reads the same snapshot, so
     /// counting costs no wall time beyond the dump's on a server with a core to spare).
     async fn count_rows(&self) -> Result<BTreeMap<String, u64>, ExportError> {
-        let tables = self
-            .client
-            .query(
-                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                 AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
-                &[],
-            )
-            .await
-            .map_err(pg_err)?;
-        let mut counts = BTreeMap::new();
-        for t in tables {
-            let (schema, table): (String, String) = (t.get(0), t.get(1));
-            let sql = format!("SELECT count(*) FROM {}.{}", pg_ident(&schema), pg_ident(&table));
-            let n: i64 = self.client.query_one(&sql, &[]).await.map_err(pg_err)?.get(0);
-            counts.insert(format!("{schema}.{table}"), u64::try_from(n).unwrap_or(0));
-        }
-        Ok(counts)
+        crate::db::rows::pg(&self.client).await.map_err(pg_err)
     }
 }
 
 /// Row counts of a MySQL schema, in a consistent snapshot taken just before the dump's own.
 async fn mysql_counts(source: &SourceSettings, db: &str) -> Result<BTreeMap<String, u64>, ExportError> {
     let mut conn =
-        mysql_async::Conn::new(mysql_opts(source).map_err(|e| count_error(&e))?).await.map_err(|e| count_error(&e))?;
+        mysql_async::Conn::new(source_my(source).map_err(|e| count_error(&e))?).await.map_err(|e| count_error(&e))?;
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(|e| count_error(&e))?;
-    let tables: Vec<String> = conn
-        .exec(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
-            (db,),
-        )
-        .await
-        .map_err(|e| count_error(&e))?;
-    let mut counts = BTreeMap::new();
-    for t in tables {
-        let sql = format!("SELECT COUNT(*) FROM `{}`.`{}`", db.replace('`', "``"), t.replace('`', "``"));
-        let n: Option<u64> = conn.query_first(sql).await.map_err(|e| count_error(&e))?;
-        counts.insert(t, n.unwrap_or(0));
-    }
+    let counts = crate::db::rows::my(&mut conn, db).await.map_err(|e| count_error(&e))?;
     let _ = conn.query_drop("COMMIT").await;
     let _ = conn.disconnect().await;
     Ok(counts)
@@ -359,7 +261,7 @@ impl Exporter for DumpExporter {
         if !self.discovery.exists(&db.database).await? {
             return Err(ExportError::Gone(db.to_string()));
         }
-        let password = dump_password(&self.source).map_err(|e| self.tool_error(e))?;
+        let password = source_password(&self.source).map_err(|e| self.tool_error(e))?;
         // The snapshot's transaction stays open until the dump is stored.
         let mut snapshot: Option<PgSnapshot> = None;
         let mut counts: Option<(BTreeMap<String, u64>, bool)> = None;
@@ -375,22 +277,18 @@ impl Exporter for DumpExporter {
                     find_pg_dump(self.settings.pg_bin_dir.as_deref(), major).await.map_err(|e| self.tool_error(e))?;
                 let snap = pg_snapshot(&self.source, db.database.as_str()).await?;
                 let mut cmd = Command::new(&tool.path);
-                cmd.args(["--format=custom", "--compress=0", "--no-password"])
-                    .arg(format!("--snapshot={}", snap.id))
-                    .env("PGHOST", &self.source.url.host)
-                    .env("PGPORT", self.source.url.port.to_string())
-                    .env("PGUSER", &self.source.url.user)
-                    // The database travels in PGDATABASE, which libpq never expands: as `-d NAME`
-                    // or a positional argument, a name holding `=` or starting with
-                    // `postgres://` would be read as a connection string, and one starting with
-                    // `-` as an option.
-                    .env("PGDATABASE", db.database.as_str())
-                    .env("PGAPPNAME", "data-backup")
-                    .env("PGCONNECT_TIMEOUT", "10")
-                    .env_remove("PGPASSWORD");
-                if let Some(pw) = &password {
-                    cmd.env("PGPASSWORD", pw.expose_secret());
-                }
+                cmd.args(["--format=custom", "--compress=0", "--no-password"]).arg(format!("--snapshot={}", snap.id));
+                // The database travels in PGDATABASE, which libpq never expands: as `-d NAME` or a
+                // positional argument, a name holding `=` or starting with `postgres://` would be
+                // read as a connection string, and one starting with `-` as an option.
+                let conn = PgConn {
+                    host: &self.source.url.host,
+                    port: self.source.url.port,
+                    user: &self.source.url.user,
+                    database: db.database.as_str(),
+                    application: "data-backup",
+                };
+                tools::pg_env(&mut cmd, conn, password.as_ref());
                 snapshot = Some(snap);
                 (DumpFormat::PgCustomZstd, tool, server, cmd)
             }
@@ -423,11 +321,8 @@ impl Exporter for DumpExporter {
                 // A schema name is data: after `--` it cannot be an option (`--result-file=…`,
                 // `--all-databases`), whatever it starts with.
                 .arg("--")
-                .arg(db.database.as_str())
-                .env_remove("MYSQL_PWD");
-                if let Some(pw) = &password {
-                    cmd.env("MYSQL_PWD", pw.expose_secret());
-                }
+                .arg(db.database.as_str());
+                tools::my_env(&mut cmd, password.as_ref());
                 (DumpFormat::MysqlSqlZstd, tool, server, cmd)
             }
         };
@@ -442,7 +337,7 @@ impl Exporter for DumpExporter {
             .spawn()
             .map_err(|e| self.tool_error(format!("cannot start {}: {e}", tool.path.display())))?;
         let stdout = child.stdout.take().expect("piped");
-        let stderr_task = tail_stderr(child.stderr.take());
+        let stderr_task = crate::util::process::tail_stderr(child.stderr.take());
         let status: StatusFuture = async move { child.wait().await.map_err(|e| e.to_string()) }.boxed().shared();
 
         let raw = Arc::new(AtomicU64::new(0));

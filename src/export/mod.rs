@@ -2,7 +2,8 @@
 //! its errors ([`ExportError`], [`OperationFailure`]) and what an export did ([`ExportOutcome`]);
 //! the children hold the rest: `run` (the idempotent state machine every delivery goes through),
 //! `service` (the checks before an export and what follows one), `source` (the configured
-//! sources), `dump` and `cloudsql` (the two exporters), `tripwire` (the comparison after a backup).
+//! sources), `dump` and `cloudsql` (the two exporters), `tripwire` (the comparison after a backup),
+//! `follow_up` (when a Cloud SQL export still running, or waiting for its instance, is checked again).
 //!
 //! Contract of an `Exporter`: it writes the dump under the layout's key (streamed; visible only when
 //! complete) and returns the manifest to commit. It never writes the manifest itself, so a dump
@@ -13,6 +14,8 @@
 
 pub mod cloudsql;
 pub mod dump;
+pub mod follow_up;
+pub mod job;
 pub mod report;
 pub mod run;
 pub mod service;
@@ -22,6 +25,7 @@ pub mod tripwire;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::discovery::DiscoveryError;
 use crate::model::{DatabaseRef, Engine, ExportTask};
@@ -68,9 +72,12 @@ pub enum ExportError {
         detail: String,
         /// When to try again.
         retry_after: Duration,
+        /// The operation in the way, when the instance's operations name it.
+        blocking: Option<Blocking>,
     },
-    /// The Cloud SQL export operation is still running after the wait; the retry attaches to it.
-    #[error("Cloud SQL export operation {operation} is still running after {waited_secs} s; the retry attaches to it")]
+    /// The Cloud SQL export operation (or the Cloud Run job execution of a long dump) is still
+    /// running after the wait; the retry attaches to it.
+    #[error("export operation {operation} is still running after {waited_secs} s; the retry attaches to it")]
     Running {
         /// The operation's name.
         operation: String,
@@ -78,6 +85,19 @@ pub enum ExportError {
         waited_secs: u64,
         /// When to try again.
         retry_after: Duration,
+        /// Whether this attempt started it (else it attached to it).
+        started: bool,
+        /// When the operation was inserted, when Cloud SQL says.
+        since: Option<DateTime<Utc>>,
+    },
+    /// A day's chain of follow-up checks reached `export.follow_up_max_checks` and the export is
+    /// still not done.
+    #[error("the export is still not done after {checks} follow-up checks (export.follow_up_max_checks): {reason}")]
+    FollowUpsExhausted {
+        /// Checks made.
+        checks: u32,
+        /// What the last check found (the operation still running, the instance still busy).
+        reason: String,
     },
     /// A Cloud SQL export operation ended with an error.
     #[error("{message}")]
@@ -117,7 +137,9 @@ impl ExportError {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Gone(_) | Self::Tool(_) | Self::Denied(_) | Self::Invalid(_) => false,
+            Self::Gone(_) | Self::Tool(_) | Self::Denied(_) | Self::Invalid(_) | Self::FollowUpsExhausted { .. } => {
+                false
+            }
             Self::Busy { .. } | Self::Running { .. } | Self::Upstream(_) => true,
             Self::OperationFailed { kind, .. } => *kind == OperationFailure::Failed,
             Self::DumpFailed { transient, .. } => *transient,
@@ -140,6 +162,7 @@ impl ExportError {
             Self::Abandoned => "abandoned",
             Self::Busy { .. } => "instance_busy",
             Self::Running { .. } => "still_running",
+            Self::FollowUpsExhausted { .. } => "follow_ups_exhausted",
             Self::Upstream(_) => "upstream",
             Self::OperationFailed { kind: OperationFailure::Denied, .. } => "permission_denied",
             Self::OperationFailed { kind: OperationFailure::Gone, .. } => "gone",
@@ -156,6 +179,13 @@ impl ExportError {
             Self::Running { operation, .. } | Self::OperationFailed { operation, .. } => Some(operation),
             _ => None,
         }
+    }
+
+    /// True when the export is waiting, not failing: its operation still runs, or its instance is
+    /// busy with another operation.
+    #[must_use]
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, Self::Busy { .. } | Self::Running { .. })
     }
 
     /// True when the database (or its instance) no longer exists.
@@ -180,12 +210,37 @@ pub trait Exporter: Send + Sync {
     /// Writes the dump of `task` into `store` and returns the manifest to commit.
     async fn export(&self, task: &ExportTask, store: &BackupStore) -> Result<Manifest, ExportError>;
 
+    /// [`Exporter::export`], waiting at most `wait` for an operation that runs elsewhere (Cloud
+    /// SQL) before answering [`ExportError::Running`]; `Duration::ZERO` starts or attaches and
+    /// answers at once. An exporter that does the work itself ignores `wait`.
+    async fn export_within(
+        &self,
+        task: &ExportTask,
+        store: &BackupStore,
+        _wait: Duration,
+    ) -> Result<Manifest, ExportError> {
+        self.export(task, store).await
+    }
+
     /// The engine of `db` as its server says it, with the words that say where it comes from
     /// (`Cloud SQL instance p:i is MYSQL_8_0`), for an exporter that learns it there; `None` when
     /// the source's configured engine is the answer. A read: nothing is started or written.
     async fn engine(&self, _db: &DatabaseRef) -> Result<Option<(Engine, String)>, ExportError> {
         Ok(None)
     }
+}
+
+/// The Cloud SQL operation a busy instance runs (`operations.list`): what an export waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    /// The operation's name.
+    pub operation: String,
+    /// Its type (`EXPORT`, `BACKUP_VOLUME`, `UPDATE`, …).
+    pub kind: String,
+    /// When it was inserted, when Cloud SQL says.
+    pub since: Option<DateTime<Utc>>,
+    /// For an `EXPORT`: the database it exports.
+    pub database: Option<String>,
 }
 
 /// What [`run::run_export`] did.

@@ -24,6 +24,7 @@ pub async fn run_export(
     store: &BackupStore,
     task: &ExportTask,
     lease_ttl: Duration,
+    wait: Option<Duration>,
 ) -> Result<ExportOutcome, ExportError> {
     if let Some(m) = store.manifest(&task.db, task.run_date).await? {
         return Ok(ExportOutcome::AlreadyExported(Box::new(m)));
@@ -43,7 +44,10 @@ pub async fn run_export(
     // Dropped before it is disarmed (request cancelled, shutdown), the guard still gives the lease back.
     let mut guard = LeaseGuard { store: store.clone(), lease: Some(lease.clone()) };
     let result = {
-        let export = exporter.export(task, store);
+        let export = match wait {
+            Some(wait) => exporter.export_within(task, store, wait),
+            None => exporter.export(task, store),
+        };
         tokio::pin!(export);
         let every = lease.renew_every();
         loop {
@@ -97,6 +101,25 @@ impl Drop for LeaseGuard {
             });
         }
     }
+}
+
+/// Logs an attempt that found the export still waiting (its operation running, its instance busy)
+/// and checked again by a follow-up: one INFO event, never counted as a failure.
+pub fn log_waiting(task: &ExportTask, check: u32, error: &ExportError, next_check_at: chrono::DateTime<Utc>) {
+    tracing::info!(
+        db.source = %task.db.source,
+        db.project = %task.db.project,
+        db.instance = %task.db.instance,
+        db.name = %task.db.database,
+        run.date = %task.run_date,
+        run.id = %task.run_id,
+        task.check = check,
+        wait.class = error.class(),
+        wait.next_check_at = %next_check_at,
+        "export of {} for {} is waiting ({error}); checked again at {next_check_at}",
+        task.db,
+        task.run_date,
+    );
 }
 
 /// Logs one failed attempt as one structured ERROR event.

@@ -140,12 +140,23 @@ impl ExportService {
     /// [`ExportService::export`] into `store`: this service's store, or a labelled view of it
     /// ([`BackupStore::with_label`]) for a named backup. A dated backup made here is compared with
     /// the database's previous one by the data-loss tripwire ([`tripwire::check`]).
+    pub async fn export_into(&self, store: &BackupStore, task: &ExportTask) -> Result<ExportOutcome, ExportError> {
+        self.export_within(store, task, None).await
+    }
+
+    /// [`ExportService::export_into`], waiting at most `wait` (when given) for an operation that
+    /// runs elsewhere; `Some(Duration::ZERO)`: start or attach, and answer at once.
     #[tracing::instrument(
         name = "export",
         skip_all,
         fields(db.path = %task.db, db.system.name = crate::metrics::db_system_name(task.db.engine), run.id = %task.run_id, run.date = %task.run_date)
     )]
-    pub async fn export_into(&self, store: &BackupStore, task: &ExportTask) -> Result<ExportOutcome, ExportError> {
+    pub async fn export_within(
+        &self,
+        store: &BackupStore,
+        task: &ExportTask,
+        wait: Option<Duration>,
+    ) -> Result<ExportOutcome, ExportError> {
         let started = std::time::Instant::now();
         // The previous backup, read before the commit overwrites `latest/` (the tripwire compares).
         let previous = match (store.tripwire(), store.layout().label()) {
@@ -153,7 +164,7 @@ impl ExportService {
             _ => None,
         };
         let outcome = match self.sources.iter().find(|s| s.name == task.db.source) {
-            Some(source) => run_export(source.exporter.as_ref(), store, task, self.lease_ttl).await,
+            Some(source) => run_export(source.exporter.as_ref(), store, task, self.lease_ttl, wait).await,
             None => Err(ExportError::Tool(format!("no source named `{}` is configured", task.db.source))),
         };
         let (result, error_type) = match &outcome {
@@ -177,6 +188,8 @@ impl ExportService {
             }
             Ok(ExportOutcome::AlreadyExported(_)) => ("already_exported", None),
             Ok(ExportOutcome::LeaseHeld { .. }) => ("lease_held", None),
+            // An operation still running, an instance busy: not a failure (ADR 0021).
+            Err(e) if e.is_waiting() => ("waiting", Some(e.class())),
             Err(e) => ("failed", Some(e.class())),
         };
         self.metrics.export_attempt(task.db.engine, result, error_type, started.elapsed());
@@ -204,6 +217,22 @@ impl ExportService {
             }
         }
         tracing::info!(db.path = %task.db, until = %until, locked = *locked, "backup retained");
+    }
+
+    /// How long the export `waiting` waits for is expected to take: its own database's previous
+    /// backup's duration (still running), or that of the database whose export is in the way (busy
+    /// instance); `None` when there is no such backup (the policy's default applies).
+    pub async fn expected_duration(&self, task: &ExportTask, waiting: &ExportError) -> Option<Duration> {
+        let db = match waiting {
+            ExportError::Busy { blocking: Some(b), .. } => {
+                let name = crate::model::DatabaseName::parse(b.database.clone()?).ok()?;
+                DatabaseRef { database: name, ..task.db.clone() }
+            }
+            ExportError::Running { .. } => task.db.clone(),
+            _ => return None,
+        };
+        let previous = self.store.latest(&db).await.ok().flatten()?;
+        crate::export::follow_up::took(previous.started_at, previous.finished_at)
     }
 
     /// Reports a final failure of `task`, once.

@@ -6,3 +6,4 @@ pub mod api;
 pub mod clients;
 pub mod credentials;
 pub mod instances;
+pub mod run_jobs;

@@ -1,4 +1,7 @@
-//! `POST /export`: parse and validate the request, run one export attempt, map the outcome.
+//! `POST /export`: parse and validate the request, run one export attempt, map the outcome. With a
+//! queue that follows up (`cloud_tasks`, `export.follow_up`), an export still waiting for its Cloud
+//! SQL operation or its busy instance leaves a follow-up check and answers 200
+//! `started`/`running`/`waiting` (ADR 0021); a delivery of the queue then does not wait at all.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +14,9 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::state::AppState;
-use crate::export::run::log_failed_attempt;
+use crate::export::follow_up::{FollowUpPolicy, NextCheck};
+use crate::export::job::JobStep;
+use crate::export::run::{log_failed_attempt, log_waiting};
 use crate::export::{ExportError, ExportOutcome};
 use crate::model::{
     DatabaseName, ExportTask, InstanceName, InvalidField, Label, ProjectId, RunDate, RunId, SourceName,
@@ -56,6 +61,10 @@ pub struct ExportRequest {
     /// Deliveries of the queue (`X-CloudTasks-TaskName`) are not checked: `/schedule` made them.
     #[serde(default)]
     pub ignore_scope: bool,
+    /// The follow-up check this delivery is (`cloud_tasks` mode sets it on the follow-up tasks it
+    /// creates; 0 or absent: the original task).
+    #[serde(default)]
+    pub check: Option<u32>,
 }
 
 /// What happened to the export.
@@ -68,6 +77,13 @@ pub enum ExportStatus {
     AlreadyExported,
     /// The export failed permanently and was reported (answered to Cloud Tasks so it stops retrying).
     Failed,
+    /// This call started the Cloud SQL export operation; a follow-up checks it at `next_check_at`.
+    Started,
+    /// The export operation is still running; a follow-up checks it at `next_check_at`.
+    Running,
+    /// The instance is busy with another operation; a follow-up tries again at `next_check_at`,
+    /// when that operation is expected to end.
+    Waiting,
 }
 
 /// Answer of `POST /export`.
@@ -87,6 +103,19 @@ pub struct ExportResponse {
     /// For `failed`: what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For `started`, `running`, `waiting`: when the follow-up check is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_check_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// For `started`, `running`, `waiting`: the follow-up check's number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<u32>,
+    /// For `started`, `running`, `waiting`: the Cloud SQL operation waited for (the export's
+    /// own, or the one in the instance's way), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// For `started`, `running`, `waiting`: why the export is not done yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 async fn task_of(
@@ -142,14 +171,14 @@ fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
     tag = "backups",
     request_body = ExportRequest,
     responses(
-        (status = 200, description = "Exported, already exported, or (to Cloud Tasks) failed permanently and reported", body = ExportResponse),
+        (status = 200, description = "Exported, already exported, (to Cloud Tasks) failed permanently and reported, or (with follow-ups) started, running or waiting for the instance, checked again at `next_check_at`", body = ExportResponse),
         (status = 400, description = "Malformed JSON, unknown or missing field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The database does not exist (reported)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another export of the same task holds the lease", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field has an invalid value (an `engine` that is not the instance's), the database lies outside what the service backs up (without `ignore_scope`), or the export failed permanently (reported)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Transient failure: retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Transient failure (or, with follow-ups, the follow-up check could not be created): retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -159,7 +188,8 @@ pub async fn export(
     body: Result<Json<ExportRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    let delivery = Delivery::from_headers(&headers);
+    let mut delivery = Delivery::from_headers(&headers);
+    delivery.check = req.check.unwrap_or(0);
     let (task, label) = task_of(&state, req, delivery.task_name.is_some()).await?;
     // Every event of this request carries the Cloud Tasks delivery it belongs to.
     let span = tracing::info_span!(
@@ -178,6 +208,8 @@ struct Delivery {
     queue_name: Option<String>,
     retry_count: Option<u32>,
     execution_count: Option<u32>,
+    /// The follow-up check this is (0: the original task or an operator's call).
+    check: u32,
 }
 
 impl Delivery {
@@ -188,6 +220,7 @@ impl Delivery {
             queue_name: text("x-cloudtasks-queuename"),
             retry_count: header_u32(headers, "x-cloudtasks-taskretrycount"),
             execution_count: header_u32(headers, "x-cloudtasks-taskexecutioncount"),
+            check: 0,
         }
     }
 
@@ -207,7 +240,28 @@ async fn export_task(
         Some(label) => state.service.store.with_label(label.clone()),
         None => state.service.store.clone(),
     };
-    let outcome = state.service.export_into(&store, task).await;
+    // With follow-ups, a queue delivery never waits for its operation (ADR 0021); an operator's
+    // call waits `export.wait_secs` as before, then gets the same answers.
+    let follows_up = label.is_none() && state.queue.follows_up();
+    let wait = (follows_up && delivery.task_name.is_some()).then_some(std::time::Duration::ZERO);
+    let outcome = match (&state.jobs, follows_up) {
+        (Some(jobs), true) => {
+            let self_hosted = state.service.sources.iter().any(|s| s.name == task.db.source && !s.any_instance);
+            match jobs.step(&store, task, self_hosted).await {
+                Ok(JobStep::Inline) => state.service.export_within(&store, task, wait).await,
+                Ok(JobStep::Done(m)) => Ok(ExportOutcome::Exported(m)),
+                Err(e) => Err(e),
+            }
+        }
+        _ => state.service.export_within(&store, task, wait).await,
+    };
+    let outcome = match outcome {
+        Err(e) if follows_up && e.is_waiting() => match follow_up(state, task, delivery, &e).await {
+            FollowedUp::Answer(response) => return response,
+            FollowedUp::Exhausted(failure) => Err(failure),
+        },
+        other => other,
+    };
     let resolved = match &outcome {
         Ok(ExportOutcome::Exported(_) | ExportOutcome::AlreadyExported(_)) => true,
         Ok(ExportOutcome::LeaseHeld { .. }) => false,
@@ -218,6 +272,61 @@ async fn export_task(
         state.after_export(task).await;
     }
     response
+}
+
+/// What a follow-up made of an export that is waiting.
+enum FollowedUp {
+    /// Answered: 200 with the next check, or 503 when it could not be created.
+    Answer(Result<Response, ApiError>),
+    /// The day's chain is at its bound: the failure to report.
+    Exhausted(ExportError),
+}
+
+/// An export still waiting (its operation runs, its instance is busy): creates the follow-up check
+/// aimed at the expected end and answers 200 `started`/`running`/`waiting`; 503 when the check
+/// cannot be created (the delivery is retried: nothing is lost); past the chain's bound, the
+/// failure to report. Waiting is logged at INFO, never reported.
+async fn follow_up(state: &AppState, task: &ExportTask, delivery: &Delivery, waiting: &ExportError) -> FollowedUp {
+    let policy = FollowUpPolicy::from_settings(&state.settings.export);
+    let (status, operation, since) = match waiting {
+        ExportError::Running { operation, started, since, .. } => {
+            let status = if *started { ExportStatus::Started } else { ExportStatus::Running };
+            (status, Some(operation.clone()), *since)
+        }
+        ExportError::Busy { blocking, .. } => (
+            ExportStatus::Waiting,
+            blocking.as_ref().map(|b| b.operation.clone()),
+            blocking.as_ref().and_then(|b| b.since),
+        ),
+        _ => (ExportStatus::Waiting, None, None),
+    };
+    let expected = state.service.expected_duration(task, waiting).await;
+    let (check, at) = match policy.next_check(chrono::Utc::now(), delivery.check, since, expected) {
+        NextCheck::At { check, at } => (check, at),
+        NextCheck::Exhausted { checks } => {
+            return FollowedUp::Exhausted(ExportError::FollowUpsExhausted { checks, reason: waiting.to_string() });
+        }
+    };
+    if let Err(e) = state.queue.enqueue_follow_up(task, check, at).await {
+        tracing::warn!(db.path = %task.db, error = %e, "the follow-up check could not be created; the delivery is retried");
+        return FollowedUp::Answer(Err(ApiError::Unavailable {
+            detail: format!("{waiting}; and its follow-up check could not be created: {e}"),
+            retry_after: crate::util::backoff::spread(std::time::Duration::from_secs(30), 0.5),
+        }));
+    }
+    log_waiting(task, delivery.check, waiting, at);
+    let body = ExportResponse {
+        status,
+        key: None,
+        manifest: None,
+        retryable: None,
+        error: None,
+        next_check_at: Some(at),
+        check: Some(check),
+        operation,
+        reason: Some(waiting.to_string()),
+    };
+    FollowedUp::Answer(Ok((StatusCode::OK, Json(body)).into_response()))
 }
 
 async fn respond(
@@ -258,6 +367,10 @@ async fn respond(
                     manifest: None,
                     retryable: Some(false),
                     error: Some(e.to_string()),
+                    next_check_at: None,
+                    check: None,
+                    operation: None,
+                    reason: None,
                 };
                 return Ok((StatusCode::OK, Json(body)).into_response());
             }
@@ -273,6 +386,10 @@ fn ok(status: ExportStatus, manifest: Manifest) -> Response {
         manifest: Some(manifest),
         retryable: None,
         error: None,
+        next_check_at: None,
+        check: None,
+        operation: None,
+        reason: None,
     };
     (StatusCode::OK, Json(body)).into_response()
 }

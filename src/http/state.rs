@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Freshness and coverage (`GET /status`, `GET /`, `GET /runs`).
     pub status: Arc<crate::status::service::StatusService>,
+    /// Long self-hosted dumps as Cloud Run job executions (`export.job`), when configured.
+    pub jobs: Option<Arc<crate::export::job::JobExports>>,
     /// Whether tasks go to the embedded queue (then this process sends each run's summary).
     pub(crate) local_mode: bool,
     /// Whether each run's drills follow its summary (`serve` with `verify.after_run`, embedded queue).

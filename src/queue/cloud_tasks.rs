@@ -10,6 +10,9 @@
 //!   Tasks for the configured service account and audience.
 //! - Tasks of the same instance are scheduled `stagger_secs` apart (Cloud SQL runs one operation
 //!   per instance at a time), counted per run in the order they are enqueued.
+//! - Follow-up checks (`export.follow_up`, ADR 0021): check `n` of a task is the task
+//!   `<task id>-c<n>`, scheduled for the time the export is expected to end, its body the task's
+//!   with `"check": n`. A duplicate delivery asks for the same name: `ALREADY_EXISTS`, nothing new.
 //! - createTask calls are rate limited, at most `create_concurrency` in flight, and retried on
 //!   429/5xx honouring `Retry-After` (`create_attempts`); a task still not created is a
 //!   [`QueueError`], so `/schedule` answers 503 and Cloud Scheduler retries the run.
@@ -46,6 +49,8 @@ pub struct CloudTasksQueue {
     per_instance: Mutex<(String, HashMap<String, u32>)>,
     /// How long Cloud Tasks waits for `/export` to answer (`None`: the queue's default, 10 min).
     dispatch_deadline: Option<Duration>,
+    /// Whether exports not done yet are checked again by follow-up tasks.
+    follow_up: bool,
 }
 
 /// What a queue's retry configuration says.
@@ -82,7 +87,15 @@ impl CloudTasksQueue {
             client: OnceCell::new(),
             per_instance: Mutex::new((String::new(), HashMap::new())),
             dispatch_deadline: None,
+            follow_up: false,
         }
+    }
+
+    /// Exports not done yet are checked again by follow-up tasks (`export.follow_up`).
+    #[must_use]
+    pub fn with_follow_up(mut self, on: bool) -> Self {
+        self.follow_up = on;
+        self
     }
 
     /// Tasks ask Cloud Tasks to wait this long for `/export` (clamped to Cloud Tasks' 15 s – 30 min).
@@ -155,13 +168,18 @@ impl CloudTasksQueue {
     }
 }
 
-#[async_trait]
-impl TaskQueue for CloudTasksQueue {
-    async fn enqueue(&self, task: ExportTask) -> Result<Enqueued, QueueError> {
+impl CloudTasksQueue {
+    /// Creates the task `<queue>/tasks/<id>` delivering `body` to the target no sooner than `at`.
+    async fn create(
+        &self,
+        id: &str,
+        db: &crate::model::DatabaseRef,
+        body: &serde_json::Value,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<Enqueued, QueueError> {
         let client = self.client().await?;
-        let name = format!("{}/tasks/{}", self.queue, task.task_id());
-        let at = Utc::now() + chrono::Duration::from_std(self.delay_for(&task)).unwrap_or_default();
-        let body = bytes::Bytes::from(serde_json::to_vec(&Self::body(&task)).expect("JSON"));
+        let name = format!("{}/tasks/{id}", self.queue);
+        let body = bytes::Bytes::from(serde_json::to_vec(body).expect("JSON"));
         // The delivery joins the trace of the /schedule run that enqueued it.
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
         if let Some(tp) = crate::telemetry::traceparent(&crate::telemetry::current_context()) {
@@ -196,7 +214,7 @@ impl TaskQueue for CloudTasksQueue {
             .await;
         match result {
             Ok(_) => {
-                tracing::debug!(task.name = %name, db.path = %task.db, "task created");
+                tracing::debug!(task.name = %name, db.path = %db, "task created");
                 Ok(Enqueued::Enqueued)
             }
             Err(CallError::AlreadyExists(_)) => Ok(Enqueued::AlreadyQueued),
@@ -206,10 +224,34 @@ impl TaskQueue for CloudTasksQueue {
             Err(e) => Err(QueueError::Unavailable(e.to_string())),
         }
     }
+}
+
+#[async_trait]
+impl TaskQueue for CloudTasksQueue {
+    async fn enqueue(&self, task: ExportTask) -> Result<Enqueued, QueueError> {
+        let at = Utc::now() + chrono::Duration::from_std(self.delay_for(&task)).unwrap_or_default();
+        self.create(&task.task_id(), &task.db, &Self::body(&task), at).await
+    }
 
     async fn wait_idle(&self) {}
 
     fn max_in_flight(&self) -> usize {
         self.concurrency
+    }
+
+    fn follows_up(&self) -> bool {
+        self.follow_up
+    }
+
+    async fn enqueue_follow_up(
+        &self,
+        task: &ExportTask,
+        check: u32,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<Enqueued, QueueError> {
+        let id = format!("{}-{}", task.task_id(), crate::export::follow_up::check_suffix(check));
+        let mut body = Self::body(task);
+        body["check"] = serde_json::json!(check);
+        self.create(&id, &task.db, &body, at).await
     }
 }

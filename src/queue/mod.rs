@@ -3,11 +3,18 @@
 //! Contract: `enqueue` is idempotent per task id (`ExportTask::task_id`): enqueueing a task that is
 //! already queued or running answers `AlreadyQueued`, not an error. Delivery is at least once; the
 //! export itself is idempotent, so a duplicate delivery costs one manifest read.
+//!
+//! A queue that [`TaskQueue::follows_up`] also takes follow-up checks of a task
+//! ([`TaskQueue::enqueue_follow_up`]): check `n` of a task is named after the task and `n`, so
+//! asking for the same check twice (a duplicate delivery) answers `AlreadyQueued` and creates
+//! nothing; it is delivered no sooner than its time. A queue that does not follow up (the embedded
+//! one retries by itself) refuses them.
 
 pub mod cloud_tasks;
 pub mod local;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::model::ExportTask;
 
@@ -52,5 +59,20 @@ pub trait TaskQueue: Send + Sync {
     /// How many `enqueue` calls a schedule run may have in flight at once (1: in order).
     fn max_in_flight(&self) -> usize {
         1
+    }
+    /// Whether an export that is not done yet is checked again by a follow-up task (else the
+    /// delivery is retried, `503` + `Retry-After`).
+    fn follows_up(&self) -> bool {
+        false
+    }
+    /// Adds check number `check` of `task`, delivered no sooner than `at` (idempotent per task and
+    /// check).
+    async fn enqueue_follow_up(
+        &self,
+        _task: &ExportTask,
+        _check: u32,
+        _at: DateTime<Utc>,
+    ) -> Result<Enqueued, QueueError> {
+        Err(QueueError::Refused("this queue does not take follow-up checks".to_owned()))
     }
 }

@@ -145,7 +145,7 @@ impl DatabaseLines {
             Kind::Use | Kind::Alter => {
                 let at = line.len() - rest.len();
                 out.extend_from_slice(&line[..at + start]);
-                out.extend_from_slice(super::my::ident(&self.target).as_bytes());
+                out.extend_from_slice(crate::db::ident::my(&self.target).as_bytes());
                 out.extend_from_slice(&line[at + end..]);
             }
         }

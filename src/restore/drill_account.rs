@@ -25,7 +25,8 @@ use chrono::Utc;
 use mysql_async::prelude::Queryable;
 use secrecy::SecretString;
 
-use super::{RestoreError, db_error, my, pg};
+use super::error::{RestoreError, db_error};
+use super::{my, pg};
 use crate::settings::ServerUrl;
 
 /// Prefix of the scratch database (PostgreSQL) or schema (MySQL) of a drill.

@@ -17,15 +17,20 @@
 //! **Jobs.** `restore.jobs` or `--jobs`; otherwise the cores this process may use
 //! (`std::thread::available_parallelism`), at most [`MAX_JOBS`]. One job means the streaming path.
 
-use std::io::{self, Seek as _};
+use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
 
-use super::{Fetch, PumpError, RestoreError, pump, status_text};
-use crate::export::dump::tail_stderr;
+use super::error::RestoreError;
+use super::pump::{PumpError, status_text};
+use super::stream::Fetch;
+use crate::util::process::tail_stderr;
 
 /// Most `pg_restore` jobs chosen from the cores (more rarely helps: the server does the work).
 pub const MAX_JOBS: usize = 8;
@@ -56,11 +61,18 @@ pub(super) struct Spooled {
     pub(super) size: u64,
 }
 
+/// Write buffer of the spool thread: the decoder fills it directly, one `write` per megabyte.
+const SPOOL_BUF: usize = 1024 * 1024;
+
 /// Reads `fetch` to its end into an unnamed file in `dir`; answers only once the object's checks
 /// passed. Dropped at any point, it stops reading the object and the file is gone.
+///
+/// Three stages overlap: the check task reads and hashes the stored object on the runtime, while one
+/// dedicated blocking thread decodes (age, zstd) and writes into the file with plain `write` calls
+/// (no blocking-pool round trip per write).
 pub(super) async fn spool(fetch: Fetch, key: &str, dir: &Path) -> Result<Spooled, SpoolError> {
-    let Fetch { mut reader, checked, cancel, read } = fetch;
-    // Dropped (the restore is abandoned): stop downloading.
+    let Fetch { reader, checked, cancel, read } = fetch;
+    // Dropped (the restore is abandoned): stop downloading, and the spool thread stops at its next read.
     let _stop = cancel.clone().drop_guard();
     let file = match tempfile::tempfile_in(dir) {
         Ok(f) => f,
@@ -72,9 +84,11 @@ pub(super) async fn spool(fetch: Fetch, key: &str, dir: &Path) -> Result<Spooled
             )));
         }
     };
-    let mut out = tokio::fs::File::from_std(file);
-    let copied = pump(&mut reader, &mut out, None).await;
-    drop(reader);
+    let stop = cancel.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let copied = tokio::task::spawn_blocking(move || write_out(&runtime, reader, file, &stop))
+        .await
+        .unwrap_or_else(|e| Err(PumpError::Write(io::Error::other(format!("the spool thread died: {e}")))));
     if matches!(copied, Err(PumpError::Write(_))) {
         cancel.cancel();
     }
@@ -87,11 +101,41 @@ pub(super) async fn spool(fetch: Fetch, key: &str, dir: &Path) -> Result<Spooled
             reason: format!("the object matches its manifest but does not decode: {e}"),
         })),
         (Ok(()), Err(PumpError::Write(e))) => Err(SpoolError::Disk(e)),
-        (Ok(()), Ok(size)) => {
-            let mut file = out.into_std().await;
+        (Ok(()), Ok((mut file, size))) => {
             file.rewind().map_err(SpoolError::Disk)?;
             Ok(Spooled { file, bytes: read.load(Ordering::Relaxed), size })
         }
+    }
+}
+
+/// The spool thread: decodes `reader` (driven on `runtime`) into `file` until its end, or until
+/// `stop` (then the file is dropped, and with it the space). Answers the file and its size.
+fn write_out(
+    runtime: &tokio::runtime::Handle,
+    mut reader: Pin<Box<dyn AsyncRead + Send>>,
+    mut file: std::fs::File,
+    stop: &CancellationToken,
+) -> Result<(std::fs::File, u64), PumpError> {
+    let mut buf = vec![0u8; SPOOL_BUF];
+    let mut size = 0u64;
+    loop {
+        if stop.is_cancelled() {
+            return Err(PumpError::Read(io::Error::new(io::ErrorKind::Interrupted, "the restore was stopped")));
+        }
+        // Fill the buffer as far as the decoder goes before writing: fewer, larger writes.
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = runtime.block_on(reader.read(&mut buf[filled..])).map_err(PumpError::Read)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok((file, size));
+        }
+        file.write_all(&buf[..filled]).map_err(PumpError::Write)?;
+        size += filled as u64;
     }
 }
 

@@ -27,7 +27,8 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable as _;
 use tokio::process::{Child, Command};
 
-use super::{ToolDirs, version_major};
+use super::request::ToolDirs;
+use crate::db::tools::version_major;
 use crate::model::Engine;
 use crate::settings::ServerUrl;
 

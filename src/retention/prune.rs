@@ -10,14 +10,13 @@ use utoipa::ToSchema;
 
 use super::error::RetentionError;
 use super::plan::{DbId, Drills, PlanEntry, PrunePlan, db_id, plan};
-use super::prefixes::{class_prefix, holds_prefix, key_prefix, leases_prefix, placeholder_db};
+use super::prefixes::{class_prefix, holds_prefix, leases_prefix};
 use crate::model::calendar::RetentionClass;
 use crate::model::database::DatabasePath;
-use crate::model::names::ProjectId;
 use crate::model::run::{RunDate, RunId};
 use crate::settings::retention::RetentionPolicy;
 use crate::store::bucket::{BucketError, ObjectInfo};
-use crate::store::layout::Key;
+use crate::store::layout::{Key, Prefix, any_date, any_db};
 use crate::store::{BackupStore, StoreError};
 
 /// What an applied prune leaves in the store, under `reports/prune/<day it ran>/<id>.json`: its
@@ -62,13 +61,10 @@ pub async fn prune(
 async fn drills(store: &BackupStore, objects: &[ObjectInfo]) -> Result<Drills, BucketError> {
     #[derive(Deserialize)]
     struct Verdict {
-        result: crate::verify::VerificationResult,
+        result: crate::store::verification::VerificationResult,
     }
-    let probe = Key::Verification {
-        db: placeholder_db(ProjectId::parse("_").expect("valid name")),
-        date: RunDate::from_date(NaiveDate::MIN),
-    };
-    let records = store.bucket().list(&key_prefix(&probe, 1)).await?;
+    let probe = Key::Verification { db: any_db(), date: any_date() };
+    let records = store.bucket().list(Prefix::of(&probe, 1).as_str()).await?;
     let mut manifests: BTreeSet<(DbId, NaiveDate)> = BTreeSet::new();
     let mut dumps: BTreeSet<(DbId, NaiveDate)> = BTreeSet::new();
     for o in objects {
@@ -96,7 +92,7 @@ async fn drills(store: &BackupStore, objects: &[ObjectInfo]) -> Result<Drills, B
         for date in dates.into_iter().rev() {
             let key = Key::Verification { db: db.clone(), date };
             match store.read::<Verdict>(&key).await {
-                Ok(Some(v)) if v.result == crate::verify::VerificationResult::Ok => {
+                Ok(Some(v)) if v.result == crate::store::verification::VerificationResult::Ok => {
                     newest_ok.push(key);
                     break;
                 }

@@ -13,11 +13,9 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{RunDate, RunId};
 use crate::notify::{Notifier, RunSummaryReport};
-use crate::runs::ledger::{
-    DbKey, PlanAction, RunLedger, date_of, db_ref, find_ledger, key_of, ledgers_of, placeholder_db, prefix,
-};
+use crate::runs::ledger::{DbKey, PlanAction, RunLedger, date_of, db_ref, find_ledger, key_of, ledgers_of};
 use crate::runs::summary::{RunReport, run_report};
-use crate::store::layout::Key;
+use crate::store::layout::{Key, Prefix, any_db};
 use crate::store::{BackupStore, StoreError};
 
 /// Sends the one summary of run `run_id` of `day` through every notifier: counts, and the
@@ -96,7 +94,7 @@ pub async fn report_run_if_resolved(
     let Some(ledger) = find_ledger(store, run_id, Some(day), day.date()).await? else { return Ok(None) };
     let failed: std::collections::HashSet<DbKey> = store
         .bucket()
-        .list(&prefix(&Key::Report { db: placeholder_db(), date: day }, 2))
+        .list(Prefix::of(&Key::Report { db: any_db(), date: day }, 2).as_str())
         .await?
         .into_iter()
         .filter_map(|o| match Key::parse(&o.key) {

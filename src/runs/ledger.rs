@@ -18,7 +18,7 @@ use crate::model::{
     DatabaseName, DatabasePath, DatabaseRef, Engine, InstanceName, ProjectId, RunDate, RunId, SourceName,
 };
 use crate::runs::scope::RunScope;
-use crate::store::layout::Key;
+use crate::store::layout::{Key, Prefix, any_db};
 use crate::store::{BackupStore, StoreError};
 
 /// How many days back the newest run ledger is looked for.
@@ -179,25 +179,6 @@ fn yes() -> bool {
 // ---------------------------------------------------------------------------------------------
 // Reading runs back from the store
 
-/// A database path whose only use is to build a key prefix (`Key::…{ db: placeholder_db() }`).
-#[must_use]
-pub fn placeholder_db() -> DatabasePath {
-    DatabasePath {
-        project: ProjectId::parse("p").expect("valid"),
-        instance: InstanceName::parse("i").expect("valid"),
-        database: DatabaseName::parse("d").expect("valid"),
-    }
-}
-
-/// The first `segments` segments of a key built by the layout, with a trailing `/`.
-#[must_use]
-pub fn prefix(key: &Key, segments: usize) -> String {
-    let path = key.path();
-    let mut out = path.split('/').take(segments).collect::<Vec<_>>().join("/");
-    out.push('/');
-    out
-}
-
 /// A database as `(project, instance, database)`, the key of the maps read here.
 pub type DbKey = (String, String, String);
 
@@ -230,7 +211,7 @@ pub async fn ledgers_of(store: &BackupStore, day: RunDate) -> Result<Vec<RunLedg
     let probe = Key::RunLedger { date: day, run_id: RunId::manual() };
     let mut keys: Vec<Key> = store
         .bucket()
-        .list(&prefix(&probe, 2))
+        .list(Prefix::of(&probe, 2).as_str())
         .await?
         .into_iter()
         .filter_map(|o| Key::parse(&o.key).filter(|k| matches!(k, Key::RunLedger { .. })))
@@ -314,7 +295,7 @@ pub async fn failures_of(store: &BackupStore, day: RunDate) -> Result<HashMap<Db
         #[serde(default)]
         message: String,
     }
-    let listed = store.bucket().list(&prefix(&Key::Report { db: placeholder_db(), date: day }, 2)).await?;
+    let listed = store.bucket().list(Prefix::of(&Key::Report { db: any_db(), date: day }, 2).as_str()).await?;
     let keys: Vec<Key> =
         listed.into_iter().filter_map(|o| Key::parse(&o.key).filter(|k| matches!(k, Key::Report { .. }))).collect();
     let read: Vec<_> = futures::stream::iter(keys)

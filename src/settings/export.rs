@@ -38,6 +38,29 @@ pub struct ExportSettings {
     pub offload_label: String,
     /// A transient failure is reported once its task has been retried this many times.
     pub report_after_retries: u32,
+    /// `cloud_tasks` queue: a Cloud SQL export that is still running (or an instance busy with
+    /// another operation) is answered 200 and checked again by a follow-up task, instead of 503
+    /// polling (ADR 0021). Off: 503 + `Retry-After` as before.
+    pub follow_up: bool,
+    /// Follow-ups: the earliest a check comes after the previous one, in seconds.
+    pub follow_up_min_secs: u64,
+    /// Follow-ups: the latest a check comes after the previous one, in seconds (at most a day).
+    pub follow_up_max_secs: u64,
+    /// Follow-ups: how long an export is expected to take when the database has no previous backup
+    /// to learn it from, in seconds.
+    pub follow_up_default_secs: u64,
+    /// Follow-ups: the most checks of one database's day; the check past it is a failure reported
+    /// once (`follow_ups_exhausted`).
+    pub follow_up_max_checks: u32,
+    /// `cloud_tasks` with follow-ups: a Cloud Run job (`projects/P/locations/L/jobs/J`, the same
+    /// image) that runs the dumps of self-hosted databases whose previous backup took at least
+    /// `job_after_secs`, as a job execution (`jobs.run` with `export --database …` as its args)
+    /// that follow-ups attach to, so no dump has to fit in one request. Unset: every dump runs in
+    /// its request.
+    pub job: Option<String>,
+    /// See `job`: the previous backup's duration from which a self-hosted dump runs as a job
+    /// execution, in seconds (default 20 minutes: a request lasts at most 30).
+    pub job_after_secs: u64,
 }
 
 impl Default for ExportSettings {
@@ -55,6 +78,13 @@ impl Default for ExportSettings {
             offload: false,
             offload_label: "data-backup-offload".to_owned(),
             report_after_retries: 3,
+            follow_up: true,
+            follow_up_min_secs: 60,
+            follow_up_max_secs: 1800,
+            follow_up_default_secs: 600,
+            follow_up_max_checks: 48,
+            job: None,
+            job_after_secs: 1200,
         }
     }
 }
@@ -67,6 +97,33 @@ impl ExportSettings {
         }
         if self.lease_ttl_secs < 30 {
             return Err(SettingsError::new("export.lease_ttl_secs", "must be at least 30"));
+        }
+        self.validate_follow_up()
+    }
+
+    /// Checks the follow-up bounds: 1 s ≤ min ≤ max ≤ a day, a default inside a day, 1–1000 checks.
+    fn validate_follow_up(&self) -> Result<(), SettingsError> {
+        if self.follow_up_min_secs == 0 {
+            return Err(SettingsError::new("export.follow_up_min_secs", "must be at least 1"));
+        }
+        if !(self.follow_up_min_secs..=86_400).contains(&self.follow_up_max_secs) {
+            return Err(SettingsError::new(
+                "export.follow_up_max_secs",
+                "must be between export.follow_up_min_secs and 86400 (a day)",
+            ));
+        }
+        if !(1..=86_400).contains(&self.follow_up_default_secs) {
+            return Err(SettingsError::new("export.follow_up_default_secs", "must be between 1 and 86400"));
+        }
+        if !(1..=1000).contains(&self.follow_up_max_checks) {
+            return Err(SettingsError::new("export.follow_up_max_checks", "must be between 1 and 1000"));
+        }
+        if let Some(job) = &self.job {
+            let parts: Vec<&str> = job.split('/').collect();
+            let shaped = matches!(parts.as_slice(), ["projects", p, "locations", l, "jobs", j] if !p.is_empty() && !l.is_empty() && !j.is_empty());
+            if !shaped {
+                return Err(SettingsError::new("export.job", "must be projects/PROJECT/locations/LOCATION/jobs/JOB"));
+            }
         }
         Ok(())
     }

@@ -28,6 +28,8 @@ pub struct GcpSettings {
     pub asset_endpoint: Option<Url>,
     /// Pub/Sub v1 endpoint (default Google's); tests use a fake.
     pub pubsub_endpoint: Option<Url>,
+    /// Cloud Run Admin v2 endpoint (default Google's), for `export.job`; tests use a fake.
+    pub run_endpoint: Option<Url>,
     /// Endpoint of the bucket IAM policy call of `doctor` (default: `storage_endpoint`);
     /// fake-gcs-server has no IAM, so tests point it at a fake.
     pub storage_iam_endpoint: Option<Url>,
@@ -57,6 +59,7 @@ impl Default for GcpSettings {
             cloud_tasks_endpoint: None,
             asset_endpoint: None,
             pubsub_endpoint: None,
+            run_endpoint: None,
             storage_iam_endpoint: None,
             resource_manager_per_minute: 500,
             sql_admin_per_minute: 150,

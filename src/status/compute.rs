@@ -11,14 +11,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::Deserialize;
 
 use crate::model::{DatabasePath, DatabaseRef, RunDate};
 use crate::runs::ledger::{
     DbKey, PlanAction, PlannedTask, READS_IN_FLIGHT, RunLedger, date_of, db_ref, expected_ledgers, failures_of, key_of,
-    placeholder_db, prefix,
 };
 use crate::runs::summary::run_report;
 use crate::settings::StatusSettings;
@@ -40,14 +39,7 @@ pub struct Verifications {
 
 /// Every `latest/` manifest, by database.
 async fn latest_manifests(store: &BackupStore) -> Result<BTreeMap<DbKey, Manifest>, StoreError> {
-    let listed = store.bucket().list(&prefix(&Key::Latest { db: placeholder_db() }, 1)).await?;
-    let keys: Vec<DatabasePath> = listed
-        .iter()
-        .filter_map(|o| match Key::parse(&o.key) {
-            Some(Key::Latest { db }) => Some(db),
-            _ => None,
-        })
-        .collect();
+    let keys = crate::store::catalog::latest_databases(store).await?;
     let read: Vec<_> = futures::stream::iter(keys)
         .map(|db| async move {
             let m = store.read::<Manifest>(&Key::Latest { db: db.clone() }).await;
@@ -87,7 +79,7 @@ async fn holds(store: &BackupStore) -> Result<HashMap<DbKey, String>, StoreError
 /// finished (reading back at most three records per database).
 ///
 /// This is the one place status reads verification records (`Key::Verification`, written by
-/// `verify.rs` as `VerificationRecord`; only `result`, `finished_at`, `run_date` and the restore
+/// `verify/` as `store::verification::VerificationRecord`; only `result`, `finished_at`, `run_date` and the restore
 /// time and throughput are read here).
 pub async fn verifications(store: &BackupStore) -> Result<HashMap<DbKey, Verifications>, StoreError> {
     #[derive(Deserialize)]
@@ -100,13 +92,11 @@ pub async fn verifications(store: &BackupStore) -> Result<HashMap<DbKey, Verific
         #[serde(default)]
         bytes_per_sec: Option<f64>,
     }
-    let probe = Key::Verification { db: placeholder_db(), date: RunDate::from_date(NaiveDate::MIN) };
-    let mut dates: HashMap<DbKey, (DatabasePath, Vec<RunDate>)> = HashMap::new();
-    for o in store.bucket().list(&prefix(&probe, 1)).await? {
-        if let Some(Key::Verification { db, date }) = Key::parse(&o.key) {
-            dates.entry(key_of(&db)).or_insert_with(|| (db, Vec::new())).1.push(date);
-        }
-    }
+    let dates: HashMap<DbKey, (DatabasePath, Vec<RunDate>)> = crate::store::catalog::verifications(store)
+        .await?
+        .into_iter()
+        .map(|(db, dates)| (key_of(&db), (db, dates.into_iter().collect())))
+        .collect();
     let read: Vec<_> = futures::stream::iter(dates)
         .map(|(k, (db, mut ds))| async move {
             ds.sort_unstable_by(|a, b| b.cmp(a));

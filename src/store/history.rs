@@ -1,6 +1,6 @@
 //! The history of a database: its last [`KEEP_NIGHTS`] nights in one small object, so that the
 //! status pages draw a month of nights per database from one read instead of a listing of the
-//! bucket (ADR 0021).
+//! bucket (ADR 0022).
 //!
 //! Contract:
 //! - The history of a database is `history/<db>/<seq>.json` ([`Key::History`]); the generation

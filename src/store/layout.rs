@@ -250,6 +250,23 @@ impl std::fmt::Display for Prefix {
     }
 }
 
+/// A database that only fills a probe key whose [`Prefix`] stops before the database
+/// (`Key::Latest { db: any_db() }` then `Prefix::of(&key, 1)`).
+#[must_use]
+pub fn any_db() -> DatabasePath {
+    DatabasePath {
+        project: ProjectId::parse("_").expect("valid name"),
+        instance: InstanceName::parse("_").expect("valid name"),
+        database: DatabaseName::parse("_").expect("valid name"),
+    }
+}
+
+/// A run date that only fills a probe key whose [`Prefix`] stops before the date.
+#[must_use]
+pub fn any_date() -> RunDate {
+    RunDate::from_date(NaiveDate::MIN)
+}
+
 /// Builds keys from domain values; knows the retention calendar. A labelled layout
 /// ([`Layout::labelled`]) puts the dump and manifest of an export under `labels/<label>/…`.
 #[derive(Clone, Debug)]

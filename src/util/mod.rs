@@ -3,3 +3,4 @@
 pub mod backoff;
 pub mod error;
 pub mod glob;
+pub mod process;

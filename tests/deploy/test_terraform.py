@@ -346,3 +346,45 @@ def test_scheduler_jobs_send_their_scope_as_the_schedule_body_with_the_fields_th
     # The failure alert watches every job that POSTs /schedule.
     metric = res[("google_logging_metric", "scheduler_failures")]
     assert "job_id=~" in metric["filter"]
+
+
+def test_the_service_gets_the_follow_up_settings_and_no_description_promises_503_polling():
+    env = module_locals()["env_base"]
+    for key in ("FOLLOW_UP", "FOLLOW_UP_MIN_SECS", "FOLLOW_UP_MAX_SECS", "FOLLOW_UP_DEFAULT_SECS", "FOLLOW_UP_MAX_CHECKS"):
+        assert f"var.export_{key.lower()}" in env[f"DATA_BACKUP_EXPORT__{key}"], key
+    variables = blocks(MODULE, "variable")
+    assert variables["export_follow_up"]["default"] is True
+    for name in ("export_wait_secs", "task_max_retry_duration_secs", "concurrency"):
+        description = variables[name]["description"]
+        assert "follow-up" in description, f"`{name}` still describes 503 polling: {description}"
+    res = resources(MODULE)
+    errors = res[("google_monitoring_alert_policy", "export_errors")]["documentation"][0]["content"]
+    assert "follow_ups_exhausted" in errors and "never an error" in errors
+    fresh = res[("google_monitoring_alert_policy", "not_fresh")]["documentation"][0]["content"]
+    assert "reason" in fresh and "follow_ups_exhausted" in fresh
+    # Waiting is logged at INFO: the log-based metrics behind the alerts count ERROR entries only.
+    assert "severity>=ERROR" in module_locals()["run_logs"]
+
+
+def test_the_export_job_runs_the_service_image_with_its_settings_and_the_service_may_run_it():
+    def bare(v):
+        return v.strip('"') if isinstance(v, str) else v
+
+    res = resources(MODULE)
+    job = res[("google_cloud_run_v2_job", "export")]
+    assert bare(job["count"]) == "${var.export_job ? 1 : 0}"
+    assert bare(job["name"]) == "${var.name}-export"
+    task = job["template"][0]["template"][0]
+    container = task["containers"][0]
+    assert bare(container["image"]) == "${var.image}"
+    assert [bare(a) for a in container["args"]] == ["export"]
+    assert bare(task["service_account"]) == "${google_service_account.runtime.email}"
+    assert task["max_retries"] == 0
+    assert "local.env" in str(container["dynamic"])
+    grant = res[("google_cloud_run_v2_job_iam_member", "runtime_runs_export")]
+    assert bare(grant["role"]) == "roles/run.developer"
+    assert bare(grant["member"]) == "${google_service_account.runtime.member}"
+    env = module_locals()
+    assert "local.export_job_id" in env["env_optional"]["DATA_BACKUP_EXPORT__JOB"]
+    assert bare(env["export_job_id"]).endswith("/jobs/${var.name}-export")
+    assert "var.export_job_after_secs" in env["env_base"]["DATA_BACKUP_EXPORT__JOB_AFTER_SECS"]

@@ -11,6 +11,7 @@ mod cli;
 mod cloudsql;
 mod drills;
 mod export;
+mod follow_up;
 mod gcp;
 mod hardening;
 mod history;

@@ -67,7 +67,7 @@ async fn backup(store: &BackupStore, name: &str, day: NaiveDate, hours_ago: i64,
     store.commit(&d, date, &manifest).await.unwrap();
 }
 
-/// A restore drill's record (the fields `verify.rs` writes that status reads).
+/// A restore drill's record (the fields `verify/` writes that status reads).
 async fn verification(store: &BackupStore, name: &str, day: NaiveDate, result: &str, hours_ago: i64) {
     let finished_at = Utc::now() - chrono::Duration::hours(hours_ago);
     let record = json!({

@@ -7,6 +7,7 @@
 #   iam.tf         the two service accounts and every grant
 #   run.tf         the Cloud Run service (and the metrics collector sidecar)
 #   tasks.tf       the Cloud Tasks queue
+#   jobs.tf        the Cloud Run job of long self-hosted dumps (export_job)
 #   scheduler.tf   the nightly job (and the hourly status refresh)
 #   bucket.tf      the bucket, its lifecycle rules (rendered by `data-backup lifecycle`)
 #   pubsub.tf      the reports topic
@@ -42,7 +43,10 @@ locals {
   folder_names = [for f in var.folders : startswith(f, "folders/") ? f : "folders/${f}"]
   queue_id     = "projects/${var.project_id}/locations/${var.region}/queues/${google_cloud_tasks_queue.exports.name}"
   topic_id     = "projects/${var.project_id}/topics/${google_pubsub_topic.reports.name}"
-  invoker      = google_service_account.invoker.email
+  # The export job's name is known before it exists (jobs.tf), so the service and the job share one
+  # environment.
+  export_job_id = "projects/${var.project_id}/locations/${var.region}/jobs/${var.name}-export"
+  invoker       = google_service_account.invoker.email
 
   # No drill of POST /verify/due starts later than this, so that the last one ends within the
   # Scheduler job's attempt deadline (min(request_timeout_secs, 1800)): ten minutes are left to it.
@@ -86,6 +90,12 @@ locals {
     DATA_BACKUP_VERIFY__NIGHTLY_SECS            = tostring(local.drill_budget_secs)
     DATA_BACKUP_EXPORT__WAIT_SECS               = tostring(var.export_wait_secs)
     DATA_BACKUP_EXPORT__OFFLOAD                 = tostring(var.export_offload)
+    DATA_BACKUP_EXPORT__FOLLOW_UP               = tostring(var.export_follow_up)
+    DATA_BACKUP_EXPORT__FOLLOW_UP_MIN_SECS      = tostring(var.export_follow_up_min_secs)
+    DATA_BACKUP_EXPORT__FOLLOW_UP_MAX_SECS      = tostring(var.export_follow_up_max_secs)
+    DATA_BACKUP_EXPORT__FOLLOW_UP_DEFAULT_SECS  = tostring(var.export_follow_up_default_secs)
+    DATA_BACKUP_EXPORT__FOLLOW_UP_MAX_CHECKS    = tostring(var.export_follow_up_max_checks)
+    DATA_BACKUP_EXPORT__JOB_AFTER_SECS          = tostring(var.export_job_after_secs)
     DATA_BACKUP_EXPORT__REPORT_AFTER_RETRIES    = tostring(var.report_after_retries)
     DATA_BACKUP_NOTIFY__PUBSUB_TOPIC            = local.topic_id
     DATA_BACKUP_NOTIFY__PUBSUB_SUCCESS          = tostring(var.pubsub_success)
@@ -97,6 +107,7 @@ locals {
     DATA_BACKUP_EXCLUDE__PATTERNS          = length(var.exclude_patterns) > 0 ? jsonencode(var.exclude_patterns) : null
     DATA_BACKUP_AUTH__OIDC_ALLOWED_EMAILS  = length(var.operator_emails) > 0 ? jsonencode(var.operator_emails) : null
     DATA_BACKUP_AUTH__ROUTE_EMAILS__STATUS = var.metrics_collector ? jsonencode([local.invoker]) : null
+    DATA_BACKUP_EXPORT__JOB                = var.export_job ? local.export_job_id : null
     # Metrics and traces go to the collector sidecar (OTLP over HTTP).
     OTEL_EXPORTER_OTLP_ENDPOINT = var.metrics_collector ? "http://localhost:4318" : null
   }

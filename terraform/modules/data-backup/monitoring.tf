@@ -2,7 +2,9 @@
 #
 #   1. Scheduler job failure        the nightly POST /schedule failed (after Cloud Scheduler's retries)
 #   2. Export errors                an export failure was reported in the last day (a permanent failure,
-#                                   or a transient one still failing after report_after_retries)
+#                                   a transient one still failing after report_after_retries, or a chain
+#                                   of follow-ups past its bound); an export waiting for its operation or
+#                                   its instance is logged at INFO and never counts
 #   3. Exports not running          Cloud Tasks made no export attempt for exports_not_running_hours
 #   4. Database without a fresh     the status metrics count a stale, failing or missing database
 #      backup                       (metrics_collector only)
@@ -207,8 +209,10 @@ resource "google_monitoring_alert_policy" "export_errors" {
          status page; or look for the day's
          `<database>.manifest.json` under `gs://${var.bucket_name}/<class>/<project>/<instance>/<database>/<date>/`.
       3. `permission_denied`: add the instance's service account to `cloudsql_service_accounts` and apply.
-         `gone`: the database was dropped; nothing to do. `instance_busy`/`still_running`: a long export or
-         maintenance; raise `task_max_retry_duration_secs` if it recurs.
+         `gone`: the database was dropped; nothing to do. `follow_ups_exhausted`: the export was checked
+         ${var.export_follow_up_max_checks} times and was still running or waiting for its instance; raise
+         `export_follow_up_max_checks` or `export_follow_up_max_secs` if it recurs. Waiting (`started`,
+         `running`, `waiting` answers) is never an error here.
       4. Retry one database by hand: `data-backup call export --database PROJECT/INSTANCE/DATABASE --url ${local.service_url}`.
     EOT
   }
@@ -302,11 +306,16 @@ resource "google_monitoring_alert_policy" "not_fresh" {
       1. Which ones: `DATA_BACKUP_STORE__URL=gs://${var.bucket_name} data-backup status --state stale` (also `failing`,
          `missing`), or the status page
          through `gcloud run services proxy ${var.name} --region ${var.region} --project ${var.project_id}` → http://localhost:8080/.
-      2. `failing`: see the "export errors" runbook. `missing`: a new database; it is backed up tonight, or
+      2. The `reason` column says why, from the database's chain of follow-ups: the reported failure
+         (`follow_ups_exhausted`: its export was still running, or its instance still busy with the
+         operation it names, after ${var.export_follow_up_max_checks} checks; else the error and its fix). A
+         database still waiting has its next check in the service's log:
+         `jsonPayload."wait.next_check_at":*` with `jsonPayload."db.name"="DATABASE"`.
+      3. `failing`: see the "export errors" runbook. `missing`: a new database; it is backed up tonight, or
          now with `data-backup call export --database PROJECT/INSTANCE/DATABASE --url ${local.service_url}`.
          `stale`: last night's run did not reach it: see the "exports not running" and "Cloud Scheduler
          job failure" runbooks.
-      3. Metrics not arriving: the `collector` container's log in the service, and the
+      4. Metrics not arriving: the `collector` container's log in the service, and the
          `${var.name}-status` scheduler job (GET /status every hour).
     EOT
   }

@@ -1,7 +1,10 @@
 # One HTTP task per database per night, created by POST /schedule (task ids are hashes of the
 # database and run date, so a repeated /schedule adds nothing) and delivered to POST /export with an
-# OIDC token of the invoker. Only a 2xx answer completes a task: 503 (operation still running,
-# instance busy) and 409 (lease held) are retried with backoff until task_max_retry_duration_secs.
+# OIDC token of the invoker. A Cloud SQL export still running (or waiting for its busy instance) is
+# answered 200 and checked again by a follow-up task `<task>-c<n>` scheduled at its expected end
+# (export_follow_up, ADR 21): no 503 to throttle the queue. Only a 2xx answer completes a task: 503
+# (transient errors, a follow-up that could not be created) and 409 (lease held) are retried with
+# backoff until task_max_retry_duration_secs.
 
 resource "google_cloud_tasks_queue" "exports" {
   project  = var.project_id

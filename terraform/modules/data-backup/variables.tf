@@ -122,13 +122,86 @@ variable "cloudsql_bucket_roles" {
 # --- How exports run ---------------------------------------------------------------------------------
 
 variable "export_wait_secs" {
-  description = "How long one /export attempt waits for its Cloud SQL export operation before answering 503 with Retry-After (the retry attaches to the same operation): `export.wait_secs`. Must stay below Cloud Tasks' dispatch deadline (10 minutes) and at least 60 s below request_timeout_secs."
+  description = "How long an operator's /export call waits for its Cloud SQL export operation before answering 200 `running` (a follow-up task finishes it; with export_follow_up = false, 503 with Retry-After and the retry attaches): `export.wait_secs`. Cloud Tasks deliveries do not wait when export_follow_up is on. Each task asks Cloud Tasks to wait export_wait_secs + 120 s (its dispatch deadline, at most 30 minutes); at least 60 s below request_timeout_secs."
   type        = number
   default     = 300
 
   validation {
     condition     = var.export_wait_secs >= 30 && var.export_wait_secs <= 1500
     error_message = "export_wait_secs: between 30 and 1500 (each task asks Cloud Tasks to wait export_wait_secs + 120 s, at most 30 minutes)."
+  }
+}
+
+variable "export_follow_up" {
+  description = "Check a Cloud SQL export that is still running (or waiting for its busy instance) with a follow-up task scheduled at its expected end, answering 200, instead of 503 polling that throttles the whole queue (`export.follow_up`, ADR 21)."
+  type        = bool
+  default     = true
+}
+
+variable "export_follow_up_min_secs" {
+  description = "Follow-ups: the earliest a check comes after the previous one, in seconds (`export.follow_up_min_secs`)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.export_follow_up_min_secs >= 1
+    error_message = "export_follow_up_min_secs: at least 1."
+  }
+}
+
+variable "export_follow_up_max_secs" {
+  description = "Follow-ups: the latest a check comes after the previous one, in seconds (`export.follow_up_max_secs`); between export_follow_up_min_secs and 86400."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.export_follow_up_max_secs >= 1 && var.export_follow_up_max_secs <= 86400
+    error_message = "export_follow_up_max_secs: between 1 and 86400 (and at least export_follow_up_min_secs)."
+  }
+}
+
+variable "export_follow_up_default_secs" {
+  description = "Follow-ups: how long an export is expected to take when its database has no previous backup to learn it from, in seconds (`export.follow_up_default_secs`)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.export_follow_up_default_secs >= 1 && var.export_follow_up_default_secs <= 86400
+    error_message = "export_follow_up_default_secs: between 1 and 86400."
+  }
+}
+
+variable "export_follow_up_max_checks" {
+  description = "Follow-ups: the most checks of one database's day (`export.follow_up_max_checks`); the next one is the failure `follow_ups_exhausted`, reported once. With the defaults a chain covers at least 48 × 60 s and at most 48 × 1800 s."
+  type        = number
+  default     = 48
+
+  validation {
+    condition     = var.export_follow_up_max_checks >= 1 && var.export_follow_up_max_checks <= 1000
+    error_message = "export_follow_up_max_checks: between 1 and 1000."
+  }
+}
+
+variable "export_job" {
+  description = "Create the Cloud Run job `NAME-export` (jobs.tf) and run the dumps of self-hosted databases whose previous backup took at least export_job_after_secs as its executions, which follow-up tasks attach to (`export.job`), instead of in a request that lasts at most 30 minutes."
+  type        = bool
+  default     = false
+}
+
+variable "export_job_after_secs" {
+  description = "The previous backup's duration, in seconds, from which a self-hosted dump runs as an execution of the export job (`export.job_after_secs`)."
+  type        = number
+  default     = 1200
+}
+
+variable "export_job_timeout_secs" {
+  description = "How long one execution of the export job may run, in seconds (Cloud Run allows up to 7 days)."
+  type        = number
+  default     = 14400
+
+  validation {
+    condition     = var.export_job_timeout_secs >= 60 && var.export_job_timeout_secs <= 604800
+    error_message = "export_job_timeout_secs: between 60 and 604800 (7 days)."
   }
 }
 
@@ -209,7 +282,7 @@ variable "max_instances" {
 }
 
 variable "concurrency" {
-  description = "Requests one instance serves at once; also the service's http.max_concurrent_requests. An /export waiting on its Cloud SQL operation holds one slot for up to export_wait_secs."
+  description = "Requests one instance serves at once; also the service's http.max_concurrent_requests. A Cloud Tasks delivery of a Cloud SQL export holds one slot for seconds (follow-ups); an operator's /export, or any delivery with export_follow_up = false, for up to export_wait_secs."
   type        = number
   default     = 20
 }
@@ -305,7 +378,7 @@ variable "task_max_dispatches_per_second" {
 }
 
 variable "task_max_retry_duration_secs" {
-  description = "How long Cloud Tasks keeps retrying one export (503 while its operation runs or the instance is busy, transient errors) before giving up; raise it for databases whose export takes longer."
+  description = "How long Cloud Tasks keeps retrying one delivery that failed (transient errors, a follow-up that could not be created, or, with export_follow_up = false, 503 while its operation runs or the instance is busy) before giving up. A long export is checked by follow-up tasks, each a new task, so this need not cover the export's duration."
   type        = number
   default     = 3600
 }

@@ -3,6 +3,10 @@
 //! sends) or a string. [`CloudTasksFake::deliver_all`] plays Cloud Tasks: it POSTs every recorded
 //! task to its URL with its body and Cloud Tasks' `X-CloudTasks-*` headers. `GET /v2/{queue}`
 //! (`queues.get`) answers the queues added with [`CloudTasksFake::add_queue`], 404 otherwise.
+//! `scheduleTime` is honoured by [`CloudTasksFake::deliver_next`]: the next task due (earliest
+//! `scheduleTime` first) is delivered no sooner than its time (or, for a test in a hurry, at most
+//! a given while early); a 2xx answer completes it, anything else retries it (its
+//! `X-CloudTasks-TaskRetryCount` grows), as Cloud Tasks does.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +27,23 @@ pub struct RecordedTask {
     pub task: Value,
     /// The decoded HTTP body.
     pub body: Value,
+    /// `scheduleTime`, when the task has one.
+    pub schedule_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Deliveries answered so far (the next one's `X-CloudTasks-TaskRetryCount`).
+    pub attempts: u32,
+    /// Completed (answered 2xx).
+    pub done: bool,
+}
+
+/// One delivery of [`CloudTasksFake::deliver_next`].
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The task's short name.
+    pub name: String,
+    /// The answer's status code.
+    pub status: u16,
+    /// The answer's body.
+    pub body: Value,
 }
 
 /// The running fake.
@@ -35,6 +56,8 @@ pub struct CloudTasksFake {
     pub tasks: Arc<Mutex<Vec<RecordedTask>>>,
     /// Queues `queues.get` knows, by name.
     pub queues: Arc<Mutex<std::collections::BTreeMap<String, Value>>>,
+    /// createTask calls answered 409 `ALREADY_EXISTS`.
+    pub duplicates: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct GetQueue(Arc<Mutex<std::collections::BTreeMap<String, Value>>>);
@@ -49,7 +72,7 @@ impl Respond for GetQueue {
     }
 }
 
-struct Create(Arc<ApiState>, Arc<Mutex<Vec<RecordedTask>>>);
+struct Create(Arc<ApiState>, Arc<Mutex<Vec<RecordedTask>>>, Arc<std::sync::atomic::AtomicU64>);
 
 /// Standard base64 (Google's JSON `bytes`), decoded.
 pub fn base64_decode(s: &str) -> Vec<u8> {
@@ -91,11 +114,16 @@ impl Respond for Create {
         }
         let mut tasks = self.1.lock().unwrap();
         if tasks.iter().any(|t| t.name == name) {
+            self.2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             return error(409, "ALREADY_EXISTS", "Requested entity already exists", "ALREADY_EXISTS");
         }
         let body =
             serde_json::from_slice(&base64_decode(http["body"].as_str().unwrap_or_default())).unwrap_or(Value::Null);
-        tasks.push(RecordedTask { queue, name, task: task.clone(), body });
+        let schedule_time = task["scheduleTime"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        tasks.push(RecordedTask { queue, name, task: task.clone(), body, schedule_time, attempts: 0, done: false });
         let mut answer = task;
         answer["createTime"] = json!("2026-11-22T03:00:00Z");
         answer["dispatchCount"] = json!(0);
@@ -109,9 +137,10 @@ impl CloudTasksFake {
         let server = MockServer::start().await;
         let api = Arc::new(ApiState::default());
         let tasks = Arc::new(Mutex::new(Vec::new()));
+        let duplicates = Arc::new(std::sync::atomic::AtomicU64::new(0));
         Mock::given(method("POST"))
             .and(path_regex(r"^/v2/projects/[^/]+/locations/[^/]+/queues/[^/]+/tasks$"))
-            .respond_with(Create(api.clone(), tasks.clone()))
+            .respond_with(Create(api.clone(), tasks.clone(), duplicates.clone()))
             .mount(&server)
             .await;
         let queues = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
@@ -120,7 +149,7 @@ impl CloudTasksFake {
             .respond_with(GetQueue(queues.clone()))
             .mount(&server)
             .await;
-        Self { server, api, tasks, queues }
+        Self { server, api, tasks, queues, duplicates }
     }
 
     /// Adds a queue whose retry configuration has `max_attempts` (-1: unlimited) and
@@ -138,6 +167,79 @@ impl CloudTasksFake {
     /// The recorded tasks.
     pub fn recorded(&self) -> Vec<RecordedTask> {
         self.tasks.lock().unwrap().clone()
+    }
+
+    /// Delivers the task due next (earliest `scheduleTime`, then oldest), waiting until its time
+    /// but at most `early` (a test need not wait out a simulated schedule), like
+    /// [`CloudTasksFake::deliver_all`] does; `None` when every task is done. A non-2xx answer
+    /// leaves the task to be retried a second later.
+    pub async fn deliver_next(
+        &self,
+        client: &reqwest::Client,
+        origin: &str,
+        early: std::time::Duration,
+    ) -> Option<Delivery> {
+        let (index, t) = {
+            let tasks = self.tasks.lock().unwrap();
+            let (index, t) = tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| !t.done)
+                .min_by_key(|(i, t)| (t.schedule_time.unwrap_or_default(), *i))?;
+            (index, t.clone())
+        };
+        if let Some(due) = t.schedule_time {
+            let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default().min(early);
+            tokio::time::sleep(wait).await;
+        }
+        let (status, body) = self.deliver_one(client, Some(origin), &t).await;
+        let mut tasks = self.tasks.lock().unwrap();
+        let recorded = &mut tasks[index];
+        recorded.attempts += 1;
+        if (200..300).contains(&status) {
+            recorded.done = true;
+        } else {
+            recorded.schedule_time = Some(chrono::Utc::now() + chrono::Duration::seconds(1));
+        }
+        Some(Delivery { name: t.name.rsplit('/').next().unwrap_or_default().to_owned(), status, body })
+    }
+
+    /// Delivers the task named `short` (done or not) once more, as a duplicate delivery.
+    pub async fn deliver_again(&self, client: &reqwest::Client, origin: &str, short: &str) -> Delivery {
+        let t = self
+            .recorded()
+            .into_iter()
+            .find(|t| t.name.rsplit('/').next() == Some(short))
+            .unwrap_or_else(|| panic!("no task {short}"));
+        let (status, body) = self.deliver_one(client, Some(origin), &t).await;
+        Delivery { name: short.to_owned(), status, body }
+    }
+
+    async fn deliver_one(&self, client: &reqwest::Client, origin: Option<&str>, t: &RecordedTask) -> (u16, Value) {
+        let http = &t.task["httpRequest"];
+        let short = t.name.rsplit('/').next().unwrap_or_default().to_owned();
+        let mut url = url::Url::parse(http["url"].as_str().unwrap()).expect("task URL");
+        if let Some(origin) = origin {
+            let o = url::Url::parse(origin).expect("origin");
+            url.set_scheme(o.scheme()).unwrap();
+            url.set_host(o.host_str()).unwrap();
+            url.set_port(o.port()).unwrap();
+        }
+        let mut req = client
+            .post(url)
+            .body(base64_decode(http["body"].as_str().unwrap_or_default()))
+            .header("X-CloudTasks-QueueName", t.queue.rsplit('/').next().unwrap_or_default())
+            .header("X-CloudTasks-TaskName", &short)
+            .header("X-CloudTasks-TaskRetryCount", t.attempts.to_string())
+            .header("X-CloudTasks-TaskExecutionCount", t.attempts.to_string())
+            .header("X-CloudTasks-TaskETA", "1763780400.0")
+            .header("User-Agent", "Google-Cloud-Tasks");
+        for (k, v) in http["headers"].as_object().into_iter().flatten() {
+            req = req.header(k.as_str(), v.as_str().unwrap_or_default());
+        }
+        let r = req.send().await.expect("delivery");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// Delivers every recorded task like Cloud Tasks does (first attempt), to its URL or, with

@@ -1,6 +1,7 @@
 //! Stateful fakes of Google control-plane APIs (wiremock), shaped by Google's REST reference.
 
 pub mod asset;
+pub mod cloud_run;
 pub mod cloud_tasks;
 pub mod google;
 pub mod jwks;
