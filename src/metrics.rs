@@ -47,6 +47,13 @@ pub fn db_system_name(engine: Engine) -> &'static str {
     }
 }
 
+/// Unix seconds (with milliseconds) of a time.
+fn unix_secs(at: DateTime<Utc>) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "Unix milliseconds fit an f64 exactly until the year 285616")]
+    let ms = at.timestamp_millis() as f64;
+    ms / 1000.0
+}
+
 /// The newest backup of one database, as [`Metrics::observe_status`] records it.
 #[derive(Clone, Copy, Debug)]
 pub struct LastBackup<'a> {
@@ -60,6 +67,12 @@ pub struct LastBackup<'a> {
     pub engine: Engine,
     /// When it finished.
     pub finished_at: DateTime<Utc>,
+    /// Its stored size.
+    pub bytes: Option<u64>,
+    /// How long its export took, in seconds (from the database's history).
+    pub duration_secs: Option<f64>,
+    /// When its newest successful restore drill finished.
+    pub verified_at: Option<DateTime<Utc>>,
 }
 
 /// The application's instruments and the registry `/metrics` encodes.
@@ -70,6 +83,9 @@ pub struct Metrics {
     export_duration: Histogram<f64>,
     export_size: Histogram<u64>,
     last_success: Gauge<f64>,
+    last_size: Gauge<u64>,
+    last_duration: Gauge<f64>,
+    last_verification: Gauge<f64>,
     databases: Gauge<u64>,
     discovery_calls: Counter<u64>,
     discovery_errors: Counter<u64>,
@@ -125,6 +141,12 @@ impl Metrics {
         }
         let provider = builder.build();
         let meter = provider.meter("data-backup");
+        // The build that serves, as Prometheus' `*_build_info` convention has it: always 1.
+        let build_info = meter
+            .u64_gauge("data_backup.build_info")
+            .with_description("The build of the service (always 1; its version in the labels)")
+            .build();
+        build_info.record(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]);
         let queue_depth = Arc::new(AtomicU64::new(0));
         let depth = queue_depth.clone();
         // Observable: read at each collection, so it is never stale.
@@ -162,6 +184,21 @@ impl Metrics {
             last_success: meter
                 .f64_gauge("data_backup.last_success.timestamp")
                 .with_description("When the newest backup of each database finished (Unix time)")
+                .with_unit("s")
+                .build(),
+            last_size: meter
+                .u64_gauge("data_backup.last_backup.size")
+                .with_description("Stored size of the newest backup of each database")
+                .with_unit("By")
+                .build(),
+            last_duration: meter
+                .f64_gauge("data_backup.last_backup.duration")
+                .with_description("How long the export of the newest backup of each database took")
+                .with_unit("s")
+                .build(),
+            last_verification: meter
+                .f64_gauge("data_backup.last_verification.timestamp")
+                .with_description("When the newest successful restore drill of each database finished (Unix time)")
                 .with_unit("s")
                 .build(),
             databases: meter
@@ -205,9 +242,14 @@ impl Metrics {
         self.exports.add(1, &attrs);
     }
 
-    /// Records a new backup: its size, and the database's last success time.
+    /// Records a new backup: its size and export time, and the database's last success time.
     pub fn backup_made(&self, manifest: &Manifest) {
         self.export_size.record(manifest.bytes, &[KeyValue::new("db.system.name", db_system_name(manifest.engine))]);
+        let labels = Self::db_labels(&manifest.project, &manifest.instance, &manifest.database, manifest.engine);
+        self.last_size.record(manifest.bytes, &labels);
+        #[expect(clippy::cast_precision_loss, reason = "milliseconds of an export fit an f64")]
+        let secs = (manifest.finished_at - manifest.started_at).num_milliseconds().max(0) as f64 / 1000.0;
+        self.last_duration.record(secs, &labels);
         self.record_last_success(
             &manifest.project,
             &manifest.instance,
@@ -217,18 +259,19 @@ impl Metrics {
         );
     }
 
+    /// The labels of one database's series. No label is named `instance`: Prometheus sets that
+    /// one on every scraped series (the target), so the Cloud SQL instance is `cloudsql_instance`.
+    fn db_labels(project: &str, instance: &str, database: &str, engine: Engine) -> [KeyValue; 4] {
+        [
+            KeyValue::new("project", project.to_owned()),
+            KeyValue::new("cloudsql_instance", instance.to_owned()),
+            KeyValue::new("db.namespace", database.to_owned()),
+            KeyValue::new("db.system.name", db_system_name(engine)),
+        ]
+    }
+
     fn record_last_success(&self, project: &str, instance: &str, database: &str, engine: Engine, at: DateTime<Utc>) {
-        #[expect(clippy::cast_precision_loss, reason = "Unix milliseconds fit an f64 exactly until the year 285616")]
-        let at = at.timestamp_millis() as f64 / 1000.0;
-        self.last_success.record(
-            at,
-            &[
-                KeyValue::new("project", project.to_owned()),
-                KeyValue::new("instance", instance.to_owned()),
-                KeyValue::new("db.namespace", database.to_owned()),
-                KeyValue::new("db.system.name", db_system_name(engine)),
-            ],
-        );
+        self.last_success.record(unix_secs(at), &Self::db_labels(project, instance, database, engine));
     }
 
     /// Records `count` discovery calls of `source` to `method` of `api`: a Google API
@@ -268,7 +311,17 @@ impl Metrics {
             self.databases.record(u64::try_from(n).unwrap_or(u64::MAX), &[KeyValue::new("state", state.to_owned())]);
         }
         for b in backups {
-            self.record_last_success(b.project, b.instance, b.database, b.engine, b.finished_at);
+            let labels = Self::db_labels(b.project, b.instance, b.database, b.engine);
+            self.last_success.record(unix_secs(b.finished_at), &labels);
+            if let Some(bytes) = b.bytes {
+                self.last_size.record(bytes, &labels);
+            }
+            if let Some(secs) = b.duration_secs {
+                self.last_duration.record(secs, &labels);
+            }
+            if let Some(at) = b.verified_at {
+                self.last_verification.record(unix_secs(at), &labels);
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! `data-backup status`: the state of every database as a table (or the JSON of `GET /status`),
+//! `data-backup status`: the totals and the state of every database as a table with the strip of
+//! its last nights (or the JSON of `GET /status`),
 //! with an exit status for cron and health checks (see `status::exit_status`).
 
 use std::process::ExitCode;
@@ -37,13 +38,18 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
         })
         .transpose()?;
     let store = crate::store::BackupStore::open(settings).await?;
-    let report = crate::status::compute::compute(&store, &settings.status, chrono::Utc::now()).await?;
+    let (report, histories) = tokio::try_join!(
+        crate::status::compute::compute(&store, &settings.status, chrono::Utc::now()),
+        crate::store::history::all_histories(&store)
+    )?;
+    let histories: crate::status::page::Histories =
+        histories.into_values().map(|h| ((h.project.clone(), h.instance.clone(), h.database.clone()), h)).collect();
     let shown = report.filtered(&crate::status::StatusFilter { project, instance, state });
     if json {
         print_json(&shown)?;
     } else {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        print!("{}", crate::status::render::render_table(&shown, color));
+        print!("{}", crate::status::render::render_table(&shown, &histories, color));
     }
     Ok(ExitCode::from(crate::status::render::exit_status(&shown)))
 }

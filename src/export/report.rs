@@ -11,6 +11,7 @@ use crate::export::ExportError;
 use crate::model::ExportTask;
 use crate::notify::{FailureReport, Notifier};
 use crate::store::BackupStore;
+use crate::store::history;
 
 /// The failure report of `error` on the `attempt`-th try of `task`.
 #[must_use]
@@ -48,7 +49,10 @@ pub async fn report_once(
     let report = failure_report(task, attempt, error);
     match store.mark_reported(&task.db, task.run_date, &report).await {
         Ok(false) => return false,
-        Ok(true) => {}
+        Ok(true) => {
+            let db = crate::store::layout::path_of(&task.db);
+            history::record_failure(store, &db, task.run_date, &report.error_class, &report.message).await;
+        }
         // The marker could not be written: better twice than never.
         Err(e) => tracing::warn!(error = %e, "could not record the failure report marker; reporting anyway"),
     }

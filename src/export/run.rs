@@ -14,6 +14,8 @@ use crate::export::{ExportError, ExportOutcome, Exporter};
 use crate::model::ExportTask;
 use crate::store::BackupStore;
 use crate::store::bucket::PutOutcome;
+use crate::store::history;
+use crate::store::layout::path_of;
 use crate::store::lease::{Lease, LeaseOutcome};
 
 /// Exports `task` idempotently (see the module docs).
@@ -62,7 +64,12 @@ pub async fn run_export(
     };
     let outcome = match result {
         Ok(manifest) => match store.commit(&task.db, task.run_date, &manifest).await {
-            Ok(PutOutcome::Created) => Ok(ExportOutcome::Exported(Box::new(manifest))),
+            Ok(PutOutcome::Created) => {
+                if store.layout().label().is_none() {
+                    history::record_backup(store, &path_of(&task.db), task.run_date, &manifest).await;
+                }
+                Ok(ExportOutcome::Exported(Box::new(manifest)))
+            }
             Ok(PutOutcome::AlreadyExists) => match store.manifest(&task.db, task.run_date).await {
                 Ok(Some(m)) => Ok(ExportOutcome::AlreadyExported(Box::new(m))),
                 Ok(None) => Ok(ExportOutcome::Exported(Box::new(manifest))),

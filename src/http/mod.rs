@@ -75,6 +75,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_document))
         .routes(routes!(status::page))
         .routes(routes!(status::status))
+        .routes(routes!(status::database))
         .routes(routes!(status::runs))
         .routes(routes!(status::run))
         .routes(routes!(status::metrics))

@@ -1,37 +1,91 @@
-//! `GET /status` (JSON), `GET /` (the HTML status page), `GET /runs`, `GET /runs/{id}` and
-//! `GET /metrics` (Prometheus text format). The state of each database is computed (and cached) by
-//! `status::service::StatusService`; this file parses queries and renders.
+//! `GET /status` (JSON, or the overview page when asked for HTML), `GET /` (the overview page),
+//! `GET /database` (the page of one database), `GET /runs`, `GET /runs/{id}` (JSON, or the run's
+//! page when asked for HTML) and `GET /metrics` (Prometheus text format). The state of each
+//! database is computed (and cached) by `status::service::StatusService` and the pages rendered by
+//! `status::page` and `status::detail`; this file parses queries and negotiates.
 //!
-//! The page is plain server-rendered HTML with inline CSS: no JavaScript, no fonts or assets from
-//! the network; its filters are a GET form. Its [`PAGE_CSP`] says exactly that to the browser, so
-//! that a name that escaped the escaping still could not run a script, load anything or frame the
-//! page.
-
-use std::fmt::Write as _;
+//! HTML is answered when the query says `format=html` or, without `format`, when the `Accept`
+//! header names `text/html` (a browser); JSON stays the default for API clients.
+//!
+//! The pages are plain server-rendered HTML with inline CSS and SVG: no JavaScript, no fonts or
+//! assets from the network; their filters are a GET form. [`PAGE_CSP`] says exactly that to the
+//! browser, so that a name that escaped the escaping still could not run a script, load anything
+//! or frame the page.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::state::AppState;
-use crate::model::{RunDate, RunId};
+use crate::model::{DatabaseName, DatabasePath, InstanceName, ProjectId, RunDate, RunId};
 use crate::runs::summary::RunReport;
-use crate::status::render::{age_text, size_and_trend};
-use crate::status::{DatabaseStatus, DbState, StatusFilter, StatusReport};
+use crate::status::page::{SortBy, render_overview};
+use crate::status::{DbState, StatusFilter, StatusReport};
+
+/// `?format=`: the answer's form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// JSON (the default).
+    Json,
+    /// The HTML page.
+    Html,
+}
+
+/// Whether to answer HTML: `format=html`, or no `format` and an `Accept` naming `text/html`.
+fn wants_html(format: Option<Format>, headers: &HeaderMap) -> bool {
+    match format {
+        Some(f) => f == Format::Html,
+        None => headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|m| m.trim().starts_with("text/html"))),
+    }
+}
+
+/// An HTML page with the page headers (CSP, no referrer, no framing).
+fn html(body: String) -> Response {
+    let headers = [
+        (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    (headers, Html(body)).into_response()
+}
+
+/// Query of `GET /status`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusQuery {
+    /// Only this project.
+    pub project: Option<String>,
+    /// Only this instance.
+    pub instance: Option<String>,
+    /// Only this state.
+    pub state: Option<DbState>,
+    /// `json` (default) or `html` (the overview page); without it, an `Accept` naming `text/html` asks for the page.
+    pub format: Option<Format>,
+    /// The page's order: `state` (default), `name`, `size`, `age`, `duration`.
+    pub sort: Option<SortBy>,
+}
 
 /// The state of every database, and the newest run's summary.
 #[utoipa::path(
     get,
     path = "/status",
     tag = "status",
-    params(StatusFilter),
+    params(StatusQuery),
     responses(
-        (status = 200, description = "One row per database (filtered by the query), the counts per state over all databases, the newest run", body = StatusReport),
+        (status = 200, description = "One row per database (filtered by the query), the counts per state over all databases, the newest run; the overview page when asked for HTML", content(
+            (StatusReport = "application/json"),
+            (String = "text/html"),
+        )),
         (status = 400, description = "Unknown state or malformed query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store could not be read: retry", body = Problem, content_type = "application/problem+json"),
@@ -40,11 +94,17 @@ use crate::status::{DatabaseStatus, DbState, StatusFilter, StatusReport};
 )]
 pub async fn status(
     State(state): State<AppState>,
-    query: Result<Query<StatusFilter>, QueryRejection>,
-) -> Result<Json<StatusReport>, ApiError> {
-    let Query(filter) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    headers: HeaderMap,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let filter = StatusFilter { project: query.project, instance: query.instance, state: query.state };
+    if wants_html(query.format, &headers) {
+        let (report, histories) = state.status.overview().await?;
+        return Ok(html(render_overview(&report, &histories, &filter, query.sort.unwrap_or_default())));
+    }
     let report = state.status.status().await?;
-    Ok(Json(report.filtered(&filter)))
+    Ok(Json(report.filtered(&filter)).into_response())
 }
 
 /// Query of `GET /` (the form sends empty values for "any").
@@ -57,6 +117,8 @@ pub struct PageQuery {
     pub instance: Option<String>,
     /// Only this state (`ok`, `stale`, `failing`, `missing`, `suspect`, `gone`, `unverified`, `unverifiable`, `excluded`).
     pub state: Option<String>,
+    /// The order: `state` (default), `name`, `size`, `age`, `duration`.
+    pub sort: Option<SortBy>,
 }
 
 /// The page's `Content-Security-Policy`: inline CSS only; no script, image, font, connection or
@@ -89,13 +151,57 @@ pub async fn page(
         None => None,
     };
     let filter = StatusFilter { project: query.project, instance: query.instance, state: wanted_state };
-    let report = state.status.status().await?;
-    let headers = [
-        (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-    ];
-    Ok((headers, Html(render_page(&report, &filter))))
+    let (report, histories) = state.status.overview().await?;
+    Ok(html(render_overview(&report, &histories, &filter, query.sort.unwrap_or_default())))
+}
+
+/// Query of `GET /database`: the database's names as query values (any Unicode but NUL).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseQuery {
+    /// Project (or self-hosted source name).
+    pub project: String,
+    /// Instance (or server name).
+    pub instance: String,
+    /// Database.
+    pub database: String,
+}
+
+/// The page of one database: every backup, its nights, failures, drills and holds.
+#[utoipa::path(
+    get,
+    path = "/database",
+    tag = "status",
+    params(DatabaseQuery),
+    responses(
+        (status = 200, description = "The database's page", body = String, content_type = "text/html",
+            headers(("Content-Security-Policy" = String, description = "No script; inline CSS only; not to be framed"))),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No backup, history or status of this database", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store could not be read: retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn database(
+    State(state): State<AppState>,
+    query: Result<Query<DatabaseQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let db = DatabasePath {
+        project: ProjectId::parse(query.project)?,
+        instance: InstanceName::parse(query.instance)?,
+        database: DatabaseName::parse(query.database)?,
+    };
+    match state.status.database_page(&db).await? {
+        Some(page) => Ok(html(page)),
+        None => Err(ApiError::NotFound(format!(
+            "no backup, history or status of {}/{}/{}",
+            db.project, db.instance, db.database
+        ))),
+    }
 }
 
 /// Query of `GET /runs`.
@@ -145,6 +251,8 @@ pub async fn runs(
 pub struct RunQuery {
     /// The run's date (`YYYY-MM-DD`); without it the last 31 days are searched.
     pub date: Option<String>,
+    /// `json` (default) or `html` (the run's page); without it, an `Accept` naming `text/html` asks for the page.
+    pub format: Option<Format>,
 }
 
 /// One run: every database it discovered and what became of it.
@@ -154,7 +262,10 @@ pub struct RunQuery {
     tag = "status",
     params(("id" = String, Path, description = "Run id (as `POST /schedule` answered it)"), RunQuery),
     responses(
-        (status = 200, description = "The run with its databases", body = RunReport),
+        (status = 200, description = "The run with its databases; its page when asked for HTML", content(
+            (RunReport = "application/json"),
+            (String = "text/html"),
+        )),
         (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No run with this id", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed run id or date", body = Problem, content_type = "application/problem+json"),
@@ -165,13 +276,18 @@ pub struct RunQuery {
 pub async fn run(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<RunQuery>, QueryRejection>,
-) -> Result<Json<RunReport>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let run_id = RunId::parse(id)?;
     let day = query.date.as_deref().map(RunDate::parse).transpose()?;
     match state.status.run(&run_id, day).await? {
-        Some(report) => Ok(Json(report)),
+        Some(report) if wants_html(query.format, &headers) => {
+            let (_, histories) = state.status.overview().await?;
+            Ok(html(crate::status::detail::render_run(&report, &histories)))
+        }
+        Some(report) => Ok(Json(report).into_response()),
         None => Err(ApiError::NotFound(format!(
             "no run `{run_id}` {}",
             day.map_or_else(
@@ -205,218 +321,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     response
 }
 
-// ---------------------------------------------------------------------------------------------
-// The page
-
-/// Escapes text for HTML content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Percent-encodes a query value.
-fn q(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-const STYLE: &str = r#"
-body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #111827; background: #ffffff; }
-header { padding: 12px 24px; background: #111827; color: #f9fafb; display: flex; align-items: baseline; gap: 24px; }
-header h1 { font-size: 20px; margin: 0; }
-.overall { font-weight: 600; padding: 2px 10px; border-radius: 4px; }
-.overall.healthy { background: #15803d; }
-.overall.alarm { background: #dc2626; }
-.overall.unproven { background: #b45309; }
-.overall.empty { background: #4b5563; }
-main { padding: 16px 24px; }
-.run { border: 1px solid #d1d5db; border-radius: 6px; padding: 10px 14px; margin-bottom: 14px; }
-.run h2 { font-size: 15px; margin: 0 0 6px 0; }
-.run dl { display: flex; flex-wrap: wrap; gap: 4px 22px; margin: 0; }
-.run dt { color: #6b7280; font-size: 12px; }
-.run dd { margin: 0; font-weight: 600; font-size: 16px; }
-.warning { color: #b91c1c; font-weight: 600; }
-.counts { display: flex; flex-wrap: wrap; gap: 8px; margin-bottom: 12px; }
-.chip { padding: 2px 10px; border-radius: 12px; text-decoration: none; color: #111827; border: 1px solid #d1d5db; }
-form { display: flex; gap: 10px; align-items: center; margin-bottom: 12px; }
-table { border-collapse: collapse; width: 100%; }
-th { text-align: left; font-size: 12px; color: #374151; border-bottom: 2px solid #9ca3af; padding: 6px 8px; }
-td { padding: 6px 8px; border-bottom: 1px solid #ffffff; vertical-align: top; }
-.badge { display: inline-block; min-width: 72px; text-align: center; padding: 1px 6px; border-radius: 4px; font-weight: 600; color: #ffffff; }
-tr.state-ok { background: #dcfce7; } .state-ok .badge, .chip.state-ok { background: #15803d; color: #ffffff; }
-tr.state-unverified { background: #fef3c7; } .state-unverified .badge, .chip.state-unverified { background: #b45309; color: #ffffff; }
-tr.state-unverifiable { background: #f1f5f9; } .state-unverifiable .badge, .chip.state-unverifiable { background: #475569; color: #ffffff; }
-tr.state-suspect { background: #fecaca; } .state-suspect .badge, .chip.state-suspect { background: #7c2d12; color: #ffffff; }
-tr.state-stale { background: #fecaca; } .state-stale .badge, .chip.state-stale { background: #dc2626; color: #ffffff; }
-tr.state-failing { background: #fecaca; } .state-failing .badge, .chip.state-failing { background: #991b1b; color: #ffffff; }
-tr.state-missing { background: #fecaca; } .state-missing .badge, .chip.state-missing { background: #7f1d1d; color: #ffffff; }
-tr.state-gone { background: #f3f4f6; color: #6b7280; } .state-gone .badge, .chip.state-gone { background: #6b7280; color: #ffffff; }
-tr.state-excluded { background: #f3f4f6; color: #6b7280; } .state-excluded .badge, .chip.state-excluded { background: #9ca3af; color: #ffffff; }
-.num { text-align: right; white-space: nowrap; }
-footer { padding: 8px 24px 24px; color: #6b7280; font-size: 12px; }
-"#;
-
-fn options(name: &str, values: &[String], selected: Option<&str>) -> String {
-    let mut out = format!("<option value=\"\">any {name}</option>");
-    for v in values {
-        let sel = if selected == Some(v.as_str()) { " selected" } else { "" };
-        let _ = write!(out, "<option value=\"{0}\"{sel}>{0}</option>", esc(v));
-    }
-    out
-}
-
-fn run_section(run: Option<&RunReport>) -> String {
-    let Some(r) = run else {
-        return "<section class=\"run\"><h2>Newest run</h2><p class=\"warning\">No run in the last days.</p></section>"
-            .to_owned();
-    };
-    let mut out = format!(
-        "<section class=\"run\"><h2>Newest run <a href=\"/runs/{id}?date={date}\">{id_text}</a> for {date_text} \
-         <small>(started {started})</small></h2><dl>",
-        id = q(&r.run_id),
-        date = q(&r.run_date),
-        id_text = esc(&r.run_id),
-        date_text = esc(&r.run_date),
-        started = r.started_at.format("%Y-%m-%d %H:%M UTC"),
-    );
-    for (label, n) in [
-        ("discovered", r.discovered),
-        ("excluded", r.excluded),
-        ("expected", r.expected),
-        ("exported", r.exported),
-        ("failed", r.failed),
-        ("not backed up", r.not_backed_up),
-    ] {
-        let _ = write!(out, "<div><dt>{label}</dt><dd>{n}</dd></div>");
-    }
-    out.push_str("</dl>");
-    if !r.complete {
-        out.push_str("<p class=\"warning\">Discovery was incomplete: some databases may be missing from this run.</p>");
-    }
-    if !r.errors.is_empty() {
-        out.push_str("<ul class=\"warning\">");
-        for e in &r.errors {
-            let _ = write!(out, "<li>{}: {}</li>", esc(&e.scope), esc(&e.message));
-        }
-        out.push_str("</ul>");
-    }
-    out.push_str("</section>");
-    out
-}
-
-fn row(r: &DatabaseStatus) -> String {
-    let state = r.state.as_str();
-    let verified = r.last_verification.as_ref().map_or_else(
-        || "never".to_owned(),
-        |v| {
-            let rto = crate::status::render::restore_time_words(v.restore_secs, v.bytes_per_sec)
-                .map(|w| format!(" · {}", esc(&w)))
-                .unwrap_or_default();
-            format!("{} {}{rto}", esc(&v.result), v.verified_at.format("%Y-%m-%d %H:%M"))
-        },
-    );
-    format!(
-        "<tr class=\"state-{state}\" data-state=\"{state}\" data-database=\"{path}\"><td><span class=\"badge\">{state}</span></td>\
-         <td>{project}</td><td>{instance}</td><td>{database}</td><td>{last}</td><td class=\"num\">{age}</td>\
-         <td class=\"num\">{size}</td><td>{verified}</td><td>{reason}</td></tr>",
-        path = esc(&format!("{}/{}/{}", r.project, r.instance, r.database)),
-        project = esc(&r.project),
-        instance = esc(&r.instance),
-        database = esc(&r.database),
-        last = r.last_backup_at.map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
-        age = esc(&age_text(r.age_hours)),
-        size = esc(&size_and_trend(r)),
-        reason = esc(&r.reason),
-    )
-}
-
-/// The badge's class and words: only what is proven counts as fine ("4 backed up, 0 proven" is not).
-fn overall(report: &StatusReport) -> (&'static str, String) {
-    let alarms = report.databases.iter().filter(|r| r.state.is_alarm()).count();
-    let total = report.databases.len();
-    let tally = format!("{} backed up, {} proven", report.backed_up, report.proven);
-    let unverifiable = report.counts.get(DbState::Unverifiable.as_str()).copied().unwrap_or(0);
-    let unverifiable = if unverifiable > 0 { format!(", {unverifiable} unverifiable") } else { String::new() };
-    if !report.healthy {
-        ("alarm", format!("{alarms} of {total} databases need attention · {tally}{unverifiable}"))
-    } else if report.backed_up == 0 {
-        ("empty", "no database backed up".to_owned())
-    } else if report.all_proven {
-        ("healthy", format!("all {} databases backed up and proven", report.proven))
-    } else {
-        ("unproven", format!("{tally}{unverifiable}"))
-    }
-}
-
-/// The whole status page for `report`, rows kept by `filter`.
-#[must_use]
-pub fn render_page(report: &StatusReport, filter: &StatusFilter) -> String {
-    let (class, overall) = overall(report);
-    let shown = report.filtered(filter);
-    let mut projects: Vec<String> = report.databases.iter().map(|r| r.project.clone()).collect();
-    projects.sort();
-    projects.dedup();
-    let mut instances: Vec<String> = report.databases.iter().map(|r| r.instance.clone()).collect();
-    instances.sort();
-    instances.dedup();
-    let states: Vec<String> = DbState::ALL.iter().map(|s| s.as_str().to_owned()).collect();
-    let mut chips = String::new();
-    for (state, n) in DbState::ALL.iter().map(|s| (s.as_str(), report.counts.get(s.as_str()).copied().unwrap_or(0))) {
-        if n > 0 {
-            let _ = write!(chips, "<a class=\"chip state-{state}\" href=\"/?state={state}\">{state} {n}</a>");
-        }
-    }
-    let mut rows = String::new();
-    for r in &shown.databases {
-        rows.push_str(&row(r));
-    }
-    if shown.databases.is_empty() {
-        rows.push_str("<tr><td colspan=\"9\">No database matches.</td></tr>");
-    }
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>data-backup status</title><style>{STYLE}</style></head><body>\
-         <header><h1>data-backup</h1><span class=\"overall {class}\">{overall}</span></header><main>\
-         {run}<nav class=\"counts\">{chips}</nav>\
-         <form method=\"get\" action=\"/\"><select name=\"project\">{p}</select><select name=\"instance\">{i}</select>\
-         <select name=\"state\">{s}</select><button type=\"submit\">Filter</button> <a href=\"/\">all</a></form>\
-         <table><thead><tr><th>State</th><th>Project</th><th>Instance</th><th>Database</th><th>Last backup</th>\
-         <th class=\"num\">Age</th><th class=\"num\">Size (vs day before)</th><th>Last verification</th><th>Why</th></tr></thead>\
-         <tbody>{rows}</tbody></table></main>\
-         <footer>Generated {generated}. Stale after {slo} h{verify}. \
-         <a href=\"/status\">JSON</a> · <a href=\"/runs\">runs</a> · <a href=\"/metrics\">metrics</a></footer>\
-         </body></html>\n",
-        run = run_section(report.latest_run.as_ref()),
-        p = options("project", &projects, filter.project.as_deref()),
-        i = options("instance", &instances, filter.instance.as_deref()),
-        s = options("state", &states, filter.state.map(DbState::as_str)),
-        generated = report.generated_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        slo = report.slo_hours,
-        verify = if report.verify_within_days > 0 {
-            format!("; a successful restore drill is due every {} days", report.verify_within_days)
-        } else {
-            String::new()
-        },
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn page_text_is_escaped() {
-        assert_eq!(esc("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
-        assert_eq!(q("a b/c"), "a%20b%2Fc");
+    fn html_is_answered_when_asked_by_format_or_by_a_browser() {
+        let mut browser = HeaderMap::new();
+        browser.insert(header::ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8"));
+        let api = HeaderMap::new();
+        assert!(wants_html(None, &browser));
+        assert!(!wants_html(None, &api));
+        assert!(wants_html(Some(Format::Html), &api));
+        assert!(!wants_html(Some(Format::Json), &browser));
     }
 }

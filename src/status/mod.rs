@@ -1,7 +1,9 @@
 //! Freshness and coverage: the state of every database, computed from the store. This file holds
 //! the states, the report types and [`classify`] (pure); [`compute`] reads the store, [`service`]
-//! caches the status ([`StatusService`](service::StatusService)) and [`render`] draws the terminal
-//! table. The children import this file and each other by path; this file names none of them.
+//! caches the status and the histories ([`StatusService`](service::StatusService)), [`render`] draws
+//! the terminal table, [`strip`] each database's last nights, [`page`] the overview page and
+//! [`detail`] the per-database and per-run pages. The children import this file and each other by
+//! path; this file names none of them.
 //!
 //! What is read, per computation (never the whole history of backups):
 //! - `latest/`: one listing, then one read per database (the copy of its newest manifest);
@@ -10,7 +12,9 @@
 //! - `reports/<run date>/`: one listing (the failures reported for the newest run's day);
 //! - `verifications/`: one listing (one record per verified backup), then one read per database;
 //! - the previous day's manifest of each database (one read, for the size trend);
-//! - `holds/`: one listing, then one read per hold (holds are rare: each is a suspected data loss).
+//! - `holds/`: one listing, then one read per hold (holds are rare: each is a suspected data loss);
+//! - with the status, for the pages and the per-database metrics: `history/`, one listing, then one
+//!   read per database (its history object, `crate::store::history`).
 //!
 //! States, first match wins ([`classify`]):
 //! `excluded` (the newest run excluded it on purpose) · `gone` (has a backup, the newest run did not
@@ -33,8 +37,11 @@
 //! notification per run are `crate::runs`'s.
 
 pub mod compute;
+pub mod detail;
+pub mod page;
 pub mod render;
 pub mod service;
+pub mod strip;
 
 use std::collections::BTreeMap;
 

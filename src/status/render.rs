@@ -1,8 +1,11 @@
-//! The status in words: the terminal table of `data-backup status` ([`render_table`]), its exit
-//! status ([`exit_status`]), and the size, age and restore-time words the page shares.
+//! The status in words: the terminal table of `data-backup status` ([`render_table`]: the totals,
+//! then one row per database with the strip of its last nights), its exit status
+//! ([`exit_status`]), and the size, age and restore-time words the pages share.
 
 use std::fmt::Write as _;
 
+use crate::status::page::Histories;
+use crate::status::strip::{STRIP_NIGHTS, cells, terminal};
 use crate::status::{DatabaseStatus, DbState, StatusReport, age_words};
 
 /// A drill's restore time in words: `restore 12.3 s at 45.6 MiB/s`; `None` without a figure.
@@ -59,9 +62,10 @@ fn ansi(state: DbState) -> &'static str {
     }
 }
 
-/// The status as a terminal table (coloured when `color`), the newest run's summary on top.
+/// The status as a terminal table (coloured when `color`): the newest run's summary and the
+/// totals on top, then one row per database with the strip of its last nights from `histories`.
 #[must_use]
-pub fn render_table(report: &StatusReport, color: bool) -> String {
+pub fn render_table(report: &StatusReport, histories: &Histories, color: bool) -> String {
     let mut out = String::new();
     match &report.latest_run {
         Some(r) => {
@@ -82,22 +86,37 @@ pub fn render_table(report: &StatusReport, color: bool) -> String {
         None => out.push_str("no run in the last days\n"),
     }
     let counts: Vec<String> = report.counts.iter().filter(|(_, n)| **n > 0).map(|(s, n)| format!("{s} {n}")).collect();
+    let stored: u64 = report.databases.iter().filter(|r| r.state.in_scope()).filter_map(|r| r.bytes).sum();
     let _ = writeln!(
         out,
-        "{} databases: {}; {} backed up, {} proven\n",
+        "{} databases: {}; {} backed up, {} proven, {} stored (newest backups)",
         report.databases.len(),
         counts.join(", "),
         report.backed_up,
-        report.proven
+        report.proven,
+        crate::status::strip::size_words(stored)
     );
-    let header = ["STATE", "DATABASE", "LAST BACKUP", "AGE", "SIZE", "VERIFIED", "WHY"];
-    let rows: Vec<[String; 7]> = report
+    let _ = writeln!(
+        out,
+        "last {STRIP_NIGHTS} nights, oldest first: █ proven  ▓ backed up  ✗ failed  · missing  ░ not yet tonight\n"
+    );
+    let today = report.generated_at.date_naive();
+    let header = ["STATE", "DATABASE", "LAST 30 NIGHTS", "LAST BACKUP", "AGE", "SIZE", "VERIFIED", "WHY"];
+    let rows: Vec<[String; 8]> = report
         .databases
         .iter()
         .map(|r| {
             [
                 r.state.as_str().to_owned(),
                 format!("{}/{}/{}", r.project, r.instance, r.database),
+                terminal(
+                    &cells(
+                        histories.get(&(r.project.clone(), r.instance.clone(), r.database.clone())),
+                        today,
+                        STRIP_NIGHTS,
+                    ),
+                    false,
+                ),
                 r.last_backup_at.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
                 age_text(r.age_hours),
                 size_and_trend(r),

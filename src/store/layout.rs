@@ -14,6 +14,7 @@
 //! labels/<label>/<project>/<instance>/<database>/<database>.manifest.json         makes it a backup
 //! leases/labels/<label>/<project>/<instance>/<database>/<seq>.json               its export leases
 //! holds/<project>/<instance>/<database>/<YYYY-MM-DD>.json                        a backup held by the tripwire
+//! history/<project>/<instance>/<database>/<seq>.json                             the nights of a database (newest seq wins)
 //! ```
 //! A named (labelled) backup has no date in its key: a label names one backup of a database, so
 //! exporting the same label again finds its manifest and does nothing. Nothing that expires
@@ -63,6 +64,9 @@ pub enum Key {
     /// Marker that the backup of a database of a day is held (the data-loss tripwire): prune
     /// leaves it alone until an operator releases it (deletes the marker).
     Hold { db: DatabasePath, date: RunDate },
+    /// Generation `seq` of the history of a database (its last nights: backups, failures, drills);
+    /// each update creates the next generation, so concurrent writers never lose an entry.
+    History { db: DatabasePath, seq: u32 },
 }
 
 fn db_segments(db: &DatabasePath) -> String {
@@ -118,6 +122,7 @@ impl Key {
             Self::Report { db, date } => format!("reports/{date}/{}.json", db_segments(db)),
             Self::Verification { db, date } => format!("verifications/{}/{date}.json", db_segments(db)),
             Self::Hold { db, date } => format!("holds/{}/{date}.json", db_segments(db)),
+            Self::History { db, seq } => format!("history/{}/{seq:010}.json", db_segments(db)),
             Self::PruneReport { date, id } => format!("reports/prune/{date}/{id}.json"),
             Self::RunSummary { date, run_id } => format!("reports/runs/{date}/{run_id}.json"),
             Self::LabelDump { label, db, format, encrypted } => format!(
@@ -186,6 +191,10 @@ impl Key {
             ["verifications", p, i, d, file] => {
                 Some(Self::Verification { db: parse_db(p, i, d)?, date: parse_date(file.strip_suffix(".json")?)? })
             }
+            ["history", p, i, d, file] => Some(Self::History {
+                db: parse_db(p, i, d)?,
+                seq: file.strip_suffix(".json").filter(|s| s.len() == 10)?.parse().ok()?,
+            }),
             ["holds", p, i, d, file] => {
                 Some(Self::Hold { db: parse_db(p, i, d)?, date: parse_date(file.strip_suffix(".json")?)? })
             }
@@ -406,6 +415,8 @@ mod tests {
             (Key::Verification { db: db("p", "i", "app"), date }, "verifications/p/i/app/2026-11-22.json"),
             (Key::Hold { db: db("p", "i", "app"), date }, "holds/p/i/app/2026-11-22.json"),
             (Key::Hold { db: db("my proj", "é", "a.b"), date }, "holds/my%20proj/é/a.b/2026-11-22.json"),
+            (Key::History { db: db("p", "i", "app"), seq: 7 }, "history/p/i/app/0000000007.json"),
+            (Key::History { db: db("50% off", "a/b", ".."), seq: 1 }, "history/50%25%20off/a%2Fb/.%2E/0000000001.json"),
             (
                 Key::RunSummary { date, run_id: RunId::parse("031500-1a2b3c4d").unwrap() },
                 "reports/runs/2026-11-22/031500-1a2b3c4d.json",
@@ -450,6 +461,7 @@ mod tests {
             "daily/p/i/../2026-11-22/...manifest.json",
             "daily/p/i/caf%C3%A9/2026-11-22/caf%C3%A9.manifest.json",
             "latest/p/i/a b.json",
+            "history/p/i/app/7.json",
         ] {
             assert_eq!(Key::parse(path), None, "{path}");
         }

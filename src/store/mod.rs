@@ -2,11 +2,13 @@
 //! markers; nothing about databases. Opens the store the settings name (the one place a bucket is
 //! built from `store.url`). Its children: `bucket` (the `Bucket` seam and its backends), `layout`
 //! (every key), `manifest`, `lease` (export leases, as `BackupStore` methods), `holds` (the data-loss
-//! tripwire's holds), `verification` (the drills' records) and `catalog` (the read side: a
-//! database's backups, labelled ones, `latest/` copies and verification records).
+//! tripwire's holds), `history` (each database's last nights, for the status pages),
+//! `verification` (the drills' records) and `catalog` (the read side: a database's backups,
+//! labelled ones, `latest/` copies and verification records).
 
 pub mod bucket;
 pub mod catalog;
+pub mod history;
 pub mod holds;
 pub mod layout;
 pub mod lease;

@@ -180,6 +180,7 @@ impl Verifier {
         let key = Key::Verification { db: db.clone(), date: chosen.date };
         let body = serde_json::to_vec_pretty(&record).expect("plain data serialises");
         self.store.bucket().put(&key.path(), body.into()).await.map_err(StoreError::from)?;
+        crate::store::history::record_verification(&self.store, db, chosen.date, &record).await;
         tracing::info!(
             db.path = %path_text(db), run.date = %record.run_date, result = ?record.result,
             duration_secs = record.duration_secs, "verification finished"

@@ -14,6 +14,7 @@ mod export;
 mod follow_up;
 mod gcp;
 mod hardening;
+mod history;
 mod labels;
 mod names;
 mod openapi;

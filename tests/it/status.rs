@@ -237,7 +237,7 @@ async fn runs_list_what_each_run_expected_exported_failed_and_excluded() {
     assert_eq!(headers["content-type"], "application/problem+json");
 }
 
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
         if Path::new(candidate).is_file() {
             return PathBuf::from(candidate);
@@ -247,7 +247,12 @@ fn chromium() -> PathBuf {
 }
 
 /// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`); answers stdout.
-async fn headless(url: &str, mode: &str) -> String {
+pub async fn headless(url: &str, mode: &str) -> String {
+    headless_with(url, &[mode]).await
+}
+
+/// [`headless`] with more flags (`--force-dark-mode`: the page in its dark colour scheme).
+pub async fn headless_with(url: &str, flags: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
@@ -267,7 +272,7 @@ async fn headless(url: &str, mode: &str) -> String {
                 "--window-size=1200,800",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(mode)
+            .args(flags)
             .arg(url)
             .kill_on_drop(true)
             .output(),
@@ -280,7 +285,7 @@ async fn headless(url: &str, mode: &str) -> String {
 }
 
 /// Pixels of `png` within 3 of `rgb` on every channel.
-fn pixels_of(png: &Path, rgb: [u8; 3]) -> usize {
+pub fn pixels_of(png: &Path, rgb: [u8; 3]) -> usize {
     let decoder = png::Decoder::new(std::fs::File::open(png).unwrap());
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];
@@ -374,6 +379,21 @@ async fn metrics_endpoint_serves_every_documented_series_in_prometheus_text_form
     let last = series("data_backup_last_success_timestamp_seconds");
     let mine = last.iter().find(|s| s.labels.get("db_namespace") == Some(pg.name.as_str())).expect("last success");
     assert!((value(mine) - Utc::now().timestamp() as f64).abs() < 3600.0);
+    assert_eq!(mine.labels.get("cloudsql_instance"), Some("pg"), "the instance label is cloudsql_instance");
+    assert!(
+        scrape.samples.iter().all(|s| s.labels.get("instance").is_none()),
+        "no series carries a label named `instance` (Prometheus' own target label): {text}"
+    );
+    for gauge in ["data_backup_last_backup_size_bytes", "data_backup_last_backup_duration_seconds"] {
+        let g = series(gauge);
+        let mine = g.iter().find(|s| s.labels.get("db_namespace") == Some(pg.name.as_str()));
+        assert!(mine.is_some_and(|s| value(s) > 0.0), "{gauge} of {}: {text}", pg.name);
+    }
+    let build = series("data_backup_build_info");
+    assert!(
+        build.iter().any(|s| value(s) == 1.0 && s.labels.get("version") == Some(env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
     let states = series("data_backup_databases");
     for state in ["ok", "stale", "failing", "missing", "suspect", "gone", "unverified", "unverifiable", "excluded"] {
         assert!(states.iter().any(|s| s.labels.get("state") == Some(state)), "state {state}: {text}");

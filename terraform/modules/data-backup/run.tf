@@ -9,7 +9,8 @@ locals {
   # The collector sidecar: OTLP/HTTP in on localhost:4318; metrics to Managed Service for Prometheus,
   # traces to Cloud Trace. Its configuration is passed in an environment variable (YAML is a
   # superset of JSON). The `transform/collision` statements rename attributes that Managed Service for
-  # Prometheus reserves (the service's last-success gauge has an `instance` label).
+  # Prometheus reserves; none of the service's own labels is one (its Cloud SQL instance label is
+  # `cloudsql_instance`), so they only guard against attributes the SDK or a resource detector adds.
   collector_config = jsonencode({
     receivers = {
       otlp = { protocols = { http = { endpoint = "localhost:4318" } } }

@@ -492,6 +492,12 @@ variable "metrics_collector" {
   default     = true
 }
 
+variable "dashboard_enabled" {
+  description = "Create a Cloud Monitoring dashboard of the status metrics: states, hours since the newest backup, sizes, export times and drills per database (metrics_collector only)."
+  type        = bool
+  default     = true
+}
+
 variable "collector_image" {
   description = "Image of the collector sidecar (Google-Built OpenTelemetry Collector)."
   type        = string
