@@ -7,8 +7,6 @@
 //! Input: the computed status and every database's history (`crate::store::history`), so a page
 //! costs no read of its own.
 
-use std::collections::HashMap;
-
 use askama::Template;
 use serde::Deserialize;
 
@@ -19,7 +17,7 @@ use crate::status::{DatabaseStatus, DbState, StatusFilter, StatusReport};
 use crate::store::history::History;
 
 /// The histories of the databases, by (project, instance, database).
-pub type Histories = HashMap<(String, String, String), History>;
+pub use crate::status::strip::Histories;
 
 /// Seconds between two refreshes of the page.
 pub const REFRESH_SECS: u64 = 300;

@@ -4,8 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::status::page::Histories;
-use crate::status::strip::{STRIP_NIGHTS, cells, terminal};
+use crate::status::strip::{Histories, STRIP_NIGHTS, cells, terminal};
 use crate::status::{DatabaseStatus, DbState, StatusReport, age_words};
 
 /// A drill's restore time in words: `restore 12.3 s at 45.6 MiB/s`; `None` without a figure.

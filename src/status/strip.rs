@@ -14,6 +14,9 @@ use chrono::NaiveDate;
 
 use crate::store::history::{History, Night, NightBackup};
 
+/// The histories of the databases a page shows, by (project, instance, database).
+pub type Histories = std::collections::HashMap<(String, String, String), History>;
+
 /// Nights the overview's strip shows.
 pub const STRIP_NIGHTS: usize = 30;
 

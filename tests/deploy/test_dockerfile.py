@@ -44,7 +44,7 @@ CLIENT_PACKAGES = {
 }
 # A line that names a tool to run (not a URL scheme or an engine name): a path is built from it or it
 # is one of the names tried in turn.
-TOOL_CONTEXT = re.compile(r"PathBuf::from\(|\.join\(|with_file_name\(|Command::new\(|for \w+ in \[|bin/")
+TOOL_CONTEXT = re.compile(r"newest_pg\(|PathBuf::from\(|\.join\(|with_file_name\(|Command::new\(|for \w+ in \[|bin/")
 
 
 def instructions() -> list[tuple[str, str]]:

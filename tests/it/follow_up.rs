@@ -361,10 +361,16 @@ async fn a_long_self_hosted_dump_runs_as_a_job_execution_that_follow_ups_attach_
     let executions = run.executions();
     assert_eq!(executions.len(), 1, "one execution across the chain: {executions:?}");
     assert_eq!(deliveries[0].body["operation"], executions[0].name.as_str());
-    let database = format!("self/pg/{}", db.name);
+    // The path travels as one `--opt=value` argument: a name starting with `-` stays a value.
     assert_eq!(
         executions[0].args,
-        ["export", "--database", &database, "--date", RUN_DATE, "--source", "self", "--ignore-scope"]
+        [
+            "export".to_owned(),
+            format!("--database=self/pg/{}", db.name),
+            format!("--date={RUN_DATE}"),
+            "--source=self".to_owned(),
+            "--ignore-scope".to_owned()
+        ]
     );
     for _ in 0..100 {
         if run.executions()[0].completed.is_some() {
