@@ -44,7 +44,7 @@ CLIENT_PACKAGES = {
 }
 # A line that names a tool to run (not a URL scheme or an engine name): a path is built from it or it
 # is one of the names tried in turn.
-TOOL_CONTEXT = re.compile(r"newest_pg\(|PathBuf::from\(|\.join\(|with_file_name\(|Command::new\(|for \w+ in \[|bin/")
+TOOL_CONTEXT = re.compile(r"newest_pg\(|first_of\(|PathBuf::from\(|\.join\(|with_file_name\(|Command::new\(|for \w+ in \[|bin/")
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -80,7 +80,7 @@ def runtime() -> list[tuple[str, str]]:
 
 def tools_called_by_src() -> list[set[str]]:
     """The client binaries src/ runs, as groups of alternatives (`for name in ["mariadb-dump",
-    "mysqldump"]`: one of them is enough)."""
+    "mysqldump"]` or `first_of(dir, &["mariadb-dump", "mysqldump"])`: one of them is enough)."""
     groups: list[set[str]] = []
     unknown = []
     for path in sorted((REPO / "src").rglob("*.rs")):
@@ -96,7 +96,7 @@ def tools_called_by_src() -> list[set[str]]:
             names = {n for n in literals if n in CLIENT_PACKAGES}
             if not names:
                 continue
-            if re.search(r"for \w+ in \[", line):
+            if re.search(r"for \w+ in \[|first_of\(", line):
                 # Names tried in turn: a list of tools only (`for db in ["mysql", "sys", …]` is not).
                 if names == set(literals):
                     groups.append(names)
