@@ -6,8 +6,11 @@
 //! - The history of a database is `history/<db>/<seq>.json` ([`Key::History`]); the generation
 //!   with the highest `seq` is the history. An update reads the newest generation, adds its entry
 //!   and writes generation `seq + 1` with a conditional create; a writer that loses the race reads
-//!   again and retries, so concurrent exports and drills never lose an entry. Generations older
-//!   than the one before the new one are deleted afterwards (best effort: a leftover is harmless).
+//!   again and retries, so concurrent exports and drills never lose an entry. A created generation
+//!   counts only when the newest generation, read again, holds the entry: a number freed by the
+//!   deletion below can be created again from a stale read, and that write is then not the newest.
+//!   Generations older than the one before the new one are deleted afterwards (best effort: a
+//!   leftover is harmless).
 //! - It is written when an export commits ([`record_backup`]), when a failure is reported
 //!   ([`record_failure`]) and when a drill records its verification ([`record_verification`]).
 //!   Recording is best effort: the backup, the report or the verdict is already stored, and a
@@ -209,7 +212,9 @@ pub async fn update(
         h.trim();
         let next = Key::History { db: db.clone(), seq: seq + 1 };
         let body = serde_json::to_vec(&h).expect("plain data serialises");
-        if store.bucket().put_if_absent(&next.path(), body.into()).await? == PutOutcome::Created {
+        if store.bucket().put_if_absent(&next.path(), body.into()).await? == PutOutcome::Created
+            && holds(store, db, &change).await?
+        {
             for old in seqs.into_iter().filter(|s| *s < seq) {
                 let _ = store.bucket().delete(&Key::History { db: db.clone(), seq: old }.path()).await;
             }
@@ -222,6 +227,22 @@ pub async fn update(
         key: Key::History { db: db.clone(), seq: 0 }.path(),
         reason: format!("{UPDATE_ATTEMPTS} concurrent updates in a row won the race"),
     })
+}
+
+/// Whether the newest generation of `db`'s history already holds `change` (applying it again
+/// changes nothing). A generation number freed by a deletion can be created again by a writer that
+/// read before the deletion: that write succeeds but is not the newest, so the change is applied
+/// again unless the newest holds it.
+async fn holds(
+    store: &BackupStore,
+    db: &DatabasePath,
+    change: &(impl Fn(&mut History) + Send + Sync),
+) -> Result<bool, StoreError> {
+    let Some(newest) = newest(store, db).await?.1 else { return Ok(false) };
+    let mut again = newest.clone();
+    change(&mut again);
+    again.trim();
+    Ok(again == newest)
 }
 
 fn warn_unrecorded(db: &DatabasePath, what: &str, e: &StoreError) {
