@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use data_backup::model::calendar::{RetentionClass, class_of};
 use serde_json::{Value, json};
 
 use crate::support::db::{MyDb, PgDb};
@@ -12,6 +13,16 @@ use crate::support::{TestApp, mysql_source, mysql_url, pg_source, pg_url, unzstd
 /// Days before today, as `YYYY-MM-DD`.
 fn days_ago(n: u64) -> String {
     (chrono::Utc::now().date_naive() - chrono::Days::new(n)).to_string()
+}
+
+/// A daily-class day about three weeks ago (past the daily class's 9 days; not a Monday or a first
+/// of the month, whose backups are weekly or monthly and kept longer).
+fn an_old_daily_day() -> String {
+    (20..=30)
+        .map(|n| chrono::Utc::now().date_naive() - chrono::Days::new(n))
+        .find(|d| class_of(*d, chrono::Weekday::Mon) == RetentionClass::Daily)
+        .unwrap()
+        .to_string()
 }
 
 async fn get(app: &TestApp, path_and_query: &str) -> Value {
@@ -26,7 +37,8 @@ async fn get(app: &TestApp, path_and_query: &str) -> Value {
 async fn export_and_find(app: &TestApp, source: &str, instance: &str, database: &str) -> Value {
     let body = |date: &str| json!({"project": source, "instance": instance, "database": database, "run_date": date});
     let mut newest = Value::Null;
-    for date in [days_ago(20), days_ago(1)] {
+    let old = an_old_daily_day();
+    for date in [old.clone(), days_ago(1)] {
         let (status, _, first) = app.post("/export", &body(&date)).await;
         assert_eq!((status, first["status"].as_str()), (200, Some("exported")), "{first}");
         let (status, _, again) = app.post("/export", &body(&date)).await;
@@ -44,7 +56,7 @@ async fn export_and_find(app: &TestApp, source: &str, instance: &str, database: 
     let listed = get(app, &format!("/backups?database={query}")).await;
     let dates: Vec<&str> =
         listed["backups"].as_array().unwrap().iter().map(|b| b["run_date"].as_str().unwrap()).collect();
-    assert_eq!(dates, [days_ago(1), days_ago(20)], "{listed}");
+    assert_eq!(dates, [days_ago(1), old.clone()], "{listed}");
 
     // Shown by /status.
     let status = get(app, "/status").await;
@@ -63,7 +75,7 @@ async fn export_and_find(app: &TestApp, source: &str, instance: &str, database: 
     assert_eq!(code, 200, "{plan}");
     let deleted: Vec<&str> =
         plan["deleted"].as_array().unwrap().iter().map(|e| e["run_date"].as_str().unwrap()).collect();
-    assert_eq!(deleted, [days_ago(20)], "{plan}");
+    assert_eq!(deleted, [old], "{plan}");
     let listed = get(app, &format!("/backups?database={query}")).await;
     assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
     newest
