@@ -393,12 +393,7 @@ impl Bucket for TracedBucket {
     fn gs_uri(&self, key: &str) -> Option<String> {
         self.inner.gs_uri(key)
     }
-    async fn retain_until(
-        &self,
-        key: &str,
-        until: chrono::DateTime<chrono::Utc>,
-        locked: bool,
-    ) -> Result<bool, BucketError> {
+    async fn retain_until(&self, key: &str, until: DateTime<Utc>, locked: bool) -> Result<bool, BucketError> {
         self.inner.retain_until(key, until, locked).await
     }
     async fn set_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {

@@ -103,16 +103,28 @@ impl Drop for LeaseGuard {
     }
 }
 
+/// One tracing event at `$level` about an export task, with the task's database and run as fields
+/// (`db.source`, `db.project`, `db.instance`, `db.name`, `run.date`, `run.id`) before the rest.
+macro_rules! task_event {
+    ($level:ident, $task:expr, $($rest:tt)+) => {
+        tracing::$level!(
+            db.source = %$task.db.source,
+            db.project = %$task.db.project,
+            db.instance = %$task.db.instance,
+            db.name = %$task.db.database,
+            run.date = %$task.run_date,
+            run.id = %$task.run_id,
+            $($rest)+
+        )
+    };
+}
+
 /// Logs an attempt that found the export still waiting (its operation running, its instance busy)
 /// and checked again by a follow-up: one INFO event, never counted as a failure.
 pub fn log_waiting(task: &ExportTask, check: u32, error: &ExportError, next_check_at: chrono::DateTime<Utc>) {
-    tracing::info!(
-        db.source = %task.db.source,
-        db.project = %task.db.project,
-        db.instance = %task.db.instance,
-        db.name = %task.db.database,
-        run.date = %task.run_date,
-        run.id = %task.run_id,
+    task_event!(
+        info,
+        task,
         task.check = check,
         wait.class = error.class(),
         wait.next_check_at = %next_check_at,
@@ -124,13 +136,9 @@ pub fn log_waiting(task: &ExportTask, check: u32, error: &ExportError, next_chec
 
 /// Logs one failed attempt as one structured ERROR event.
 pub fn log_failed_attempt(task: &ExportTask, attempt: u32, error: &ExportError) {
-    tracing::error!(
-        db.source = %task.db.source,
-        db.project = %task.db.project,
-        db.instance = %task.db.instance,
-        db.name = %task.db.database,
-        run.date = %task.run_date,
-        run.id = %task.run_id,
+    task_event!(
+        error,
+        task,
         task.attempt = attempt,
         error.class = error.class(),
         error.transient = error.is_transient(),

@@ -303,6 +303,17 @@ mod tests {
         }
     }
 
+    /// The key of a plain daily custom-format dump of `db` on `date`.
+    fn daily_dump(db: &DatabasePath, date: RunDate) -> Key {
+        Key::Dump {
+            class: RetentionClass::Daily,
+            db: db.clone(),
+            date,
+            format: crate::store::manifest::DumpFormat::PgCustomZstd,
+            encrypted: false,
+        }
+    }
+
     /// What exists for one (database, day): 0 both, 1 manifest only, 2 dump only.
     #[derive(Clone, Copy, Debug)]
     struct Day {
@@ -478,13 +489,7 @@ mod tests {
     fn the_plan_leaves_a_day_with_a_lease_alone() {
         let db = db("main", "app");
         let date = RunDate::from_date(d("2026-01-05"));
-        let dump = Key::Dump {
-            class: RetentionClass::Daily,
-            db: db.clone(),
-            date,
-            format: crate::store::manifest::DumpFormat::PgCustomZstd,
-            encrypted: false,
-        };
+        let dump = daily_dump(&db, date);
         let lease = Key::Lease { db: db.clone(), date, seq: 1 };
         let objects = [ObjectInfo { key: dump.path(), size: 5, version: None }];
         let leases = [ObjectInfo { key: lease.path(), size: 5, version: None }];
@@ -504,13 +509,7 @@ mod tests {
         let mut objects = Vec::new();
         for date in [old, new] {
             let manifest = Key::Manifest { class: RetentionClass::Daily, db: db.clone(), date };
-            let dump = Key::Dump {
-                class: RetentionClass::Daily,
-                db: db.clone(),
-                date,
-                format: crate::store::manifest::DumpFormat::PgCustomZstd,
-                encrypted: false,
-            };
+            let dump = daily_dump(&db, date);
             objects.push(ObjectInfo { key: manifest.path(), size: 1, version: None });
             objects.push(ObjectInfo { key: dump.path(), size: 5, version: None });
         }

@@ -233,22 +233,24 @@ impl Default for RetentionPolicy {
 }
 
 fn class_settings(s: &RetentionSettings, class: RetentionClass) -> &ClassRetentionSettings {
-    match class {
-        RetentionClass::Daily => &s.daily,
-        RetentionClass::Weekly => &s.weekly,
-        RetentionClass::Monthly => &s.monthly,
-        RetentionClass::Quarterly => &s.quarterly,
-        RetentionClass::Yearly => &s.yearly,
-    }
+    pick(class, [&s.daily, &s.weekly, &s.monthly, &s.quarterly, &s.yearly])
 }
 
 fn source_class_settings(s: &SourceRetentionSettings, class: RetentionClass) -> &ClassRetentionSettings {
+    pick(class, [&s.daily, &s.weekly, &s.monthly, &s.quarterly, &s.yearly])
+}
+
+/// The settings of `class` among the five, in the order daily, weekly, monthly, quarterly, yearly.
+fn pick(
+    class: RetentionClass,
+    [daily, weekly, monthly, quarterly, yearly]: [&ClassRetentionSettings; 5],
+) -> &ClassRetentionSettings {
     match class {
-        RetentionClass::Daily => &s.daily,
-        RetentionClass::Weekly => &s.weekly,
-        RetentionClass::Monthly => &s.monthly,
-        RetentionClass::Quarterly => &s.quarterly,
-        RetentionClass::Yearly => &s.yearly,
+        RetentionClass::Daily => daily,
+        RetentionClass::Weekly => weekly,
+        RetentionClass::Monthly => monthly,
+        RetentionClass::Quarterly => quarterly,
+        RetentionClass::Yearly => yearly,
     }
 }
 

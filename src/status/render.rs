@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::status::strip::{Histories, STRIP_NIGHTS, cells, terminal};
+use crate::status::strip::{Histories, STRIP_NIGHTS, cells, size_words, terminal};
 use crate::status::{DatabaseStatus, DbState, StatusReport, age_words};
 
 /// A drill's restore time in words: `restore 12.3 s at 45.6 MiB/s`; `None` without a figure.
@@ -20,18 +20,6 @@ pub fn restore_time_words(restore_secs: Option<f64>, bytes_per_sec: Option<f64>)
         })
         .unwrap_or_default();
     Some(format!("restore {secs:.1} s{rate}"))
-}
-
-fn size_words(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    #[expect(clippy::cast_precision_loss, reason = "display only")]
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
 /// Human words for a size and its trend (`12.3 MiB (+4.0%)`).
@@ -93,7 +81,7 @@ pub fn render_table(report: &StatusReport, histories: &Histories, color: bool) -
         counts.join(", "),
         report.backed_up,
         report.proven,
-        crate::status::strip::size_words(stored)
+        size_words(stored)
     );
     let _ = writeln!(
         out,

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
 use google_cloud_auth::credentials::{Builder as AdcBuilder, CacheableResource, Credentials, anonymous};
 use google_cloud_auth::errors::CredentialsError;
 use google_cloud_gax::error::rpc::Code;
@@ -385,12 +386,7 @@ impl Bucket for GcsBucket {
         Some(self.uri(&self.object_name(key)))
     }
 
-    async fn retain_until(
-        &self,
-        key: &str,
-        until: chrono::DateTime<chrono::Utc>,
-        locked: bool,
-    ) -> Result<bool, BucketError> {
+    async fn retain_until(&self, key: &str, until: DateTime<Utc>, locked: bool) -> Result<bool, BucketError> {
         let body = serde_json::json!({"retention": {
             "mode": if locked { "Locked" } else { "Unlocked" },
             "retainUntilTime": until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

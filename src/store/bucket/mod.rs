@@ -23,6 +23,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use tokio::io::AsyncRead;
 
@@ -102,12 +103,7 @@ pub trait Bucket: Send + Sync + Debug {
     }
     /// Retains an object until `until` (GCS object retention; `locked`: mode `Locked`, which nobody
     /// can shorten). Answers `false` when the backend has no object retention.
-    async fn retain_until(
-        &self,
-        key: &str,
-        until: chrono::DateTime<chrono::Utc>,
-        locked: bool,
-    ) -> Result<bool, BucketError> {
+    async fn retain_until(&self, key: &str, until: DateTime<Utc>, locked: bool) -> Result<bool, BucketError> {
         let _ = (key, until, locked);
         Ok(false)
     }
