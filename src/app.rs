@@ -11,6 +11,7 @@ use chrono::NaiveTime;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::copy::CopyService;
 use crate::discovery::Exclusions;
 use crate::export::service::ExportService;
 use crate::export::source::Source;
@@ -22,6 +23,25 @@ use crate::queue::local::LocalQueue;
 use crate::settings::{Settings, SettingsError};
 use crate::store::{BackupStore, StoreError};
 
+/// The off-site copies that follow every dated backup (`[[copies]]`), run right after the export
+/// in the process that made (or found) the backup; `None` without copies.
+async fn copies_after_backup(
+    settings: &Settings,
+    store: &BackupStore,
+    notifiers: &[Arc<dyn Notifier>],
+) -> Result<Option<crate::export::service::AfterBackup>, BuildError> {
+    if settings.copies.is_empty() {
+        return Ok(None);
+    }
+    let copies = Arc::new(CopyService::open(settings, store.clone(), notifiers.to_vec()).await?);
+    Ok(Some(Arc::new(move |task, manifest| {
+        let copies = copies.clone();
+        Box::pin(async move {
+            copies.copy_backup(&task, &manifest).await;
+        })
+    })))
+}
+
 /// Why the application could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -31,6 +51,9 @@ pub enum BuildError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// An off-site copy could not be opened.
+    #[error(transparent)]
+    Copies(#[from] crate::copy::OpenError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -60,6 +83,7 @@ impl AppState {
             .map_err(|reason| SettingsError { key: "notify.pubsub_topic".into(), reason })?;
             notifiers.push(Arc::new(notifier));
         }
+        let after_backup = copies_after_backup(settings, &store, &notifiers).await?;
         let service = Arc::new(ExportService {
             store,
             sources: Source::from_settings(settings),
@@ -74,6 +98,7 @@ impl AppState {
                     lock == crate::settings::RetentionLock::Locked,
                 )),
             },
+            after_backup,
         });
         let local_queue = Arc::new(LocalQueue::start(service.clone(), settings.queue.clone()));
         let exclusions = Exclusions::new(&settings.exclude.patterns)
