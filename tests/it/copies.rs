@@ -1,5 +1,7 @@
 //! Off-site copies (`[[copies]]`): a real PostgreSQL database exported into a local primary store
-//! and copied to moto (S3, encrypted on the way) and azurite (Azure Blob, as it is).
+//! and copied to moto (S3, encrypted on the way) and azurite (Azure Blob, as it is); and a Cloud
+//! SQL export (the Cloud SQL Admin fake dumps the local server into fake-gcs-server) in
+//! `cloud_tasks` mode, whose copy is a task of its own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -216,4 +218,43 @@ async fn a_copy_to_a_failing_store_is_reported_once_and_the_backup_still_counts_
     assert!(manifest(az.az.as_ref(), &manifest_key).await.is_some(), "the Azure copy has its manifest");
     let files = app.store_files();
     assert!(files.iter().any(|f| f.starts_with("reports/copies/gone/2026-11-20/")), "{files:?}");
+}
+
+#[tokio::test]
+async fn a_cloud_sql_export_enqueues_its_copy_task_and_its_plaintext_sql_gz_is_encrypted_on_the_way() {
+    let identity = age::x25519::Identity::generate();
+    let az_url = format!("az://{}/{}", required_env("DATA_BACKUP_TEST_AZURE_CONTAINER"), unique_name("copy-csql"));
+    let copy = copy_toml("azure", &az_url, &az_options(), &[identity.to_public().to_string()]);
+    let t = crate::follow_up::FollowUps::start(
+        1,
+        std::time::Duration::from_millis(200),
+        "follow_up_max_secs = 1\nfollow_up_default_secs = 1",
+        &copy,
+    )
+    .await;
+    t.enqueue_all().await;
+
+    let deliveries = t.deliver_everything().await;
+
+    let id = t.task(0).task_id();
+    let export = deliveries.iter().find(|d| d.body["status"] == "exported").expect("the export finished");
+    let copied: Vec<_> = deliveries.iter().filter(|d| d.name == format!("{id}-copy")).collect();
+    assert_eq!(copied.len(), 1, "one copy task, delivered after the export: {deliveries:?}");
+    assert_eq!((copied[0].status, copied[0].body["status"].as_str()), (200, Some("already_exported")));
+    let task = t.tasks.recorded().into_iter().find(|r| r.name.ends_with("-copy")).unwrap();
+    assert_eq!(task.body["copy"], true, "{:?}", task.body);
+    // The copy: the plaintext Cloud SQL export, encrypted client-side, under the layout's `.age` key.
+    let key = export.body["key"].as_str().unwrap();
+    assert!(key.ends_with(".sql.gz"), "{key}");
+    let (manifest_key, encrypted_key) = keys_of(key);
+    let primary = read_all(t.app.state.service.store.bucket().as_ref(), key).await.expect("the export is in GCS");
+    let az = ObjectStoreBucket::open(&url::Url::parse(&az_url).unwrap(), &az_options()).unwrap();
+    let copy_manifest = manifest(&az, &manifest_key).await.expect("the copy has its manifest");
+    assert_eq!(copy_manifest["key"], encrypted_key.as_str());
+    assert_eq!(copy_manifest["encryption"]["scheme"], "age");
+    assert_eq!(copy_manifest["format"], "cloud_sql_gz");
+    let cipher = read_all(&az, &encrypted_key).await.expect("the encrypted copy");
+    assert_eq!(copy_manifest["sha256"], sha256_hex(&cipher));
+    assert!(decrypt(cipher, &identity).await == primary, "byte-identical after decryption");
+    assert!(t.reports().await.is_empty(), "nothing failed");
 }
