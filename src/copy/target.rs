@@ -219,9 +219,17 @@ impl CopyTarget {
         }
         match self.store.create_json(&manifest_key, &copy).await? {
             PutOutcome::Created => Ok(CopyOutcome::Copied { key: dump_key, bytes }),
-            // Another copy of the same backup committed first.
+            // Another copy of the same backup committed first. Its dump and ours are the same bytes
+            // unless encrypted (each encryption differs): then ours replaced the dump its manifest
+            // describes, which must be reported, not accepted.
             PutOutcome::AlreadyExists => match self.store.read::<Manifest>(&manifest_key).await? {
-                Some(existing) if same_backup(&existing, m) => Ok(CopyOutcome::AlreadyCopied),
+                Some(existing) if same_backup(&existing, m) && existing.sha256 == copy.sha256 => {
+                    Ok(CopyOutcome::AlreadyCopied)
+                }
+                Some(existing) if same_backup(&existing, m) => Err(CopyError::Mismatch {
+                    key: dump_key,
+                    reason: "a concurrent copy committed its manifest for another encryption of the dump".to_owned(),
+                }),
                 _ => Err(CopyError::Conflict { key: manifest_key.path() }),
             },
         }
