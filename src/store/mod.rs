@@ -1,10 +1,10 @@
 //! `BackupStore`: a [`Bucket`] plus the [`Layout`]. Knows keys, manifests, ledgers and report
 //! markers; nothing about databases. Opens the store the settings name ([`open_bucket`]: the one
 //! place a bucket is built from a URL, `store.url` or a `copies[].url`). Its children: `bucket`
-//! (the `Bucket` seam and its backends), `layout` (every key), `manifest`, `lease` (export leases, as `BackupStore` methods), `holds` (the data-loss
-//! tripwire's holds), `history` (each database's last nights, for the status pages),
-//! `verification` (the drills' records) and `catalog` (the read side: a database's backups,
-//! labelled ones, `latest/` copies and verification records).
+//! (the `Bucket` seam and its backends), `layout` (every key), `manifest`, `lease` (export leases,
+//! as `BackupStore` methods), `holds` (the data-loss tripwire's holds), `history` (each database's
+//! last nights, for the status pages), `verification` (the drills' records) and `catalog` (the
+//! read side: a database's backups, labelled ones, `latest/` copies and verification records).
 
 pub mod bucket;
 pub mod catalog;
