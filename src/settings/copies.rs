@@ -52,9 +52,9 @@ impl CopySettings {
     }
 }
 
-/// Checks every `[[copies]]` entry: names unique and `[a-z0-9-]+`, a supported URL, age
-/// recipients that parse, known classes.
-pub(crate) fn validate_copies(copies: &[CopySettings]) -> Result<(), SettingsError> {
+/// Checks every `[[copies]]` entry: names unique and `[a-z0-9-]+`, a supported URL that is not the
+/// primary store's (`store_url`) nor another copy's, age recipients that parse, known classes.
+pub(crate) fn validate_copies(copies: &[CopySettings], store_url: &str) -> Result<(), SettingsError> {
     for (i, copy) in copies.iter().enumerate() {
         let key = |field: &str| format!("copies[{i}].{field}");
         let name_ok = !copy.name.is_empty()
@@ -70,6 +70,13 @@ pub(crate) fn validate_copies(copies: &[CopySettings]) -> Result<(), SettingsErr
             return Err(SettingsError::new(
                 key("url"),
                 format!("unsupported scheme `{}` (expected file://, gs://, s3:// or az://)", url.scheme()),
+            ));
+        }
+        let same = |other: &str| other.trim_end_matches('/') == copy.url.trim_end_matches('/');
+        if same(store_url) || copies[..i].iter().any(|c| same(&c.url)) {
+            return Err(SettingsError::new(
+                key("url"),
+                "is the primary store's or another copy's: a copy must go elsewhere",
             ));
         }
         crate::crypto::parse_recipients(&copy.age_recipients)
@@ -120,6 +127,7 @@ mod tests {
             ("[[copies]]\nname = \"a\"\nurl = \"s3://b\"\nage_recipients = [\"nope\"]", "`copies[0].age_recipients`"),
             ("[[copies]]\nname = \"a\"\nurl = \"s3://b\"\nclasses = [\"daily\", \"hourly\"]", "`copies[0].classes[1]`"),
             ("[[copies]]\nurl = \"s3://b\"", "name"),
+            ("[store]\nurl = \"s3://b/p\"\n[[copies]]\nname = \"a\"\nurl = \"s3://b/p/\"", "`copies[0].url`"),
         ];
         for (toml, expected) in cases {
             let err = Settings::from_toml(toml).unwrap_err().to_string();

@@ -176,7 +176,7 @@ impl Settings {
     /// problem found is the one reported).
     fn validate(&self) -> Result<(), SettingsError> {
         self.store.validate()?;
-        copies::validate_copies(&self.copies)?;
+        copies::validate_copies(&self.copies, &self.store.url)?;
         self.queue.validate()?;
         self.export.validate()?;
         self.schedule.daily_at()?;
