@@ -11,6 +11,7 @@ use chrono::NaiveTime;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::copy::CopyService;
 use crate::discovery::Exclusions;
 use crate::export::service::ExportService;
 use crate::export::source::Source;
@@ -22,6 +23,33 @@ use crate::queue::local::LocalQueue;
 use crate::settings::{Settings, SettingsError};
 use crate::store::{BackupStore, StoreError};
 
+/// The off-site copies that follow every dated backup (`[[copies]]`, ADR 0023): with the embedded
+/// queue they run right after the export, in the process that made (or found) the backup; with
+/// `cloud_tasks` a copy task is enqueued (`<task id>-copy`), and run here only when it cannot be.
+/// `None` without copies.
+fn copies_after_backup(
+    copies: Option<&Arc<CopyService>>,
+    remote: Option<Arc<dyn crate::queue::TaskQueue>>,
+) -> Option<crate::export::service::AfterBackup> {
+    let copies = copies?.clone();
+    Some(Arc::new(move |task, manifest| {
+        let (copies, remote) = (copies.clone(), remote.clone());
+        Box::pin(async move {
+            if let Some(queue) = remote {
+                match queue.enqueue_copy(&task).await {
+                    Ok(_) => return,
+                    Err(e) => tracing::warn!(
+                        db.path = %task.db,
+                        error = %e,
+                        "the copy task could not be created; copying in this request instead"
+                    ),
+                }
+            }
+            copies.copy_backup(&task, &manifest).await;
+        })
+    }))
+}
+
 /// Why the application could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -31,6 +59,9 @@ pub enum BuildError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// An off-site copy could not be opened.
+    #[error(transparent)]
+    Copies(#[from] crate::copy::OpenError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -60,6 +91,21 @@ impl AppState {
             .map_err(|reason| SettingsError { key: "notify.pubsub_topic".into(), reason })?;
             notifiers.push(Arc::new(notifier));
         }
+        let copies = if settings.copies.is_empty() {
+            None
+        } else {
+            Some(Arc::new(CopyService::open(settings, store.clone(), notifiers.clone()).await?))
+        };
+        let cloud_tasks: Option<Arc<dyn crate::queue::TaskQueue>> = match settings.queue.kind {
+            crate::settings::QueueKind::Local => None,
+            // Cloud Tasks waits for /export's answer: the export's wait plus two minutes.
+            crate::settings::QueueKind::CloudTasks => Some(Arc::new(
+                crate::queue::cloud_tasks::CloudTasksQueue::new(&settings.queue, &settings.gcp)
+                    .with_dispatch_deadline(Duration::from_secs(settings.export.wait_secs + 120))
+                    .with_follow_up(settings.export.follow_up),
+            )),
+        };
+        let after_backup = copies_after_backup(copies.as_ref(), cloud_tasks.clone());
         let service = Arc::new(ExportService {
             store,
             sources: Source::from_settings(settings),
@@ -74,6 +120,7 @@ impl AppState {
                     lock == crate::settings::RetentionLock::Locked,
                 )),
             },
+            after_backup,
         });
         let local_queue = Arc::new(LocalQueue::start(service.clone(), settings.queue.clone()));
         let exclusions = Exclusions::new(&settings.exclude.patterns)
@@ -87,16 +134,9 @@ impl AppState {
         ));
         Ok(Self {
             service,
-            queue: match settings.queue.kind {
-                crate::settings::QueueKind::Local => local_queue.clone(),
-                crate::settings::QueueKind::CloudTasks => {
-                    // Cloud Tasks waits for /export's answer: the export's wait plus two minutes.
-                    Arc::new(
-                        crate::queue::cloud_tasks::CloudTasksQueue::new(&settings.queue, &settings.gcp)
-                            .with_dispatch_deadline(Duration::from_secs(settings.export.wait_secs + 120))
-                            .with_follow_up(settings.export.follow_up),
-                    )
-                }
+            queue: match cloud_tasks {
+                Some(queue) => queue,
+                None => local_queue.clone(),
             },
             local_queue,
             exclusions,
@@ -114,6 +154,7 @@ impl AppState {
             local_mode: settings.queue.kind == crate::settings::QueueKind::Local,
             drills_after_run: false,
             run_reports: Arc::default(),
+            copies,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod copy;
 pub mod crypto;
 pub mod db;
 pub mod discovery;

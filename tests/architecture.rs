@@ -19,7 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("nouns and settings", &["model/", "settings/", "util/", "crypto.rs"]),
     ("adapters", &["gcp/", "db/", "store/", "telemetry.rs", "metrics.rs"]),
     ("pipeline seams", &["discovery/", "queue/", "export/", "notify/"]),
-    ("operations", &["runs/", "retention/", "restore/", "verify/", "status/", "doctor.rs"]),
+    ("operations", &["runs/", "retention/", "restore/", "verify/", "status/", "copy/", "doctor.rs"]),
     ("entry points", &["app.rs", "nightly.rs", "http/", "cli/", "lib.rs"]),
 ];
 

@@ -31,7 +31,13 @@ pub struct ExportService {
     pub report_after_retries: u32,
     /// Object retention of new backups: the policy that dates it, and whether it is locked.
     pub retention_lock: Option<(Arc<crate::settings::RetentionPolicy>, bool)>,
+    /// What follows a dated backup that is in the primary store (made now or found already
+    /// made): the off-site copies, run here or enqueued as a task; set by the wiring (`app.rs`).
+    pub after_backup: Option<AfterBackup>,
 }
+
+/// See [`ExportService::after_backup`]: called with the task and the backup's primary manifest.
+pub type AfterBackup = Arc<dyn Fn(ExportTask, Manifest) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// An export asked for by hand that lies outside what the service is configured to back up.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +199,11 @@ impl ExportService {
             Err(e) => ("failed", Some(e.class())),
         };
         self.metrics.export_attempt(task.db.engine, result, error_type, started.elapsed());
+        if let (Some(after), None, Ok(ExportOutcome::Exported(m) | ExportOutcome::AlreadyExported(m))) =
+            (&self.after_backup, store.layout().label(), &outcome)
+        {
+            after(task.clone(), m.as_ref().clone()).await;
+        }
         outcome
     }
 

@@ -65,6 +65,12 @@ pub struct ExportRequest {
     /// creates; 0 or absent: the original task).
     #[serde(default)]
     pub check: Option<u32>,
+    /// Copy the backup, which must already be in the primary store, to the off-site copies
+    /// (`[[copies]]`) instead of exporting (`cloud_tasks` mode sets it on the copy task it creates
+    /// once a backup is made; ADR 0023). Answers `already_exported`; a copy that fails is reported
+    /// once, not retried by the queue.
+    #[serde(default)]
+    pub copy: bool,
 }
 
 /// What happened to the export.
@@ -190,6 +196,7 @@ pub async fn export(
     let Json(req) = body?;
     let mut delivery = Delivery::from_headers(&headers);
     delivery.check = req.check.unwrap_or(0);
+    let copy = req.copy;
     let (task, label) = task_of(&state, req, delivery.task_name.is_some()).await?;
     // Every event of this request carries the Cloud Tasks delivery it belongs to.
     let span = tracing::info_span!(
@@ -199,7 +206,21 @@ pub async fn export(
         cloudtasks.retry_count = delivery.retry_count,
         cloudtasks.execution_count = delivery.execution_count,
     );
+    if copy && label.is_none() {
+        return copy_task(&state, &task).instrument(span).await;
+    }
     export_task(&state, &task, label, &delivery).instrument(span).await
+}
+
+/// A copy delivery: copies the backup of `task`, already in the primary store, to every copy.
+async fn copy_task(state: &AppState, task: &ExportTask) -> Result<Response, ApiError> {
+    let Some(manifest) = state.service.store.manifest(&task.db, task.run_date).await? else {
+        return Err(ApiError::NotFound(format!("no backup of {} for {} to copy", task.db, task.run_date)));
+    };
+    if let Some(copies) = &state.copies {
+        copies.copy_backup(task, &manifest).await;
+    }
+    Ok(ok(ExportStatus::AlreadyExported, manifest))
 }
 
 /// What Cloud Tasks says of a delivery (`X-CloudTasks-*`; absent for operators' calls).

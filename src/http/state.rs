@@ -45,6 +45,9 @@ pub struct AppState {
     pub status: Arc<crate::status::service::StatusService>,
     /// Long self-hosted dumps as Cloud Run job executions (`export.job`), when configured.
     pub jobs: Option<Arc<crate::export::job::JobExports>>,
+    /// The off-site copies (`[[copies]]`), when any is configured: a copy delivery
+    /// (`"copy": true`) runs them.
+    pub copies: Option<Arc<crate::copy::CopyService>>,
     /// Whether tasks go to the embedded queue (then this process sends each run's summary).
     pub(crate) local_mode: bool,
     /// Whether each run's drills follow its summary (`serve` with `verify.after_run`, embedded queue).

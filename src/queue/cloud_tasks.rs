@@ -13,6 +13,8 @@
 //! - Follow-up checks (`export.follow_up`, ADR 0021): check `n` of a task is the task
 //!   `<task id>-c<n>`, scheduled for the time the export is expected to end, its body the task's
 //!   with `"check": n`. A duplicate delivery asks for the same name: `ALREADY_EXISTS`, nothing new.
+//! - Off-site copies (`[[copies]]`, ADR 0023): the copy of a task's backup is the task `<id>-copy`,
+//!   an `/export` delivery with `"copy": true`, created once the backup is in the primary store.
 //! - createTask calls are rate limited, at most `create_concurrency` in flight, and retried on
 //!   429/5xx honouring `Retry-After` (`create_attempts`); a task still not created is a
 //!   [`QueueError`], so `/schedule` answers 503 and Cloud Scheduler retries the run.
@@ -253,5 +255,12 @@ impl TaskQueue for CloudTasksQueue {
         let mut body = Self::body(task);
         body["check"] = serde_json::json!(check);
         self.create(&id, &task.db, &body, at).await
+    }
+
+    async fn enqueue_copy(&self, task: &ExportTask) -> Result<Enqueued, QueueError> {
+        let id = format!("{}-copy", task.task_id());
+        let mut body = Self::body(task);
+        body["copy"] = serde_json::json!(true);
+        self.create(&id, &task.db, &body, Utc::now()).await
     }
 }

@@ -75,4 +75,11 @@ pub trait TaskQueue: Send + Sync {
     ) -> Result<Enqueued, QueueError> {
         Err(QueueError::Refused("this queue does not take follow-up checks".to_owned()))
     }
+
+    /// Enqueues the off-site copy of `task`'s backup (`[[copies]]`, ADR 0023) as its own task, named
+    /// after the task (`<task id>-copy`), so a duplicate delivery creates nothing. A queue that runs
+    /// copies in the exporting process (the embedded one) refuses.
+    async fn enqueue_copy(&self, _task: &ExportTask) -> Result<Enqueued, QueueError> {
+        Err(QueueError::Refused("this queue does not take copy tasks".to_owned()))
+    }
 }

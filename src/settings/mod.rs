@@ -11,6 +11,7 @@
 //! `settings/` name each other by their own path).
 
 pub mod auth;
+pub mod copies;
 pub mod error;
 pub mod export;
 pub mod gcp;
@@ -34,6 +35,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use auth::AuthSettings;
+pub use copies::CopySettings;
 pub use error::SettingsError;
 pub use export::ExportSettings;
 pub use gcp::{GcpCredentials, GcpSettings, GcpSourceSettings, GcpStrategy, folder_name};
@@ -94,6 +96,8 @@ pub struct Settings {
     pub status: StatusSettings,
     /// The data-loss tripwire: when a new backup looks like data was lost.
     pub tripwire: TripwireSettings,
+    /// Off-site copies: further stores every dated backup is copied to (`[[copies]]`).
+    pub copies: Vec<CopySettings>,
 }
 
 impl Default for Settings {
@@ -116,6 +120,7 @@ impl Default for Settings {
             verify: VerifySettings::default(),
             status: StatusSettings::default(),
             tripwire: TripwireSettings::default(),
+            copies: Vec::new(),
         }
     }
 }
@@ -171,6 +176,7 @@ impl Settings {
     /// problem found is the one reported).
     fn validate(&self) -> Result<(), SettingsError> {
         self.store.validate()?;
+        copies::validate_copies(&self.copies, &self.store.url)?;
         self.queue.validate()?;
         self.export.validate()?;
         self.schedule.daily_at()?;

@@ -7,6 +7,7 @@
 //! runs/<YYYY-MM-DD>/<run_id>.json                                                 the run ledger
 //! leases/<project>/<instance>/<database>/<YYYY-MM-DD>/<seq>.json                  export leases
 //! reports/<YYYY-MM-DD>/<project>/<instance>/<database>.json                      "reported once" markers
+//! reports/copies/<copy>/<YYYY-MM-DD>/<project>/<instance>/<database>.json        the same, of a failed off-site copy
 //! verifications/<project>/<instance>/<database>/<YYYY-MM-DD>.json                restore drill verdicts
 //! reports/prune/<YYYY-MM-DD>/<id>.json                                            what an applied prune did
 //! reports/runs/<YYYY-MM-DD>/<run_id>.json                                         "run summary sent" markers
@@ -48,6 +49,9 @@ pub enum Key {
     Lease { db: DatabasePath, date: RunDate, seq: u32 },
     /// Marker that the failure of a database's export for a day was reported.
     Report { db: DatabasePath, date: RunDate },
+    /// Marker that the failure of the copy of a database's backup of a day to the off-site copy
+    /// `copy` (a `[[copies]]` name) was reported.
+    CopyReport { copy: String, db: DatabasePath, date: RunDate },
     /// The verdict of the last restore drill of a database's backup of a day (overwritten by each drill).
     Verification { db: DatabasePath, date: RunDate },
     /// What one applied prune kept, deleted and skipped; `date` is the day it ran, `id` the run id
@@ -120,6 +124,9 @@ impl Key {
             Self::RunLedger { date, run_id } => format!("runs/{date}/{run_id}.json"),
             Self::Lease { db, date, seq } => format!("leases/{}/{date}/{seq:010}.json", db_segments(db)),
             Self::Report { db, date } => format!("reports/{date}/{}.json", db_segments(db)),
+            Self::CopyReport { copy, db, date } => {
+                format!("reports/copies/{}/{date}/{}.json", key_segment(copy), db_segments(db))
+            }
             Self::Verification { db, date } => format!("verifications/{}/{date}.json", db_segments(db)),
             Self::Hold { db, date } => format!("holds/{}/{date}.json", db_segments(db)),
             Self::History { db, seq } => format!("history/{}/{seq:010}.json", db_segments(db)),
@@ -185,6 +192,11 @@ impl Key {
             ["reports", "prune", date, file] => {
                 Some(Self::PruneReport { date: parse_date(date)?, id: RunId::parse(file.strip_suffix(".json")?).ok()? })
             }
+            ["reports", "copies", copy, date, p, i, file] => Some(Self::CopyReport {
+                copy: from_key_segment(copy)?,
+                date: parse_date(date)?,
+                db: parse_db(p, i, file.strip_suffix(".json")?)?,
+            }),
             ["reports", date, p, i, file] => {
                 Some(Self::Report { date: parse_date(date)?, db: parse_db(p, i, file.strip_suffix(".json")?)? })
             }
@@ -414,6 +426,10 @@ mod tests {
             (Key::Report { db: db("p", "i", "app"), date }, "reports/2026-11-22/p/i/app.json"),
             (Key::Verification { db: db("p", "i", "app"), date }, "verifications/p/i/app/2026-11-22.json"),
             (Key::Hold { db: db("p", "i", "app"), date }, "holds/p/i/app/2026-11-22.json"),
+            (
+                Key::CopyReport { copy: "off-1".to_owned(), db: db("my proj", "i", "a/b"), date },
+                "reports/copies/off-1/2026-11-22/my%20proj/i/a%2Fb.json",
+            ),
             (Key::Hold { db: db("my proj", "é", "a.b"), date }, "holds/my%20proj/é/a.b/2026-11-22.json"),
             (Key::History { db: db("p", "i", "app"), seq: 7 }, "history/p/i/app/0000000007.json"),
             (Key::History { db: db("50% off", "a/b", ".."), seq: 1 }, "history/50%25%20off/a%2Fb/.%2E/0000000001.json"),

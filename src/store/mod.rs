@@ -1,10 +1,10 @@
 //! `BackupStore`: a [`Bucket`] plus the [`Layout`]. Knows keys, manifests, ledgers and report
-//! markers; nothing about databases. Opens the store the settings name (the one place a bucket is
-//! built from `store.url`). Its children: `bucket` (the `Bucket` seam and its backends), `layout`
-//! (every key), `manifest`, `lease` (export leases, as `BackupStore` methods), `holds` (the data-loss
-//! tripwire's holds), `history` (each database's last nights, for the status pages),
-//! `verification` (the drills' records) and `catalog` (the read side: a database's backups,
-//! labelled ones, `latest/` copies and verification records).
+//! markers; nothing about databases. Opens the store the settings name ([`open_bucket`]: the one
+//! place a bucket is built from a URL, `store.url` or a `copies[].url`). Its children: `bucket`
+//! (the `Bucket` seam and its backends), `layout` (every key), `manifest`, `lease` (export leases,
+//! as `BackupStore` methods), `holds` (the data-loss tripwire's holds), `history` (each database's
+//! last nights, for the status pages), `verification` (the drills' records) and `catalog` (the
+//! read side: a database's backups, labelled ones, `latest/` copies and verification records).
 
 pub mod bucket;
 pub mod catalog;
@@ -53,6 +53,32 @@ impl StoreError {
     }
 }
 
+/// Opens the bucket `url` names (`gs://` through the Cloud Storage client of `gcp`, the others
+/// through `object_store` with `options`); `setting` names the key in errors. The one place a
+/// bucket is built from a URL: the `[store]` and each `[[copies]]` entry.
+pub async fn open_bucket(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    gcp: &crate::settings::GcpSettings,
+    setting: &str,
+) -> Result<Arc<dyn Bucket>, StoreError> {
+    let url = url::Url::parse(url).map_err(|e| BucketError::Permanent(format!("{setting}: {e}")))?;
+    if url.scheme() == "gs" {
+        let name = url.host_str().ok_or_else(|| BucketError::Permanent(format!("{setting}: gs:// needs a bucket")))?;
+        let endpoint = gcp.storage_endpoint.as_ref().map(|u| u.as_str().trim_end_matches('/').to_owned());
+        let bucket = GcsBucket::new(
+            name,
+            url.path().trim_matches('/'),
+            endpoint.as_deref(),
+            gcp.credentials == GcpCredentials::Anonymous,
+        )
+        .await?;
+        Ok(Arc::new(bucket))
+    } else {
+        Ok(Arc::new(ObjectStoreBucket::open(&url, options)?))
+    }
+}
+
 /// A bucket plus the layout.
 #[derive(Clone, Debug)]
 pub struct BackupStore {
@@ -90,24 +116,7 @@ impl BackupStore {
 
     /// Opens the store the settings name.
     pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
-        let url =
-            url::Url::parse(&settings.store.url).map_err(|e| BucketError::Permanent(format!("store.url: {e}")))?;
-        let bucket: Arc<dyn Bucket> = if url.scheme() == "gs" {
-            let name =
-                url.host_str().ok_or_else(|| BucketError::Permanent("store.url: gs:// needs a bucket".into()))?;
-            let endpoint = settings.gcp.storage_endpoint.as_ref().map(|u| u.as_str().trim_end_matches('/').to_owned());
-            Arc::new(
-                GcsBucket::new(
-                    name,
-                    url.path().trim_matches('/'),
-                    endpoint.as_deref(),
-                    settings.gcp.credentials == GcpCredentials::Anonymous,
-                )
-                .await?,
-            )
-        } else {
-            Arc::new(ObjectStoreBucket::open(&url, &settings.store.options)?)
-        };
+        let bucket = open_bucket(&settings.store.url, &settings.store.options, &settings.gcp, "store.url").await?;
         let tripwire = settings.tripwire.enabled.then(|| settings.tripwire.clone());
         Ok(Self::new(bucket, Layout::new(settings.retention.weekly_on.0)).with_tripwire(tripwire))
     }

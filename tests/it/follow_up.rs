@@ -7,7 +7,8 @@
 //! cannot be created answers 503 and its retry loses nothing; an operator's call waits
 //! `export.wait_secs`, then gets the same answers and leaves a follow-up behind; a self-hosted
 //! dump whose previous backup took 40 minutes runs as a Cloud Run job execution (the Cloud Run
-//! Admin fake runs the service's binary) that follow-ups attach to, and completes.
+//! Admin fake runs the service's binary) that follow-ups attach to, and completes. The set-up
+//! ([`FollowUps`]) serves the off-site copy tests of Cloud SQL exports too (`copies.rs`).
 
 use std::time::Duration;
 
@@ -25,24 +26,24 @@ use crate::support::fakes::google::{FakeInstance, Org, SqlAccess, shared};
 use crate::support::fakes::sql_admin::SqlAdminFake;
 use crate::support::{PgDb, TestApp, required_env, unique_name};
 
-const QUEUE: &str = "projects/ops/locations/europe-west1/queues/backups";
-const RUN_DATE: &str = "2026-11-20";
+pub(crate) const QUEUE: &str = "projects/ops/locations/europe-west1/queues/backups";
+pub(crate) const RUN_DATE: &str = "2026-11-20";
 
 /// The fakes, the databases of instance `p-fu:pg` and the service of one test.
-struct FollowUps {
-    sql: SqlAdminFake,
-    tasks: CloudTasksFake,
-    hook: MockServer,
-    dbs: Vec<PgDb>,
-    bucket_name: String,
-    prefix: String,
-    app: TestApp,
+pub(crate) struct FollowUps {
+    pub(crate) sql: SqlAdminFake,
+    pub(crate) tasks: CloudTasksFake,
+    pub(crate) hook: MockServer,
+    pub(crate) dbs: Vec<PgDb>,
+    pub(crate) bucket_name: String,
+    pub(crate) prefix: String,
+    pub(crate) app: TestApp,
 }
 
 impl FollowUps {
     /// `n` real databases on one PostgreSQL instance whose exports take `export`, and the service
     /// in `cloud_tasks` mode with `[export]` `extra` (and `[queue]` `queue_extra`) settings.
-    async fn start(n: usize, export: Duration, extra: &str, queue_extra: &str) -> Self {
+    pub(crate) async fn start(n: usize, export: Duration, extra: &str, queue_extra: &str) -> Self {
         let endpoint = required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");
         let bucket_name = required_env("DATA_BACKUP_TEST_GCS_BUCKET");
         let prefix = unique_name("followup");
@@ -82,7 +83,7 @@ impl FollowUps {
         Self { sql, tasks, hook, dbs, bucket_name, prefix, app }
     }
 
-    fn task(&self, i: usize) -> ExportTask {
+    pub(crate) fn task(&self, i: usize) -> ExportTask {
         ExportTask {
             db: DatabaseRef {
                 source: SourceName::parse("org").unwrap(),
@@ -97,14 +98,14 @@ impl FollowUps {
     }
 
     /// Enqueues the original task of every database, as `/schedule` does.
-    async fn enqueue_all(&self) {
+    pub(crate) async fn enqueue_all(&self) {
         for i in 0..self.dbs.len() {
             self.app.state.queue.enqueue(self.task(i)).await.expect("enqueued");
         }
     }
 
     /// Plays Cloud Tasks until no task is left (each delivered at its time, at most 300 ms early).
-    async fn deliver_everything(&self) -> Vec<Delivery> {
+    pub(crate) async fn deliver_everything(&self) -> Vec<Delivery> {
         let mut out = Vec::new();
         while let Some(d) =
             self.tasks.deliver_next(&self.app.client, &self.app.address, Duration::from_millis(300)).await
@@ -115,13 +116,13 @@ impl FollowUps {
         out
     }
 
-    fn uri(&self, i: usize) -> String {
+    pub(crate) fn uri(&self, i: usize) -> String {
         // 2026-11-20 is a Friday: the daily class.
         let (bucket, prefix, db) = (&self.bucket_name, &self.prefix, &self.dbs[i].name);
         format!("gs://{bucket}/{prefix}/daily/p-fu/pg/{db}/{RUN_DATE}/{db}.sql.gz")
     }
 
-    async fn reports(&self) -> Vec<Value> {
+    pub(crate) async fn reports(&self) -> Vec<Value> {
         self.hook
             .received_requests()
             .await

@@ -9,6 +9,7 @@ mod bad_input;
 mod bucket;
 mod cli;
 mod cloudsql;
+mod copies;
 mod drills;
 mod export;
 mod follow_up;

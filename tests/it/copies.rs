@@ -1,0 +1,260 @@
+//! Off-site copies (`[[copies]]`): a real PostgreSQL database exported into a local primary store
+//! and copied to moto (S3, encrypted on the way) and azurite (Azure Blob, as it is); and a Cloud
+//! SQL export (the Cloud SQL Admin fake dumps the local server into fake-gcs-server) in
+//! `cloud_tasks` mode, whose copy is a task of its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use data_backup::store::bucket::Bucket;
+use data_backup::store::bucket::object_store::ObjectStoreBucket;
+use data_backup::store::layout::Key;
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{PgDb, TestApp, pg_source, required_env, unique_name};
+
+fn s3_options() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("aws_endpoint".to_owned(), required_env("DATA_BACKUP_TEST_S3_ENDPOINT")),
+        ("aws_allow_http".to_owned(), "true".to_owned()),
+        ("aws_region".to_owned(), "us-east-1".to_owned()),
+        ("aws_access_key_id".to_owned(), "test".to_owned()),
+        ("aws_secret_access_key".to_owned(), "test".to_owned()),
+    ])
+}
+
+fn az_options() -> BTreeMap<String, String> {
+    BTreeMap::from([("azure_storage_use_emulator".to_owned(), "true".to_owned())])
+}
+
+/// A `[[copies]]` entry.
+fn copy_toml(name: &str, url: &str, options: &BTreeMap<String, String>, recipients: &[String]) -> String {
+    let options: Vec<String> = options.iter().map(|(k, v)| format!("{k} = {}", json!(v))).collect();
+    format!(
+        "[[copies]]\nname = \"{name}\"\nurl = \"{url}\"\nage_recipients = {}\noptions = {{ {} }}\n",
+        json!(recipients),
+        options.join(", ")
+    )
+}
+
+/// Two copies of fresh prefixes: moto S3 encrypted to `identity`, azurite as it is.
+struct Copies {
+    toml: String,
+    az_url: String,
+    s3: Arc<dyn Bucket>,
+    az: Arc<dyn Bucket>,
+    identity: age::x25519::Identity,
+}
+
+fn two_copies(tag: &str) -> Copies {
+    let identity = age::x25519::Identity::generate();
+    let s3_url = format!("s3://{}/{}", required_env("DATA_BACKUP_TEST_S3_BUCKET"), unique_name(tag));
+    let az_url = format!("az://{}/{}", required_env("DATA_BACKUP_TEST_AZURE_CONTAINER"), unique_name(tag));
+    let toml = format!(
+        "{}{}",
+        copy_toml("s3-offsite", &s3_url, &s3_options(), &[identity.to_public().to_string()]),
+        copy_toml("azure", &az_url, &az_options(), &[])
+    );
+    let s3 = ObjectStoreBucket::open(&url::Url::parse(&s3_url).unwrap(), &s3_options()).unwrap();
+    let az = ObjectStoreBucket::open(&url::Url::parse(&az_url).unwrap(), &az_options()).unwrap();
+    Copies { toml, az_url, s3: Arc::new(s3), az: Arc::new(az), identity }
+}
+
+fn export_body(database: &str) -> Value {
+    json!({"source": "pgsrc", "project": "pgsrc", "instance": "pg", "database": database, "run_date": "2026-11-20"})
+}
+
+async fn read_all(bucket: &dyn Bucket, key: &str) -> Option<Vec<u8>> {
+    let stream = bucket.get_stream(key).await.unwrap()?;
+    let chunks: Vec<Bytes> = stream.try_collect().await.unwrap();
+    Some(chunks.concat())
+}
+
+async fn manifest(bucket: &dyn Bucket, key: &str) -> Option<Value> {
+    bucket.get(key).await.unwrap().map(|b| serde_json::from_slice(&b).unwrap())
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// The manifest key and the encrypted dump key of the dated dump `dump_key`, from the layout.
+fn keys_of(dump_key: &str) -> (String, String) {
+    let Some(Key::Dump { class, db, date, format, .. }) = Key::parse(dump_key) else { panic!("{dump_key}") };
+    let manifest = Key::Manifest { class, db: db.clone(), date }.path();
+    (manifest, Key::Dump { class, db, date, format, encrypted: true }.path())
+}
+
+async fn decrypt(cipher: Vec<u8>, identity: &age::x25519::Identity) -> Vec<u8> {
+    let mut reader =
+        data_backup::crypto::decrypting_reader(std::io::Cursor::new(cipher), std::slice::from_ref(identity))
+            .await
+            .unwrap();
+    let mut plain = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut plain).await.unwrap();
+    plain
+}
+
+fn source_db(prefix: &str) -> PgDb {
+    let src = PgDb::create(prefix);
+    src.sql("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g");
+    src
+}
+
+#[tokio::test]
+async fn a_backup_reaches_both_copies_checked_encrypted_where_asked_and_a_repeat_copies_nothing() {
+    let src = source_db("copy_two");
+    let copies = two_copies("copy-two");
+    let app = TestApp::spawn(&format!("{}{}", pg_source("pgsrc", &src.name), copies.toml)).await;
+
+    let (status, _, body) = app.post("/export", &export_body(&src.name)).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "exported");
+    let key = body["key"].as_str().unwrap();
+    let primary = std::fs::read(app.store_dir.path().join(key)).unwrap();
+    let (manifest_key, encrypted_key) = keys_of(key);
+    // Azure: the same bytes under the same key, with a manifest that records them.
+    let az_dump = read_all(copies.az.as_ref(), key).await.expect("the dump is in the Azure copy");
+    assert!(az_dump == primary, "byte-identical copy");
+    let az_manifest = manifest(copies.az.as_ref(), &manifest_key).await.expect("the Azure copy has its manifest");
+    assert_eq!(az_manifest["sha256"], body["manifest"]["sha256"]);
+    assert_eq!(az_manifest["bytes"], primary.len());
+    assert_eq!(az_manifest["run_id"], body["manifest"]["run_id"]);
+    // S3: encrypted on the way, `.age` as the layout names encrypted dumps, and the manifest says so.
+    assert_eq!(read_all(copies.s3.as_ref(), key).await, None, "no plaintext in the encrypted copy");
+    let cipher = read_all(copies.s3.as_ref(), &encrypted_key).await.expect("the encrypted dump is in the S3 copy");
+    assert!(cipher.starts_with(b"age-encryption.org/v1"));
+    let s3_manifest = manifest(copies.s3.as_ref(), &manifest_key).await.expect("the S3 copy has its manifest");
+    assert_eq!(s3_manifest["key"], encrypted_key.as_str());
+    assert_eq!(s3_manifest["sha256"], sha256_hex(&cipher));
+    assert_eq!(s3_manifest["bytes"], cipher.len());
+    assert_eq!(
+        s3_manifest["encryption"],
+        json!({"scheme": "age", "recipients": [copies.identity.to_public().to_string()]})
+    );
+    assert!(decrypt(cipher, &copies.identity).await == primary, "byte-identical after decryption");
+
+    // A second delivery of the same export finds everything copied: no object is written again.
+    let versions = |b: Arc<dyn Bucket>| async move { b.list("").await.unwrap() };
+    let (s3_before, az_before) = (versions(copies.s3.clone()).await, versions(copies.az.clone()).await);
+    let (again, _, body) = app.post("/export", &export_body(&src.name)).await;
+    assert_eq!(again, 200, "{body}");
+    assert_eq!(body["status"], "already_exported");
+    assert_eq!(versions(copies.s3.clone()).await, s3_before, "the S3 copy is untouched");
+    assert_eq!(versions(copies.az.clone()).await, az_before, "the Azure copy is untouched");
+    assert_eq!(s3_before.len(), 2, "{s3_before:?}");
+    assert_eq!(az_before.len(), 2, "{az_before:?}");
+}
+
+#[tokio::test]
+async fn a_copy_killed_before_its_manifest_is_redone_and_checks() {
+    let src = source_db("copy_killed");
+    let copies = two_copies("copy-killed");
+    let app = TestApp::spawn(&format!("{}{}", pg_source("pgsrc", &src.name), copies.toml)).await;
+    let (status, _, body) = app.post("/export", &export_body(&src.name)).await;
+    assert_eq!(status, 200, "{body}");
+    let key = body["key"].as_str().unwrap().to_owned();
+    let primary = std::fs::read(app.store_dir.path().join(&key)).unwrap();
+    let (manifest_key, encrypted_key) = keys_of(&key);
+    // The kill: each copy's dump written (here: corrupted), its manifest never.
+    copies.az.delete(&manifest_key).await.unwrap();
+    copies.az.put(&key, Bytes::from_static(b"half a dump")).await.unwrap();
+    copies.s3.delete(&manifest_key).await.unwrap();
+    copies.s3.put(&encrypted_key, Bytes::from_static(b"half a dump")).await.unwrap();
+
+    let (again, _, body) = app.post("/export", &export_body(&src.name)).await;
+
+    assert_eq!(again, 200, "{body}");
+    assert_eq!(body["status"], "already_exported");
+    assert!(read_all(copies.az.as_ref(), &key).await.unwrap() == primary, "the Azure dump is whole again");
+    let az_manifest = manifest(copies.az.as_ref(), &manifest_key).await.expect("the Azure manifest is back");
+    assert_eq!(az_manifest["sha256"], sha256_hex(&primary));
+    let cipher = read_all(copies.s3.as_ref(), &encrypted_key).await.unwrap();
+    let s3_manifest = manifest(copies.s3.as_ref(), &manifest_key).await.expect("the S3 manifest is back");
+    assert_eq!(s3_manifest["sha256"], sha256_hex(&cipher));
+    assert!(decrypt(cipher, &copies.identity).await == primary);
+}
+
+#[tokio::test]
+async fn a_copy_to_a_failing_store_is_reported_once_and_the_backup_still_counts_as_exported() {
+    let src = source_db("copy_fails");
+    let hook = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&hook).await;
+    // A bucket that does not exist: every write to it is refused.
+    let missing = format!("s3://{}/p", unique_name("no-such-bucket").replace('_', "-").to_lowercase());
+    let az = two_copies("copy-fails");
+    let app = TestApp::spawn(&format!(
+        "{}{}{}[notify]\nwebhook_url = \"{}/hook\"\n",
+        pg_source("pgsrc", &src.name),
+        copy_toml("gone", &missing, &s3_options(), &[]),
+        copy_toml("azure", &az.az_url, &az_options(), &[]),
+        hook.uri()
+    ))
+    .await;
+
+    let (status, _, body) = app.post("/export", &export_body(&src.name)).await;
+    let (again, _, body2) = app.post("/export", &export_body(&src.name)).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "exported", "the primary backup is made whatever its copies do");
+    assert_eq!(again, 200, "{body2}");
+    assert_eq!(body2["status"], "already_exported");
+    let key = body["key"].as_str().unwrap();
+    let (manifest_key, _) = keys_of(key);
+    assert!(app.store_dir.path().join(&manifest_key).is_file());
+    let reports = hook.received_requests().await.unwrap();
+    assert_eq!(reports.len(), 1, "reported exactly once");
+    let report: Value = serde_json::from_slice(&reports[0].body).unwrap();
+    assert_eq!(report["database"], src.name.as_str());
+    assert_eq!(report["error_class"], "copy_store");
+    assert!(report["message"].as_str().unwrap().starts_with("copy `gone`"), "{report}");
+    // The other copy is not held back by the failing one.
+    assert!(manifest(az.az.as_ref(), &manifest_key).await.is_some(), "the Azure copy has its manifest");
+    let files = app.store_files();
+    assert!(files.iter().any(|f| f.starts_with("reports/copies/gone/2026-11-20/")), "{files:?}");
+}
+
+#[tokio::test]
+async fn a_cloud_sql_export_enqueues_its_copy_task_and_its_plaintext_sql_gz_is_encrypted_on_the_way() {
+    let identity = age::x25519::Identity::generate();
+    let az_url = format!("az://{}/{}", required_env("DATA_BACKUP_TEST_AZURE_CONTAINER"), unique_name("copy-csql"));
+    let copy = copy_toml("azure", &az_url, &az_options(), &[identity.to_public().to_string()]);
+    let t = crate::follow_up::FollowUps::start(
+        1,
+        std::time::Duration::from_millis(200),
+        "follow_up_max_secs = 1\nfollow_up_default_secs = 1",
+        &copy,
+    )
+    .await;
+    t.enqueue_all().await;
+
+    let deliveries = t.deliver_everything().await;
+
+    let id = t.task(0).task_id();
+    let export = deliveries.iter().find(|d| d.body["status"] == "exported").expect("the export finished");
+    let copied: Vec<_> = deliveries.iter().filter(|d| d.name == format!("{id}-copy")).collect();
+    assert_eq!(copied.len(), 1, "one copy task, delivered after the export: {deliveries:?}");
+    assert_eq!((copied[0].status, copied[0].body["status"].as_str()), (200, Some("already_exported")));
+    let task = t.tasks.recorded().into_iter().find(|r| r.name.ends_with("-copy")).unwrap();
+    assert_eq!(task.body["copy"], true, "{:?}", task.body);
+    // The copy: the plaintext Cloud SQL export, encrypted client-side, under the layout's `.age` key.
+    let key = export.body["key"].as_str().unwrap();
+    assert!(key.ends_with(".sql.gz"), "{key}");
+    let (manifest_key, encrypted_key) = keys_of(key);
+    let primary = read_all(t.app.state.service.store.bucket().as_ref(), key).await.expect("the export is in GCS");
+    let az = ObjectStoreBucket::open(&url::Url::parse(&az_url).unwrap(), &az_options()).unwrap();
+    let copy_manifest = manifest(&az, &manifest_key).await.expect("the copy has its manifest");
+    assert_eq!(copy_manifest["key"], encrypted_key.as_str());
+    assert_eq!(copy_manifest["encryption"]["scheme"], "age");
+    assert_eq!(copy_manifest["format"], "cloud_sql_gz");
+    let cipher = read_all(&az, &encrypted_key).await.expect("the encrypted copy");
+    assert_eq!(copy_manifest["sha256"], sha256_hex(&cipher));
+    assert!(decrypt(cipher, &identity).await == primary, "byte-identical after decryption");
+    assert!(t.reports().await.is_empty(), "nothing failed");
+}
