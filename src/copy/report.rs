@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
-
 use crate::copy::target::CopyError;
 use crate::model::ExportTask;
 use crate::notify::{FailureReport, Notifier};
@@ -18,23 +16,16 @@ use crate::store::layout::{Key, path_of};
 #[must_use]
 pub fn failure_report(copy: &str, task: &ExportTask, error: &CopyError) -> FailureReport {
     FailureReport {
-        source: task.db.source.to_string(),
-        project: task.db.project.to_string(),
-        instance: task.db.instance.to_string(),
-        database: task.db.database.to_string(),
-        run_date: task.run_date.to_string(),
-        run_id: task.run_id.to_string(),
         attempt: 1,
         error_class: error.class().to_owned(),
         transient: error.is_transient(),
         message: format!("copy `{copy}`: {error}"),
-        reported_at: Utc::now(),
         text: format!(
             ":red_circle: data-backup: the off-site copy `{copy}` of the backup of {} for {} failed (the backup \
              itself is in the primary store): {error}",
             task.db, task.run_date
         ),
-        operation: None,
+        ..FailureReport::about(task)
     }
 }
 

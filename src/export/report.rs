@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
-
 use crate::export::ExportError;
 use crate::model::ExportTask;
 use crate::notify::{FailureReport, Notifier};
@@ -18,22 +16,16 @@ use crate::store::history;
 pub fn failure_report(task: &ExportTask, attempt: u32, error: &ExportError) -> FailureReport {
     let why = if error.is_transient() { "still failing after its last retry" } else { "permanent failure" };
     FailureReport {
-        source: task.db.source.to_string(),
-        project: task.db.project.to_string(),
-        instance: task.db.instance.to_string(),
-        database: task.db.database.to_string(),
-        run_date: task.run_date.to_string(),
-        run_id: task.run_id.to_string(),
         attempt,
         error_class: error.class().to_owned(),
         transient: error.is_transient(),
         message: error.to_string(),
-        reported_at: Utc::now(),
         text: format!(
             ":red_circle: data-backup: backup of {} for {} failed ({why}, attempt {attempt}): {error}",
             task.db, task.run_date
         ),
         operation: error.operation().map(str::to_owned),
+        ..FailureReport::about(task)
     }
 }
 

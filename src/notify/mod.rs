@@ -53,6 +53,29 @@ pub struct FailureReport {
     pub operation: Option<String>,
 }
 
+impl FailureReport {
+    /// A report about `task`'s database and day, reported now; the caller fills in what failed
+    /// (`FailureReport { error_class, message, text, ..FailureReport::about(task) }`).
+    #[must_use]
+    pub fn about(task: &crate::model::ExportTask) -> Self {
+        Self {
+            source: task.db.source.to_string(),
+            project: task.db.project.to_string(),
+            instance: task.db.instance.to_string(),
+            database: task.db.database.to_string(),
+            run_date: task.run_date.to_string(),
+            run_id: task.run_id.to_string(),
+            attempt: 1,
+            error_class: String::new(),
+            transient: false,
+            message: String::new(),
+            reported_at: Utc::now(),
+            text: String::new(),
+            operation: None,
+        }
+    }
+}
+
 /// The event of one backup made (published only where a channel asks for it: Pub/Sub with
 /// `notify.pubsub_success`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
