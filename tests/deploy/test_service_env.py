@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -232,3 +234,62 @@ def test_the_service_starts_with_that_environment_and_guards_its_routes(service_
             proc.terminate()
             output = proc.communicate(timeout=20)[0]
     assert proc.returncode == 0, output
+
+
+def copies_setting(copies_hcl: str) -> str:
+    """The module's DATA_BACKUP_COPIES for `copies_hcl`, evaluated by terraform itself: its `copies`
+    variable and the two locals that render it, copied verbatim into a root module of their own
+    (no provider needed), and `terraform console`."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not on PATH")
+    variables = (MODULE / "variables.tf").read_text(encoding="utf-8")
+    variable = re.search(r'^variable "copies" \{\n.*?^\}\n', variables, re.S | re.M).group(0)
+    main = (MODULE / "main.tf").read_text(encoding="utf-8")
+    rendering = re.search(r"^  copy_tables = .*?^  copies_setting = [^\n]*\n", main, re.S | re.M).group(0)
+    with tempfile.TemporaryDirectory() as root:
+        Path(root, "main.tf").write_text(f"{variable}\nlocals {{\n{rendering}}}\n", encoding="utf-8")
+        Path(root, "terraform.tfvars").write_text(f"copies = {copies_hcl}\n", encoding="utf-8")
+        env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+        init = subprocess.run([terraform, "init", "-input=false"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+        assert init.returncode == 0, init.stderr
+        out = subprocess.run(
+            [terraform, "console"], cwd=root, env=env, input="local.copies_setting\n", capture_output=True, text=True, timeout=120
+        )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_copies_variable_becomes_a_setting_the_service_accepts(service_env):
+    copies = """[
+  { name = "offsite", url = "s3://acme-offsite/db \\"x\\"", options = { aws_region = "eu-central-1" },
+    age_recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"] },
+  { name = "vault", url = "az://vault", classes = ["monthly", "yearly"],
+    credentials = { AZURE_STORAGE_ACCOUNT_KEY = { secret = "vault-key" } } },
+]"""
+    wired = Evaluator().local
+    assert "local.copies_setting" in wired["env_optional"]["DATA_BACKUP_COPIES"]
+    assert "c.credentials" in wired["secret_env"], "each copy's credentials come from Secret Manager"
+    setting = copies_setting(copies)
+    assert setting == (
+        '[{name="offsite",url="s3://acme-offsite/db \\"x\\"",options={aws_region="eu-central-1"},'
+        'age_recipients=["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]},'
+        '{name="vault",url="az://vault",classes=["monthly","yearly"]}]'
+    ), "no credential reaches the plain environment"
+    binary = data_backup_bin()
+    if binary is None:
+        pytest.skip("no data-backup binary (build it, or set DATA_BACKUP_BIN) to load the settings")
+
+    def load(value: str) -> subprocess.CompletedProcess:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **service_env, "DATA_BACKUP_COPIES": value}
+        env.pop("OTEL_EXPORTER_OTLP_ENDPOINT")
+        with tempfile.TemporaryDirectory() as cwd:
+            return subprocess.run(
+                [str(binary), "lifecycle", "--format", "gcs"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+            )
+
+    out = load(setting)
+    assert out.returncode == 0, out.stderr
+    # The service reads it: the same setting with a class it does not know is refused.
+    out = load(setting.replace('"yearly"', '"hourly"'))
+    assert out.returncode != 0 and "copies[1].classes" in out.stderr, out.stderr

@@ -165,7 +165,7 @@ resource "google_project_iam_member" "runtime_telemetry" {
 }
 
 resource "google_secret_manager_secret_iam_member" "runtime_secrets" {
-  for_each = var.secret_env
+  for_each = local.secret_env
 
   project   = var.project_id
   secret_id = each.value.secret

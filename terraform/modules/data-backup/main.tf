@@ -33,7 +33,7 @@ locals {
       "storage.googleapis.com",
     ],
     var.metrics_collector ? ["cloudtrace.googleapis.com"] : [],
-    length(var.secret_env) > 0 ? ["secretmanager.googleapis.com"] : [],
+    length(local.secret_env) > 0 ? ["secretmanager.googleapis.com"] : [],
   ))
 
   # Cloud Run's deterministic URL: known before the service exists, so the service can be told its
@@ -65,6 +65,20 @@ locals {
     "include_stopped=${var.include_stopped}",
     "keep_postgres_database=${var.keep_postgres_database}",
   ]))
+
+  # `[[copies]]` (off-site copies, ADR 0023), one inline table each. Their credentials never go
+  # here: each copy's `credentials` are environment variables read from Secret Manager.
+  copy_tables = [for c in var.copies : join(",", compact([
+    "name=${jsonencode(c.name)}",
+    "url=${jsonencode(c.url)}",
+    length(c.options) > 0 ? "options={${join(",", [for k, v in c.options : "${k}=${jsonencode(v)}"])}}" : "",
+    length(c.age_recipients) > 0 ? "age_recipients=${jsonencode(c.age_recipients)}" : "",
+    c.classes != null ? "classes=${jsonencode(c.classes)}" : "",
+  ]))]
+  copies_setting = "[${join(",", [for t in local.copy_tables : "{${t}}"])}]"
+
+  # Settings and credentials read from Secret Manager: secret_env and every copy's credentials.
+  secret_env = merge(var.secret_env, [for c in var.copies : c.credentials]...)
 
   # The service's settings (README "Configuration"): every key is DATA_BACKUP_<SECTION>__<KEY>.
   env_base = {
@@ -108,6 +122,7 @@ locals {
     DATA_BACKUP_AUTH__OIDC_ALLOWED_EMAILS  = length(var.operator_emails) > 0 ? jsonencode(var.operator_emails) : null
     DATA_BACKUP_AUTH__ROUTE_EMAILS__STATUS = var.metrics_collector ? jsonencode([local.invoker]) : null
     DATA_BACKUP_EXPORT__JOB                = var.export_job ? local.export_job_id : null
+    DATA_BACKUP_COPIES                     = length(var.copies) > 0 ? local.copies_setting : null
     # Metrics and traces go to the collector sidecar (OTLP over HTTP).
     OTEL_EXPORTER_OTLP_ENDPOINT = var.metrics_collector ? "http://localhost:4318" : null
   }

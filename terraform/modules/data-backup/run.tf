@@ -105,7 +105,7 @@ resource "google_cloud_run_v2_service" "service" {
       }
 
       dynamic "env" {
-        for_each = var.secret_env
+        for_each = local.secret_env
         content {
           name = env.key
           value_source {

@@ -238,6 +238,27 @@ variable "secret_env" {
   default = {}
 }
 
+variable "copies" {
+  description = "Off-site copies (`[[copies]]`, ADR 0023): further stores every dated backup is copied to, checked, and encrypted on the way with age_recipients. `url` is s3://, az://, gs:// or file://; `options` are object_store options without secrets (region, endpoint); `credentials` maps environment variables the store reads (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_ACCOUNT_KEY, …) to Secret Manager secrets the runtime service account is given access to. A gs:// copy needs the runtime service account granted on that bucket, outside this module."
+  type = list(object({
+    name           = string
+    url            = string
+    options        = optional(map(string), {})
+    age_recipients = optional(list(string), [])
+    classes        = optional(list(string))
+    credentials = optional(map(object({
+      secret  = string
+      version = optional(string, "latest")
+    })), {})
+  }))
+  default = []
+
+  validation {
+    condition     = length(distinct([for c in var.copies : c.name])) == length(var.copies)
+    error_message = "Each copy needs its own name."
+  }
+}
+
 # --- The service -------------------------------------------------------------------------------------
 
 variable "service_url" {
