@@ -344,3 +344,91 @@ async fn a_backup_is_listed_restored_and_verified_from_each_copy_and_a_copy_with
     assert!(ok, "the primary still restores: {err}");
     assert_eq!(lost.fingerprint(), src.fingerprint());
 }
+
+fn entries(plan: &Value, list: &str) -> std::collections::BTreeSet<(String, String, String)> {
+    plan[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let field = |f: &str| e[f].as_str().unwrap_or("-").to_owned();
+            (field("database"), field("class"), field("run_date"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_prune_a_year_later_keeps_in_each_copy_exactly_what_it_keeps_in_the_primary() {
+    let src = source_db("copy_prune");
+    let copies = two_copies("copy-prune");
+    let app = TestApp::spawn(&format!("{}{}", pg_source("pgsrc", &src.name), copies.toml)).await;
+    for date in ["2026-10-01", "2026-11-01", "2026-11-15", "2026-11-19", "2026-11-20"] {
+        let mut body = export_body(&src.name);
+        body["run_date"] = json!(date);
+        let (status, _, answer) = app.post("/export", &body).await;
+        assert_eq!(status, 200, "{date}: {answer}");
+    }
+    let policy = app.state.retention.clone();
+    let as_of = chrono::NaiveDate::from_ymd_opt(2027, 11, 20).unwrap();
+    let primary_alone = data_backup::retention::prune(&app.state.service.store, &policy, as_of, false).await.unwrap();
+
+    let (status, _, plan) = app.post("/prune", &json!({"as_of": "2027-11-20"})).await;
+
+    assert_eq!(status, 200, "{plan}");
+    // The primary's answer is the prune it always was, with the copies beside it.
+    let mut primary: Value = plan.clone();
+    primary.as_object_mut().unwrap().remove("copies");
+    assert_eq!(primary, serde_json::to_value(&primary_alone).unwrap());
+    let (kept, deleted) = (entries(&plan, "kept"), entries(&plan, "deleted"));
+    assert!(!kept.is_empty() && !deleted.is_empty(), "a year on, some go and some stay: {plan}");
+    let answered: Vec<&str> = plan["copies"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(answered, ["s3-offsite", "azure"], "{plan}");
+    for copy in plan["copies"].as_array().unwrap() {
+        assert_eq!(entries(copy, "kept"), kept, "{copy}");
+        assert_eq!(entries(copy, "deleted"), deleted, "{copy}");
+        assert!(copy["error"].is_null(), "{copy}");
+    }
+    // The plain copy names the primary's very keys.
+    let keys = |p: &Value, list: &str| -> Vec<Value> {
+        p[list].as_array().unwrap().iter().map(|e| e["keys"].clone()).collect()
+    };
+    assert_eq!(keys(&plan["copies"][1], "kept"), keys(&plan, "kept"));
+    assert_eq!(keys(&plan["copies"][1], "deleted"), keys(&plan, "deleted"));
+}
+
+#[tokio::test]
+async fn an_applied_prune_deletes_from_a_copy_and_a_failing_copy_is_answered_not_fatal() {
+    let src = source_db("copy_prune_apply");
+    let copies = two_copies("copy-prune-apply");
+    let missing = format!("s3://{}/p", unique_name("no-such-bucket").replace('_', "-").to_lowercase());
+    let app = TestApp::spawn(&format!(
+        "{}{}{}[retention.daily]\nkeep_days = 3\n[retention.weekly]\nkeep_days = 3\n[retention.monthly]\nkeep_days = 3\n\
+         [retention.quarterly]\nkeep_days = 3\n[retention.yearly]\nkeep_days = 3\n",
+        pg_source("pgsrc", &src.name),
+        copy_toml("azure", &copies.az_url, &az_options(), &[]),
+        copy_toml("gone", &missing, &s3_options(), &[]),
+    ))
+    .await;
+    let today = chrono::Utc::now().date_naive();
+    let old = today - chrono::Days::new(10);
+    let mut keys = Vec::new();
+    for date in [old, today] {
+        let mut body = export_body(&src.name);
+        body["run_date"] = json!(date.format("%Y-%m-%d").to_string());
+        let (status, _, answer) = app.post("/export", &body).await;
+        assert_eq!(status, 200, "{date}: {answer}");
+        keys.push(answer["key"].as_str().unwrap().to_owned());
+    }
+
+    let (status, _, plan) = app.post("/prune", &json!({"apply": true})).await;
+
+    assert_eq!(status, 200, "{plan}");
+    assert!(!app.store_dir.path().join(&keys[0]).exists(), "expired in the primary: {plan}");
+    assert_eq!(read_all(copies.az.as_ref(), &keys[0]).await, None, "and deleted from the copy: {plan}");
+    let azure = plan["copies"].as_array().unwrap().iter().find(|c| c["name"] == "azure").expect("answered");
+    assert!(azure["record"].is_string() && azure["error"].is_null(), "{azure}");
+    assert!(read_all(copies.az.as_ref(), &keys[1]).await.is_some(), "today's stays");
+    let gone = plan["copies"].as_array().unwrap().iter().find(|c| c["name"] == "gone").expect("answered");
+    assert!(gone["error"].is_string(), "{gone}");
+    assert!(plan["applied"] == true && plan["record"].is_string(), "the primary pruned: {plan}");
+}
