@@ -1,4 +1,5 @@
-//! `data-backup list`: the backups of one database, newest first, as a table or JSON.
+//! `data-backup list`: the backups of one database, newest first, as a table or JSON; `--from COPY`
+//! lists an off-site copy's.
 
 use std::process::ExitCode;
 
@@ -15,11 +16,14 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Which store.
+    #[command(flatten)]
+    pub from: super::from::FromArgs,
 }
 
 /// Runs `list`.
 pub async fn run(settings: &Settings, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let store = crate::store::BackupStore::open(settings).await?;
+    let store = super::from::open_store(settings, &args.from).await?;
     let mut backups = Vec::new();
     let mut token: Option<String> = None;
     loop {

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod doctor;
 pub mod export;
+pub mod from;
 pub mod hold;
 pub mod lifecycle;
 pub mod list;

@@ -1,5 +1,5 @@
 //! `data-backup prune`: deletes backups past their class's keep-for (a dry run unless `--apply`);
-//! prints the plan.
+//! prints the plan, then does the same in each off-site copy (`copies` in the plan).
 
 use std::process::ExitCode;
 
@@ -25,6 +25,16 @@ pub async fn run(settings: &Settings, args: PruneArgs) -> anyhow::Result<ExitCod
         Some(value) => crate::retention::parse_as_of(value)?,
         None => chrono::Utc::now().date_naive(),
     };
-    print_json(&crate::retention::prune(&store, &policy, as_of, args.apply).await?)?;
+    let mut plan = crate::retention::prune(&store, &policy, as_of, args.apply).await?;
+    // Each copy after the primary; one that cannot be opened is answered, never fatal.
+    let mut copies = Vec::new();
+    for copy in &settings.copies {
+        match crate::copy::open_copy_store(settings, &store, &copy.name).await {
+            Ok(copy_store) => copies.push((copy.name.clone(), copy_store)),
+            Err(e) => plan.copies.push(crate::retention::CopyPrune::failed(&copy.name, e.to_string())),
+        }
+    }
+    plan.copies.extend(crate::retention::prune_copies(&copies, &policy, as_of, args.apply, None).await);
+    print_json(&plan)?;
     Ok(ExitCode::SUCCESS)
 }

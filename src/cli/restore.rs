@@ -1,5 +1,5 @@
 //! `data-backup restore`: restores a backup into a database (found through the manifests, checked
-//! while streamed); prints the report.
+//! while streamed); prints the report. `--from COPY` restores from an off-site copy.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +58,9 @@ pub struct RestoreArgs {
     /// `restore.jobs`, else the cores, at most 8); 1 streams the dump through one transaction.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// Which store.
+    #[command(flatten)]
+    pub from: super::from::FromArgs,
 }
 
 /// Runs `restore`.
@@ -95,7 +98,7 @@ pub async fn run(settings: &Settings, args: RestoreArgs) -> anyhow::Result<ExitC
             scratch: false,
         },
     };
-    let store = crate::store::BackupStore::open(settings).await?;
+    let store = super::from::open_store(settings, &args.from).await?;
     let report = crate::restore::restore(&store, settings, &request).await?;
     eprintln!(
         "restored {} ({}) into {} on {} in {:.1}s{}",

@@ -1,5 +1,6 @@
 //! `data-backup verify`: restore drills of one backup or of the least recently verified databases;
-//! prints the records, exits 1 when a drill failed.
+//! prints the records, exits 1 when a drill failed. `--from COPY` drills the backup in an off-site
+//! copy and records the verdict there.
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use super::output::print_json;
 use crate::http::state::AppState;
 use crate::model::{DatabasePath, RunDate};
 use crate::settings::Settings;
+use crate::verify::Verifier;
 
 /// `data-backup verify`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +24,10 @@ pub struct VerifyArgs {
     /// Nightly drill: verify the N least recently verified databases (default `verify.nightly_count`).
     #[arg(long, num_args = 0..=1, value_name = "N")]
     pub pick: Option<Option<usize>>,
+    /// Drill the backup in this off-site copy (a `[[copies]]` name) instead of the primary store;
+    /// the record is written in the copy's store. Needs `--database`.
+    #[arg(long = "from", value_name = "COPY", requires = "database", conflicts_with = "pick")]
+    pub from: Option<String>,
 }
 
 /// Runs `verify`.
@@ -31,7 +37,15 @@ pub async fn run(settings: &Settings, args: VerifyArgs) -> anyhow::Result<ExitCo
         (_, Some(n)) => state.verifier.pick(n.unwrap_or(settings.verify.nightly_count)).await,
         (Some(db), None) => {
             let date = args.date.as_deref().map(RunDate::parse).transpose()?;
-            state.verifier.verify(&db, date).await.map(|r| vec![r])
+            match args.from.as_deref() {
+                None => state.verifier.verify(&db, date).await.map(|r| vec![r]),
+                Some(name) => {
+                    // A drill of the copy: its catalog, its record (the copy is itself proven).
+                    let store = crate::copy::open_copy_store(settings, &state.service.store, name).await?;
+                    let verifier = Verifier::new(store, settings, state.service.notifiers.clone());
+                    verifier.verify(&db, date).await.map(|r| vec![r])
+                }
+            }
         }
         (None, None) => bail!("pass --database P/I/D or --pick [N]"),
     };

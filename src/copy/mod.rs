@@ -8,5 +8,5 @@ pub mod report;
 pub mod service;
 pub mod target;
 
-pub use service::{CopyService, OpenError};
+pub use service::{CopyService, OpenError, open_copy_store};
 pub use target::{CopyError, CopyOutcome, CopyTarget};

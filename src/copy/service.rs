@@ -21,6 +21,14 @@ pub enum OpenError {
     /// A copy's settings cannot work.
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// No `[[copies]]` entry has this name (`--from`, `from`).
+    #[error("no copy is named `{name}`; the configured copies: {configured}")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The configured names, comma-separated (`none` without copies).
+        configured: String,
+    },
     /// A copy's store could not be opened.
     #[error("cannot open the copy store `{name}`: {source}")]
     Store {
@@ -29,6 +37,20 @@ pub enum OpenError {
         /// Why.
         source: StoreError,
     },
+}
+
+/// Opens the store of the copy named `name` under the layout of `primary` (for `--from NAME`:
+/// list, restore and verify read the copy's catalog instead of the primary's).
+pub async fn open_copy_store(settings: &Settings, primary: &BackupStore, name: &str) -> Result<BackupStore, OpenError> {
+    let Some((i, copy)) = settings.copies.iter().enumerate().find(|(_, c)| c.name == name) else {
+        let names: Vec<&str> = settings.copies.iter().map(|c| c.name.as_str()).collect();
+        let configured = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+        return Err(OpenError::Unknown { name: name.to_owned(), configured });
+    };
+    let bucket = open_bucket(&copy.url, &copy.options, &settings.gcp, &format!("copies[{i}].url"))
+        .await
+        .map_err(|source| OpenError::Store { name: copy.name.clone(), source })?;
+    Ok(primary.with_bucket(bucket))
 }
 
 /// The configured copies, with the primary store they copy from and the report channels.
@@ -56,6 +78,12 @@ impl CopyService {
             targets.push(target);
         }
         Ok(Self { primary, targets, notifiers })
+    }
+
+    /// Each copy's name and store (the prune runs the retention policy on each).
+    #[must_use]
+    pub fn stores(&self) -> Vec<(String, BackupStore)> {
+        self.targets.iter().map(|t| (t.name.clone(), t.store.clone())).collect()
     }
 
     /// True when no copy is configured.

@@ -1,4 +1,5 @@
-//! `POST /prune`: parse `apply` and `as_of` (query or JSON body), run one prune, answer its plan.
+//! `POST /prune`: parse `apply` and `as_of` (query or JSON body), run one prune of the primary and
+//! of every off-site copy, answer the plan (each copy's in `copies`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::state::AppState;
-use crate::retention::{PrunePlan, parse_as_of, prune as run_prune};
+use crate::retention::{PrunePlan, parse_as_of, prune_with_copies};
 
 /// Options of `POST /prune`, as query parameters or as a JSON body (not both for the same option).
 #[derive(Clone, Debug, Default, Deserialize, IntoParams, ToSchema)]
@@ -44,7 +45,7 @@ fn merge(query: PruneRequest, body: PruneRequest) -> Result<PruneRequest, ApiErr
     params(PruneRequest),
     request_body(content = Option<PruneRequest>, description = "The same options as the query, as JSON (optional)"),
     responses(
-        (status = 200, description = "The plan: kept, deleted (or to delete), skipped with reasons, bytes freed", body = PrunePlan),
+        (status = 200, description = "The plan: kept, deleted (or to delete), skipped with reasons, bytes freed; each copy's in `copies`", body = PrunePlan),
         (status = 400, description = "Malformed query or JSON, unknown field, an option given twice", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`as_of` is not a date, or lies in the future with `apply`; or the store refused the listing", body = Problem, content_type = "application/problem+json"),
@@ -68,6 +69,9 @@ pub async fn prune(
         Some(value) => parse_as_of(value)?,
         None => chrono::Utc::now().date_naive(),
     };
-    let plan = run_prune(&state.service.store, &state.retention, as_of, request.apply.unwrap_or(false)).await?;
+    let copies = state.copies.as_ref().map(|c| c.stores()).unwrap_or_default();
+    let plan =
+        prune_with_copies(&state.service.store, &copies, &state.retention, as_of, request.apply.unwrap_or(false))
+            .await?;
     Ok(Json(plan))
 }

@@ -87,6 +87,11 @@ impl AppState {
         if !dry_run && self.retention.prune_after_schedule() {
             crate::retention::prune_after_schedule(&self.service.store, &self.retention, run_date, &summary.run_id)
                 .await;
+            if let Some(copies) = &self.copies {
+                let stores = copies.stores();
+                crate::retention::prune_copies_after_schedule(&stores, &self.retention, run_date, &summary.run_id)
+                    .await;
+            }
         }
         self.count_discovery(&summary);
         if !dry_run {

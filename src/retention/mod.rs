@@ -20,9 +20,13 @@
 //! - Lifecycle rules cannot know which backup is the newest: a database that stops being backed up
 //!   loses its last backup to them after `keep_days`. Stores that must keep it use the prune instead.
 //!
-//! The files: `plan.rs` (pure), `prune.rs` (the store side), `lifecycle.rs`, `prefixes.rs` (the
+//! - Off-site copies (`[[copies]]`) are pruned by the same policy and plan, each against its own
+//!   listing, after the primary ([`prune_with_copies`]); a copy's failure is in its [`CopyPrune`].
+//!
+//! The files: `plan.rs` (pure), `prune.rs` (the store side), `copies.rs` (the copies' prunes), `lifecycle.rs`, `prefixes.rs` (the
 //! key prefixes both list or match) and `error.rs`; they name each other by their own path.
 
+pub mod copies;
 pub mod error;
 pub mod lifecycle;
 pub mod plan;
@@ -33,9 +37,10 @@ use chrono::NaiveDate;
 
 pub use crate::model::calendar::{RetentionClass, class_of};
 pub use crate::settings::retention::{ClassRule, Colder, ColderStorage, RetentionPolicy};
+pub use copies::{prune_copies, prune_copies_after_schedule, prune_with_copies};
 pub use error::RetentionError;
 pub use lifecycle::{ABORT_MULTIPART_AFTER_DAYS, LifecycleFormat, lifecycle};
-pub use plan::{Drills, PlanEntry, PrunePlan, plan, protected_dates};
+pub use plan::{CopyPrune, Drills, PlanEntry, PrunePlan, plan, protected_dates};
 pub use prune::{PruneRecord, prune, prune_after_schedule};
 
 use crate::model::names::InvalidField;

@@ -36,7 +36,7 @@ pub struct PlanEntry {
 }
 
 /// The answer of a prune: what is kept, what is (or, in a dry run, would be) deleted, what was skipped.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Default, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrunePlan {
     /// The day the policy was evaluated for (`YYYY-MM-DD`).
     pub as_of: String,
@@ -55,6 +55,52 @@ pub struct PrunePlan {
     /// Key of the record an applied prune wrote (`reports/prune/<day>/<id>.json`); absent in a dry run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<String>,
+    /// The same plan run against each off-site copy (`[[copies]]`); absent without copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CopyPrune>,
+}
+
+/// The prune of one off-site copy: the primary's policy against the copy's own listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CopyPrune {
+    /// The copy (`[[copies]]` name).
+    pub name: String,
+    /// Backups kept in the copy.
+    pub kept: Vec<PlanEntry>,
+    /// Backups deleted (or to delete, in a dry run) from the copy.
+    pub deleted: Vec<PlanEntry>,
+    /// Objects of the copy left alone, with the reason (a store that refused the delete).
+    pub skipped: Vec<PlanEntry>,
+    /// Bytes of `deleted`.
+    pub bytes_freed: u64,
+    /// Key of the record an applied prune wrote in the copy's store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// Why the copy's prune failed or stopped early, if it did (the primary's prune is not affected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CopyPrune {
+    /// The answer of the copy `name` from its `plan`, with the `error` that stopped it, if any.
+    #[must_use]
+    pub fn of(name: &str, plan: PrunePlan, error: Option<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            kept: plan.kept,
+            deleted: plan.deleted,
+            skipped: plan.skipped,
+            bytes_freed: plan.bytes_freed,
+            record: plan.record,
+            error,
+        }
+    }
+
+    /// The answer of a copy whose prune failed before it planned anything.
+    #[must_use]
+    pub fn failed(name: &str, error: String) -> Self {
+        Self::of(name, PrunePlan::default(), Some(error))
+    }
 }
 
 impl PrunePlan {
@@ -156,6 +202,7 @@ pub fn plan(
         skipped: Vec::new(),
         bytes_freed: 0,
         record: None,
+        copies: Vec::new(),
     };
     let mut groups: BTreeMap<(DbId, NaiveDate, RetentionClass), Group<'_>> = BTreeMap::new();
     for object in objects {

@@ -105,7 +105,7 @@ async fn drills(store: &BackupStore, objects: &[ObjectInfo]) -> Result<Drills, B
 }
 
 /// [`prune`], recording an applied prune under `run_id` (the `/schedule` run it follows) when given.
-async fn prune_as(
+pub(super) async fn prune_as(
     store: &BackupStore,
     policy: &RetentionPolicy,
     as_of: NaiveDate,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{PgDb, TestApp, pg_source, required_env, unique_name};
+use crate::support::{PgDb, TestApp, cli, pg_source, required_env, unique_name};
 
 fn s3_options() -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -257,4 +257,180 @@ async fn a_cloud_sql_export_enqueues_its_copy_task_and_its_plaintext_sql_gz_is_e
     assert_eq!(copy_manifest["sha256"], sha256_hex(&cipher));
     assert!(decrypt(cipher, &identity).await == primary, "byte-identical after decryption");
     assert!(t.reports().await.is_empty(), "nothing failed");
+}
+
+/// A config for the binary: the app's primary store, the copies, drills on the local server.
+fn cli_config(dir: &std::path::Path, app: &TestApp, copies: &Copies) -> std::path::PathBuf {
+    use secrecy::ExposeSecret;
+    let identity = dir.join("identity.txt");
+    std::fs::write(&identity, format!("{}\n", copies.identity.to_string().expose_secret())).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"file://{}\"\n[verify]\nurl = \"{}\"\nidentity_file = \"{}\"\n{}",
+            app.store_dir.path().display(),
+            crate::support::pg_url(),
+            identity.display(),
+            copies.toml
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn a_backup_is_listed_restored_and_verified_from_each_copy_and_a_copy_without_its_dump_fails_alone() {
+    let src = source_db("copy_from");
+    let copies = two_copies("copy-from");
+    let app = TestApp::spawn(&format!("{}{}", pg_source("pgsrc", &src.name), copies.toml)).await;
+    let (status, _, body) = app.post("/export", &export_body(&src.name)).await;
+    assert_eq!(status, 200, "{body}");
+    let key = body["key"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_config(dir.path(), &app, &copies);
+    let identity = dir.path().join("identity.txt");
+    let path = format!("pgsrc/pg/{}", src.name);
+    let db: data_backup::model::DatabasePath = path.parse().unwrap();
+    let record_key = Key::Verification { db, date: data_backup::model::RunDate::parse("2026-11-20").unwrap() }.path();
+
+    for (copy, bucket, encrypted) in [("azure", copies.az.clone(), false), ("s3-offsite", copies.s3.clone(), true)] {
+        // Listed from the copy: its own key (`.age` when encrypted on the way).
+        let (ok, out, err) = cli(&config, &["list", "--json", "--from", copy, "--database", &path]);
+        assert!(ok, "{copy}: {err}");
+        let listed: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{copy}: {listed}");
+        assert_eq!(listed[0]["encrypted"], encrypted, "{copy}: {listed}");
+        assert_eq!(listed[0]["key"].as_str().unwrap().ends_with(".age"), encrypted, "{copy}: {listed}");
+
+        // Restored from the copy into a fresh database: the source's rows.
+        let into = PgDb { name: unique_name(&format!("copy_from_{}", copy.replace('-', "_"))) };
+        let target = format!("{}{}", crate::support::pg_url(), into.name);
+        let mut args = vec!["restore", "--create", "--from", copy, "--database", &path, "--target", &target];
+        let identity_arg = identity.to_str().unwrap();
+        if encrypted {
+            args.extend(["--identity", identity_arg]);
+        }
+        let (ok, out, err) = cli(&config, &args);
+        assert!(ok, "{copy}: {err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["key"], listed[0]["key"], "{copy}: restored from the copy's object");
+        assert_eq!(into.fingerprint(), src.fingerprint(), "{copy}");
+
+        // Verified from the copy: the verdict lands in the copy's store, not the primary's.
+        let (ok, out, err) = cli(&config, &["verify", "--from", copy, "--database", &path]);
+        assert!(ok, "{copy}: {err}");
+        let records: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(records[0]["result"], "ok", "{copy}: {records}");
+        let record = manifest(bucket.as_ref(), &record_key).await.expect("the copy holds its verification record");
+        assert_eq!(record["result"], "ok", "{copy}");
+        assert!(!app.store_dir.path().join(&record_key).exists(), "{copy}: the primary's record is not written");
+    }
+
+    // An unknown copy is refused with the configured names.
+    let (ok, _, err) = cli(&config, &["list", "--from", "nowhere", "--database", &path]);
+    assert!(!ok);
+    assert!(err.contains("`nowhere`") && err.contains("s3-offsite, azure"), "{err}");
+
+    // The Azure copy loses its dump: a restore from it fails clearly, the primary still restores.
+    copies.az.delete(&key).await.unwrap();
+    let lost = PgDb { name: unique_name("copy_from_lost") };
+    let target = format!("{}{}", crate::support::pg_url(), lost.name);
+    let (ok, _, err) =
+        cli(&config, &["restore", "--create", "--from", "azure", "--database", &path, "--target", &target]);
+    assert!(!ok, "a copy without its dump cannot restore");
+    assert!(err.contains("2026-11-20") || err.contains("missing") || err.contains("no backup"), "{err}");
+    let (ok, _, err) = cli(&config, &["restore", "--create", "--database", &path, "--target", &target]);
+    assert!(ok, "the primary still restores: {err}");
+    assert_eq!(lost.fingerprint(), src.fingerprint());
+}
+
+fn entries(plan: &Value, list: &str) -> std::collections::BTreeSet<(String, String, String)> {
+    plan[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let field = |f: &str| e[f].as_str().unwrap_or("-").to_owned();
+            (field("database"), field("class"), field("run_date"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_prune_a_year_later_keeps_in_each_copy_exactly_what_it_keeps_in_the_primary() {
+    let src = source_db("copy_prune");
+    let copies = two_copies("copy-prune");
+    let app = TestApp::spawn(&format!("{}{}", pg_source("pgsrc", &src.name), copies.toml)).await;
+    for date in ["2026-10-01", "2026-11-01", "2026-11-15", "2026-11-19", "2026-11-20"] {
+        let mut body = export_body(&src.name);
+        body["run_date"] = json!(date);
+        let (status, _, answer) = app.post("/export", &body).await;
+        assert_eq!(status, 200, "{date}: {answer}");
+    }
+    let policy = app.state.retention.clone();
+    let as_of = chrono::NaiveDate::from_ymd_opt(2027, 11, 20).unwrap();
+    let primary_alone = data_backup::retention::prune(&app.state.service.store, &policy, as_of, false).await.unwrap();
+
+    let (status, _, plan) = app.post("/prune", &json!({"as_of": "2027-11-20"})).await;
+
+    assert_eq!(status, 200, "{plan}");
+    // The primary's answer is the prune it always was, with the copies beside it.
+    let mut primary: Value = plan.clone();
+    primary.as_object_mut().unwrap().remove("copies");
+    assert_eq!(primary, serde_json::to_value(&primary_alone).unwrap());
+    let (kept, deleted) = (entries(&plan, "kept"), entries(&plan, "deleted"));
+    assert!(!kept.is_empty() && !deleted.is_empty(), "a year on, some go and some stay: {plan}");
+    let answered: Vec<&str> = plan["copies"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(answered, ["s3-offsite", "azure"], "{plan}");
+    for copy in plan["copies"].as_array().unwrap() {
+        assert_eq!(entries(copy, "kept"), kept, "{copy}");
+        assert_eq!(entries(copy, "deleted"), deleted, "{copy}");
+        assert!(copy["error"].is_null(), "{copy}");
+    }
+    // The plain copy names the primary's very keys.
+    let keys = |p: &Value, list: &str| -> Vec<Value> {
+        p[list].as_array().unwrap().iter().map(|e| e["keys"].clone()).collect()
+    };
+    assert_eq!(keys(&plan["copies"][1], "kept"), keys(&plan, "kept"));
+    assert_eq!(keys(&plan["copies"][1], "deleted"), keys(&plan, "deleted"));
+}
+
+#[tokio::test]
+async fn an_applied_prune_deletes_from_a_copy_and_a_failing_copy_is_answered_not_fatal() {
+    let src = source_db("copy_prune_apply");
+    let copies = two_copies("copy-prune-apply");
+    let missing = format!("s3://{}/p", unique_name("no-such-bucket").replace('_', "-").to_lowercase());
+    let app = TestApp::spawn(&format!(
+        "{}{}{}[retention.daily]\nkeep_days = 3\n[retention.weekly]\nkeep_days = 3\n[retention.monthly]\nkeep_days = 3\n\
+         [retention.quarterly]\nkeep_days = 3\n",
+        pg_source("pgsrc", &src.name),
+        copy_toml("azure", &copies.az_url, &az_options(), &[]),
+        copy_toml("gone", &missing, &s3_options(), &[]),
+    ))
+    .await;
+    let today = chrono::Utc::now().date_naive();
+    // Ten days ago, never a January 1 (a yearly backup, kept for years).
+    let old =
+        [10, 11].map(|n| today - chrono::Days::new(n)).into_iter().find(|d| chrono::Datelike::ordinal(d) != 1).unwrap();
+    let mut keys = Vec::new();
+    for date in [old, today] {
+        let mut body = export_body(&src.name);
+        body["run_date"] = json!(date.format("%Y-%m-%d").to_string());
+        let (status, _, answer) = app.post("/export", &body).await;
+        assert_eq!(status, 200, "{date}: {answer}");
+        keys.push(answer["key"].as_str().unwrap().to_owned());
+    }
+
+    let (status, _, plan) = app.post("/prune", &json!({"apply": true})).await;
+
+    assert_eq!(status, 200, "{plan}");
+    assert!(!app.store_dir.path().join(&keys[0]).exists(), "expired in the primary: {plan}");
+    assert_eq!(read_all(copies.az.as_ref(), &keys[0]).await, None, "and deleted from the copy: {plan}");
+    let azure = plan["copies"].as_array().unwrap().iter().find(|c| c["name"] == "azure").expect("answered");
+    assert!(azure["record"].is_string() && azure["error"].is_null(), "{azure}");
+    assert!(read_all(copies.az.as_ref(), &keys[1]).await.is_some(), "today's stays");
+    let gone = plan["copies"].as_array().unwrap().iter().find(|c| c["name"] == "gone").expect("answered");
+    assert!(gone["error"].is_string(), "{gone}");
+    assert!(plan["applied"] == true && plan["record"].is_string(), "the primary pruned: {plan}");
 }
