@@ -34,7 +34,7 @@ pub async fn run(settings: &Settings, args: PruneArgs) -> anyhow::Result<ExitCod
             Err(e) => plan.copies.push(crate::retention::CopyPrune::failed(&copy.name, e.to_string())),
         }
     }
-    plan.copies.extend(crate::retention::prune_copies(&copies, &policy, as_of, args.apply, None).await);
+    plan.copies.extend(crate::retention::prune_copies(&store, &copies, &policy, as_of, args.apply, None).await);
     print_json(&plan)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -89,8 +89,14 @@ impl AppState {
                 .await;
             if let Some(copies) = &self.copies {
                 let stores = copies.stores();
-                crate::retention::prune_copies_after_schedule(&stores, &self.retention, run_date, &summary.run_id)
-                    .await;
+                crate::retention::prune_copies_after_schedule(
+                    &self.service.store,
+                    &stores,
+                    &self.retention,
+                    run_date,
+                    &summary.run_id,
+                )
+                .await;
             }
         }
         self.count_discovery(&summary);

@@ -23,12 +23,14 @@ pub async fn prune_with_copies(
     apply: bool,
 ) -> Result<PrunePlan, RetentionError> {
     let mut plan = prune(store, policy, as_of, apply).await?;
-    plan.copies = prune_copies(copies, policy, as_of, apply, None).await;
+    plan.copies = prune_copies(store, copies, policy, as_of, apply, None).await;
     Ok(plan)
 }
 
-/// Prunes each copy in turn as of `as_of` (recorded under `run_id` when given); one answer per copy.
+/// Prunes each copy in turn as of `as_of` (recorded under `run_id` when given), keeping what the
+/// `primary` store holds (its `holds/`); one answer per copy.
 pub async fn prune_copies(
+    primary: &BackupStore,
     copies: &[(String, BackupStore)],
     policy: &RetentionPolicy,
     as_of: NaiveDate,
@@ -37,7 +39,7 @@ pub async fn prune_copies(
 ) -> Vec<CopyPrune> {
     let mut answers = Vec::with_capacity(copies.len());
     for (name, store) in copies {
-        let answer = match prune_as(store, policy, as_of, apply, run_id).await {
+        let answer = match prune_as(store, primary, policy, as_of, apply, run_id).await {
             Ok(plan) => CopyPrune::of(name, plan, None),
             Err(e) => {
                 tracing::error!(copy.name = %name, error = %e, "the prune of the copy `{name}` failed: {e}");
@@ -55,13 +57,14 @@ pub async fn prune_copies(
 /// The prune of every copy after a `/schedule` run (see [`super::prune::prune_after_schedule`]):
 /// applied as of the run date, recorded in each copy under the run's id, failures logged.
 pub async fn prune_copies_after_schedule(
+    primary: &BackupStore,
     copies: &[(String, BackupStore)],
     policy: &RetentionPolicy,
     run_date: RunDate,
     run_id: &str,
 ) {
     let id = RunId::parse(run_id).ok();
-    for answer in prune_copies(copies, policy, run_date.date(), true, id.as_ref()).await {
+    for answer in prune_copies(primary, copies, policy, run_date.date(), true, id.as_ref()).await {
         tracing::info!(
             run.id = run_id, copy.name = %answer.name, prune.deleted = answer.deleted.len(),
             prune.skipped = answer.skipped.len(), prune.bytes_freed = answer.bytes_freed,

@@ -53,7 +53,7 @@ pub async fn prune(
     as_of: NaiveDate,
     apply: bool,
 ) -> Result<PrunePlan, RetentionError> {
-    prune_as(store, policy, as_of, apply, None).await
+    prune_as(store, store, policy, as_of, apply, None).await
 }
 
 /// The verification records (a listing of `verifications/`) and, per database, the record of its
@@ -105,8 +105,11 @@ async fn drills(store: &BackupStore, objects: &[ObjectInfo]) -> Result<Drills, B
 }
 
 /// [`prune`], recording an applied prune under `run_id` (the `/schedule` run it follows) when given.
+/// The holds are those of `holds_of`: the store itself, or for an off-site copy the primary, where
+/// the tripwire places them (a held backup stays in every copy too).
 pub(super) async fn prune_as(
     store: &BackupStore,
+    holds_of: &BackupStore,
     policy: &RetentionPolicy,
     as_of: NaiveDate,
     apply: bool,
@@ -122,7 +125,7 @@ pub(super) async fn prune_as(
         objects.extend(bucket.list(&class_prefix(class, None)).await?);
     }
     let leases = bucket.list(&leases_prefix()).await?;
-    let holds = bucket.list(&holds_prefix()).await?;
+    let holds = holds_of.bucket().list(&holds_prefix()).await?;
     let drills = drills(store, &objects).await?;
     let mut result = plan(&objects, &leases, &holds, &drills, policy, as_of);
     let mut stopped = None;
@@ -203,7 +206,7 @@ pub(super) async fn prune_as(
 /// lease while they do. Failures are logged, never fatal to the schedule.
 pub async fn prune_after_schedule(store: &BackupStore, policy: &RetentionPolicy, run_date: RunDate, run_id: &str) {
     let id = RunId::parse(run_id).ok();
-    match prune_as(store, policy, run_date.date(), true, id.as_ref()).await {
+    match prune_as(store, store, policy, run_date.date(), true, id.as_ref()).await {
         Ok(plan) => tracing::info!(
             run.id = run_id,
             prune.deleted = plan.deleted.len(),

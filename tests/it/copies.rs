@@ -362,12 +362,23 @@ async fn a_prune_a_year_later_keeps_in_each_copy_exactly_what_it_keeps_in_the_pr
     let src = source_db("copy_prune");
     let copies = two_copies("copy-prune");
     let app = TestApp::spawn(&format!("{}{}", pg_source("pgsrc", &src.name), copies.toml)).await;
-    for date in ["2026-10-01", "2026-11-01", "2026-11-15", "2026-11-19", "2026-11-20"] {
+    let mut held = String::new();
+    for date in ["2026-10-01", "2026-10-02", "2026-11-01", "2026-11-15", "2026-11-19", "2026-11-20"] {
         let mut body = export_body(&src.name);
         body["run_date"] = json!(date);
         let (status, _, answer) = app.post("/export", &body).await;
         assert_eq!(status, 200, "{date}: {answer}");
+        if date == "2026-10-02" {
+            held = answer["key"].as_str().unwrap().to_owned();
+        }
     }
+    // The tripwire holds the daily backup of 2026-10-02 in the primary (`holds/<db>/<date>.json`):
+    // every copy keeps it too.
+    let segments: Vec<&str> = held.split('/').collect();
+    let hold =
+        app.store_dir.path().join(format!("holds/{}/{}/{}/2026-10-02.json", segments[1], segments[2], segments[3]));
+    std::fs::create_dir_all(hold.parent().unwrap()).unwrap();
+    std::fs::write(&hold, b"{}").unwrap();
     let policy = app.state.retention.clone();
     let as_of = chrono::NaiveDate::from_ymd_opt(2027, 11, 20).unwrap();
     let primary_alone = data_backup::retention::prune(&app.state.service.store, &policy, as_of, false).await.unwrap();
@@ -383,7 +394,12 @@ async fn a_prune_a_year_later_keeps_in_each_copy_exactly_what_it_keeps_in_the_pr
     assert!(!kept.is_empty() && !deleted.is_empty(), "a year on, some go and some stay: {plan}");
     let answered: Vec<&str> = plan["copies"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(answered, ["s3-offsite", "azure"], "{plan}");
+    let skipped_dates = |p: &Value| -> Vec<String> {
+        p["skipped"].as_array().unwrap().iter().filter_map(|e| e["run_date"].as_str().map(str::to_owned)).collect()
+    };
+    assert_eq!(skipped_dates(&plan), ["2026-10-02"], "the held backup stays in the primary: {plan}");
     for copy in plan["copies"].as_array().unwrap() {
+        assert_eq!(skipped_dates(copy), ["2026-10-02"], "and in the copy: {copy}");
         assert_eq!(entries(copy, "kept"), kept, "{copy}");
         assert_eq!(entries(copy, "deleted"), deleted, "{copy}");
         assert!(copy["error"].is_null(), "{copy}");
