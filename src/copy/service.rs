@@ -69,11 +69,8 @@ impl CopyService {
     ) -> Result<Self, OpenError> {
         let mut targets = Vec::new();
         for (i, copy) in settings.copies.iter().enumerate() {
-            let setting = format!("copies[{i}].url");
-            let bucket = open_bucket(&copy.url, &copy.options, &settings.gcp, &setting)
-                .await
-                .map_err(|source| OpenError::Store { name: copy.name.clone(), source })?;
-            let target = CopyTarget::new(copy.clone(), primary.with_bucket(bucket))
+            let store = open_copy_store(settings, &primary, &copy.name).await?;
+            let target = CopyTarget::new(copy.clone(), store)
                 .map_err(|e| SettingsError { key: format!("copies[{i}].age_recipients"), reason: e })?;
             targets.push(target);
         }
