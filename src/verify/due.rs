@@ -65,6 +65,10 @@ impl Verifier {
                 Err(e @ (VerifyError::NotConfigured(_) | VerifyError::NotFound(_))) => {
                     tracing::info!(db.path = %path_text(&db), copy.name = copy, last_verified = ?last, "skipped by the drill: {e}");
                 }
+                // A copy's store failing never stops the drills of the primary or another copy.
+                Err(VerifyError::Store(e)) if copy.is_some() => {
+                    tracing::warn!(db.path = %path_text(&db), copy.name = copy, error = %e, "the copy's drill did not run: {e}");
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -158,3 +158,28 @@ async fn a_copy_task_whose_copy_store_fails_transiently_is_retried_and_reported_
     assert!(copy_dir.path().join(&manifest_key).is_file(), "the copy has its manifest");
     assert_eq!(hook.received_requests().await.unwrap().len(), 1, "nothing more reported");
 }
+
+#[tokio::test]
+async fn a_copy_whose_store_fails_never_stops_the_nightly_drills_of_the_primary() {
+    let src = source_db("copy_pick_fails");
+    let copy_dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&format!(
+        "{}{}[verify]\nurl = \"{}\"\n",
+        pg_source("pgsrc", &src.name),
+        copy_toml("local", &format!("file://{}", copy_dir.path().display()), &Default::default(), &[]),
+        pg_url()
+    ))
+    .await;
+    let (status, _, body) = app.post("/export", &export_body(&src.name)).await;
+    assert_eq!(status, 200, "{body}");
+    let (manifest_key, _) = keys_of(body["key"].as_str().unwrap());
+    // The copy's backups can no longer be listed: its first key segment is now a file.
+    let top = copy_dir.path().join(manifest_key.split('/').next().unwrap());
+    std::fs::remove_dir_all(&top).unwrap();
+    std::fs::write(&top, b"in the way").unwrap();
+
+    let picked = app.state.verifier.pick(2).await.expect("the copy's failure is not the pick's");
+
+    assert_eq!(picked.len(), 1, "{picked:?}");
+    assert_eq!((picked[0].copy.as_deref(), picked[0].result), (None, data_backup::verify::VerificationResult::Ok));
+}
