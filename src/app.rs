@@ -125,8 +125,9 @@ impl AppState {
         let local_queue = Arc::new(LocalQueue::start(service.clone(), settings.queue.clone()));
         let exclusions = Exclusions::new(&settings.exclude.patterns)
             .map_err(|e| SettingsError { key: "exclude.patterns".into(), reason: e.to_string() })?;
-        let verifier =
-            Arc::new(crate::verify::Verifier::new(service.store.clone(), settings, service.notifiers.clone()));
+        let verifier = crate::verify::Verifier::new(service.store.clone(), settings, service.notifiers.clone())
+            .with_copies(copies.as_ref().map(|c| c.stores()).unwrap_or_default());
+        let verifier = Arc::new(verifier);
         let status = Arc::new(crate::status::service::StatusService::new(
             service.store.clone(),
             settings.status.clone(),

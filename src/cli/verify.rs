@@ -10,7 +10,6 @@ use super::output::print_json;
 use crate::http::state::AppState;
 use crate::model::{DatabasePath, RunDate};
 use crate::settings::Settings;
-use crate::verify::Verifier;
 
 /// `data-backup verify`.
 #[derive(Debug, clap::Args)]
@@ -21,7 +20,8 @@ pub struct VerifyArgs {
     /// The backup of this run date (default the newest).
     #[arg(long, requires = "database")]
     pub date: Option<String>,
-    /// Nightly drill: verify the N least recently verified databases (default `verify.nightly_count`).
+    /// Nightly drill: verify the N least recently verified databases, in the primary store and each
+    /// off-site copy (default `verify.nightly_count`).
     #[arg(long, num_args = 0..=1, value_name = "N")]
     pub pick: Option<Option<usize>>,
     /// Drill the backup in this off-site copy (a `[[copies]]` name) instead of the primary store;
@@ -42,8 +42,7 @@ pub async fn run(settings: &Settings, args: VerifyArgs) -> anyhow::Result<ExitCo
                 Some(name) => {
                     // A drill of the copy: its catalog, its record (the copy is itself proven).
                     let store = crate::copy::open_copy_store(settings, &state.service.store, name).await?;
-                    let verifier = Verifier::new(store, settings, state.service.notifiers.clone());
-                    verifier.verify(&db, date).await.map(|r| vec![r])
+                    state.verifier.verify_from(name, &store, &db, date).await.map(|r| vec![r])
                 }
             }
         }

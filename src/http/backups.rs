@@ -1,6 +1,7 @@
 //! `GET /backups` (the backups of one database, newest first, paged), `POST /verify` (a restore
 //! drill of one backup) and `POST /verify/due` (the drills due, for a scheduler): parse, call the
-//! domain, map the outcome.
+//! domain, map the outcome. `from` on the first two reads an off-site copy (`[[copies]]`, ADR 0023)
+//! instead of the primary store.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -29,6 +30,9 @@ pub struct BackupsQuery {
     /// Backups per page (1–200, default 50).
     #[serde(default)]
     pub page_size: Option<usize>,
+    /// List the backups in this off-site copy (a `[[copies]]` name) instead of the primary store.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 /// List the backups of one database, newest first.
@@ -41,6 +45,7 @@ pub struct BackupsQuery {
         (status = 200, description = "One page of backups, newest first", body = BackupPage),
         (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No copy has the name `from` gives (the answer names the configured copies)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid `database`, `page_token` or `page_size`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is temporarily unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -58,7 +63,11 @@ pub async fn list_backups(
             InvalidField::new("page_size", format!("must be between 1 and {}", crate::restore::MAX_PAGE_SIZE)).into()
         );
     }
-    let page = crate::restore::list_backups(&state.service.store, &db, query.page_token.as_deref(), size).await?;
+    let store = match query.from.as_deref() {
+        None => state.service.store.clone(),
+        Some(name) => crate::copy::open_copy_store(&state.settings, &state.service.store, name).await?,
+    };
+    let page = crate::restore::list_backups(&store, &db, query.page_token.as_deref(), size).await?;
     Ok(Json(page))
 }
 
@@ -76,6 +85,10 @@ pub struct VerifyRequest {
     /// The backup's run date (`YYYY-MM-DD`); default the newest backup.
     #[serde(default)]
     pub run_date: Option<String>,
+    /// Drill the backup in this off-site copy (a `[[copies]]` name) instead of the primary store;
+    /// the record is written in the copy's store and names the copy.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 /// Restore one backup into a scratch database, compare its row counts and run the checks.
@@ -88,7 +101,7 @@ pub struct VerifyRequest {
         (status = 200, description = "The drill ran; `result` says whether the backup is good (failures are also reported through the notifiers)", body = VerificationRecord),
         (status = 400, description = "Malformed JSON, unknown or missing field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such backup", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such backup, or no copy has the name `from` gives (the answer names the configured copies)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field has an invalid value, or no verification server is configured for the engine", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is temporarily unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -105,10 +118,18 @@ pub async fn verify(
         database: DatabaseName::parse(req.database)?,
     };
     let date = req.run_date.as_deref().map(RunDate::parse).transpose()?;
-    Ok(Json(state.verifier.verify(&db, date).await?))
+    let record = match req.from.as_deref() {
+        None => state.verifier.verify(&db, date).await?,
+        Some(name) => {
+            let store = crate::copy::open_copy_store(&state.settings, &state.service.store, name).await?;
+            state.verifier.verify_from(name, &store, &db, date).await?
+        }
+    };
+    Ok(Json(record))
 }
 
-/// Run the drills due: the least recently verified databases, never-verified first, within the
+/// Run the drills due: the least recently verified databases (in the primary store and in each
+/// off-site copy, each record naming its copy), never-verified first, within the
 /// `[verify]` budget (`nightly_count` drills, none started after `nightly_secs`). Cloud Scheduler
 /// calls it after the nightly run (`serve` on the embedded queue drills after each run by itself).
 /// The drills run to their end even when the caller stops waiting.

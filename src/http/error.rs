@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Rejection;
+use crate::copy::{CopyError, OpenError};
 use crate::export::ExportError;
 use crate::export::service::{ScopeError, UnknownSource};
 use crate::export::source::EngineError;
@@ -422,5 +423,39 @@ impl From<DueDrillsError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         Self::Unavailable { detail: format!("the store could not be read: {e}"), retry_after: STORE_RETRY_AFTER }
+    }
+}
+
+/// The copy a `from` names (`GET /backups`, `POST /verify`): an unknown name is 404 naming the
+/// configured copies; a copy whose settings cannot work is permanent; a store that cannot be
+/// opened now is retried.
+impl From<OpenError> for ApiError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Unknown { .. } => Self::NotFound(e.to_string()),
+            OpenError::Store { ref source, .. } if source.is_transient() => {
+                Self::Unavailable { detail: e.to_string(), retry_after: STORE_RETRY_AFTER }
+            }
+            e => Self::Unprocessable(e.to_string()),
+        }
+    }
+}
+
+/// A copy delivery (`/export` with `"copy": true`) whose copy `copy` failed transiently: retried
+/// by the queue after a jittered 30 s (its failure is reported once, whatever the deliveries).
+#[derive(Debug)]
+pub struct CopyRetry {
+    /// The copy's name.
+    pub copy: String,
+    /// Why it failed.
+    pub error: CopyError,
+}
+
+impl From<CopyRetry> for ApiError {
+    fn from(CopyRetry { copy, error }: CopyRetry) -> Self {
+        Self::Unavailable {
+            detail: format!("the copy `{copy}` failed and may succeed later: {error}"),
+            retry_after: crate::util::backoff::spread(EXPORT_RETRY_AFTER, 0.5),
+        }
     }
 }

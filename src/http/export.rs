@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, CopyRetry, Problem};
 use super::state::AppState;
 use crate::export::follow_up::{FollowUpPolicy, NextCheck};
 use crate::export::job::JobStep;
@@ -68,7 +68,9 @@ pub struct ExportRequest {
     /// Copy the backup, which must already be in the primary store, to the off-site copies
     /// (`[[copies]]`) instead of exporting (`cloud_tasks` mode sets it on the copy task it creates
     /// once a backup is made; ADR 0023). Answers `already_exported`; a copy that fails is reported
-    /// once, not retried by the queue.
+    /// once, whatever the deliveries: a transient failure answers 503 with `Retry-After` (the queue
+    /// delivers the task again, the copies already made are skipped), a permanent one answers 200
+    /// `already_exported` with `retryable: false` and the copy's `error`.
     #[serde(default)]
     pub copy: bool,
 }
@@ -103,10 +105,11 @@ pub struct ExportResponse {
     /// The backup's manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest: Option<Manifest>,
-    /// For `failed`: whether retrying could help (always false).
+    /// For `failed`, and a copy delivery whose copy failed permanently: whether retrying could
+    /// help (always false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
-    /// For `failed`: what went wrong.
+    /// For `failed`, and a copy delivery whose copy failed permanently: what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// For `started`, `running`, `waiting`: when the follow-up check is due.
@@ -184,7 +187,7 @@ fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
         (status = 409, description = "Another export of the same task holds the lease", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field has an invalid value (an `engine` that is not the instance's), the database lies outside what the service backs up (without `ignore_scope`), or the export failed permanently (reported)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Transient failure (or, with follow-ups, the follow-up check could not be created): retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Transient failure (of the export, or of a copy delivery's copy; or, with follow-ups, the follow-up check could not be created): retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -212,15 +215,28 @@ pub async fn export(
     export_task(&state, &task, label, &delivery).instrument(span).await
 }
 
-/// A copy delivery: copies the backup of `task`, already in the primary store, to every copy.
+/// A copy delivery: copies the backup of `task`, already in the primary store, to every copy. A
+/// copy that failed transiently answers 503 with `Retry-After`, so the queue delivers the task
+/// again (the copies already made are skipped then); one that failed permanently answers 200
+/// `already_exported` with `retryable: false` and its `error`. Either is reported once
+/// (`copy::report`), whatever the number of deliveries.
 async fn copy_task(state: &AppState, task: &ExportTask) -> Result<Response, ApiError> {
     let Some(manifest) = state.service.store.manifest(&task.db, task.run_date).await? else {
         return Err(ApiError::NotFound(format!("no backup of {} for {} to copy", task.db, task.run_date)));
     };
-    if let Some(copies) = &state.copies {
-        copies.copy_backup(task, &manifest).await;
+    let Some(copies) = &state.copies else { return Ok(ok(ExportStatus::AlreadyExported, manifest)) };
+    let failed: Vec<(String, crate::copy::CopyError)> =
+        copies.copy_backup(task, &manifest).await.into_iter().filter_map(|(name, o)| Some((name, o.err()?))).collect();
+    if let Some(i) = failed.iter().position(|(_, e)| e.is_transient()) {
+        let (copy, error) = failed.into_iter().nth(i).expect("found above");
+        return Err(CopyRetry { copy, error }.into());
     }
-    Ok(ok(ExportStatus::AlreadyExported, manifest))
+    let mut body = answer(ExportStatus::AlreadyExported, manifest);
+    if !failed.is_empty() {
+        body.retryable = Some(false);
+        body.error = Some(failed.iter().map(|(name, e)| format!("copy `{name}`: {e}")).collect::<Vec<_>>().join("; "));
+    }
+    Ok((StatusCode::OK, Json(body)).into_response())
 }
 
 /// What Cloud Tasks says of a delivery (`X-CloudTasks-*`; absent for operators' calls).
@@ -401,7 +417,11 @@ async fn respond(
 }
 
 fn ok(status: ExportStatus, manifest: Manifest) -> Response {
-    let body = ExportResponse {
+    (StatusCode::OK, Json(answer(status, manifest))).into_response()
+}
+
+fn answer(status: ExportStatus, manifest: Manifest) -> ExportResponse {
+    ExportResponse {
         status,
         key: Some(manifest.key.clone()),
         manifest: Some(manifest),
@@ -411,6 +431,5 @@ fn ok(status: ExportStatus, manifest: Manifest) -> Response {
         check: None,
         operation: None,
         reason: None,
-    };
-    (StatusCode::OK, Json(body)).into_response()
+    }
 }

@@ -121,6 +121,16 @@ pub async fn least_recently_verified(
     store: &BackupStore,
 ) -> Result<Vec<(DatabasePath, Option<DateTime<Utc>>)>, StoreError> {
     let dbs = crate::store::catalog::latest_databases(store).await?;
+    least_recently_verified_among(store, dbs).await
+}
+
+/// The databases `dbs`, least recently verified in `store` first (never verified first of all),
+/// with the time of their last verification there. An off-site copy keeps no `latest/`: the
+/// nightly pick asks it about the primary's databases.
+pub async fn least_recently_verified_among(
+    store: &BackupStore,
+    dbs: BTreeSet<DatabasePath>,
+) -> Result<Vec<(DatabasePath, Option<DateTime<Utc>>)>, StoreError> {
     let newest: BTreeMap<DatabasePath, RunDate> = crate::store::catalog::verifications(store)
         .await?
         .into_iter()

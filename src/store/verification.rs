@@ -110,6 +110,10 @@ pub struct VerificationRecord {
     /// backup); absent when the dump was streamed (ADR 0016).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_jobs: Option<usize>,
+    /// The off-site copy (`[[copies]]` name) the drill restored from, whose store holds this
+    /// record; absent for the primary store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
 }
 
 /// The part of a record a listing shows.

@@ -14,6 +14,7 @@ use crate::restore::{
     query_value, restore_manifest,
 };
 use crate::settings::{ServerUrl, SourceKind, VerifyCheck};
+use crate::store::BackupStore;
 use crate::store::manifest::Manifest;
 use crate::store::verification::{CheckOutcome, TableCount, VerificationRecord, VerificationResult};
 
@@ -56,6 +57,7 @@ impl Verifier {
     /// stopped after it, also when the drill fails or is interrupted.
     pub(super) async fn drill_on(
         &self,
+        store: &BackupStore,
         db: &DatabasePath,
         manifest: &Manifest,
         target: Target,
@@ -68,7 +70,7 @@ impl Verifier {
             Target::Configured(url) => {
                 // Not raced with the stop: the drill abandons its restore itself and still drops
                 // its account and database on the configured server.
-                let record = self.drill(db, manifest, &url).await;
+                let record = self.drill(store, db, manifest, &url).await;
                 if self.stop.is_cancelled() { Err(VerifyError::Interrupted) } else { Ok(record) }
             }
             Target::Scratch => {
@@ -93,7 +95,7 @@ impl Verifier {
                     }
                 };
                 let outcome = tokio::select! {
-                    record = self.drill(db, manifest, server.url()) => Ok(record),
+                    record = self.drill(store, db, manifest, server.url()) => Ok(record),
                     () = self.stop.cancelled() => Err(VerifyError::Interrupted),
                 };
                 server.stop().await;
@@ -114,7 +116,13 @@ impl Verifier {
                 || check.databases.iter().any(|g| crate::util::glob::compile_glob(g).is_ok_and(|m| m.is_match(&path))))
     }
 
-    pub(super) async fn drill(&self, db: &DatabasePath, manifest: &Manifest, server: &ServerUrl) -> VerificationRecord {
+    pub(super) async fn drill(
+        &self,
+        store: &BackupStore,
+        db: &DatabasePath,
+        manifest: &Manifest,
+        server: &ServerUrl,
+    ) -> VerificationRecord {
         let started_at = Utc::now();
         let t0 = Instant::now();
         let mut errors = Vec::new();
@@ -164,7 +172,7 @@ impl Verifier {
                     };
                     let restore_started = Instant::now();
                     match restore_manifest(
-                        &self.store,
+                        store,
                         &self.tools,
                         manifest,
                         as_account,

@@ -30,7 +30,14 @@
 //! database with a `latest/` copy, never-verified ones first, then by the time of the record of
 //! their newest verified backup. [`Verifier::drill_due`] is that pick within the `[verify]` budget
 //! (`nightly_count` drills, none started after `nightly_secs`): `serve` runs it after each run's
-//! exports, and `POST /verify/due` (Cloud Scheduler) on Cloud Run.
+//! exports, and `POST /verify/due` (Cloud Scheduler) on Cloud Run. With off-site copies
+//! ([`Verifier::with_copies`]) the pick is over (store, database) pairs: each database once in the
+//! primary and once in each copy, ordered by the last drill in that store, so the copies are
+//! proven in turn too (ADR 0023).
+//!
+//! **A drill of a copy** ([`Verifier::verify_from`], the nightly pick) reads the copy's catalog,
+//! manifest and object, decrypts an encrypted copy with `verify.identity_file`, and writes its
+//! record (naming the copy in `copy`) in the copy's store, never in the primary's.
 //!
 //! **Where a drill restores.** On the configured server of the backup's engine (`url`,
 //! `mysql_url`); without one (and with `scratch`, the default), on a throwaway server the drill
@@ -96,6 +103,9 @@ enum Target {
 /// Runs restore drills; one per process, shared by the CLI and `POST /verify`.
 pub struct Verifier {
     store: BackupStore,
+    /// The off-site copies (`[[copies]]`: name and store) the nightly pick drills besides the
+    /// primary ([`Verifier::with_copies`]).
+    copies: Vec<(String, BackupStore)>,
     settings: VerifySettings,
     tools: ToolDirs,
     /// `restore.jobs` and `restore.temp_dir`: a drill restores as `data-backup restore` does.
@@ -116,6 +126,7 @@ impl Verifier {
     pub fn new(store: BackupStore, settings: &Settings, notifiers: Vec<Arc<dyn Notifier>>) -> Self {
         Self {
             store,
+            copies: Vec::new(),
             settings: settings.verify.clone(),
             tools: ToolDirs::from_settings(settings),
             restore_jobs: settings.restore.jobs,
@@ -125,6 +136,14 @@ impl Verifier {
             running: tokio::sync::RwLock::new(()),
             due: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// This verifier with the off-site copies `copies` (name and store): the nightly pick drills
+    /// their backups too, each recorded in its copy's store.
+    #[must_use]
+    pub fn with_copies(mut self, copies: Vec<(String, BackupStore)>) -> Self {
+        self.copies = copies;
+        self
     }
 
     /// Stops every running drill (their scratch servers are stopped and removed, nothing is
@@ -157,8 +176,33 @@ impl Verifier {
 
     /// Verifies the backup of `db` for `date` (default: the newest); see the module docs.
     pub async fn verify(&self, db: &DatabasePath, date: Option<RunDate>) -> Result<VerificationRecord, VerifyError> {
+        self.verify_in(&self.store, None, db, date).await
+    }
+
+    /// Verifies the backup of `db` for `date` (default: the newest) in the off-site copy `copy`,
+    /// whose store is `store` (`copy::open_copy_store`): its catalog, its manifest and object, its
+    /// record (the copy is itself proven; the primary's verdict is never overwritten by a copy's).
+    /// An encrypted copy is decrypted with `verify.identity_file`.
+    pub async fn verify_from(
+        &self,
+        copy: &str,
+        store: &BackupStore,
+        db: &DatabasePath,
+        date: Option<RunDate>,
+    ) -> Result<VerificationRecord, VerifyError> {
+        self.verify_in(store, Some(copy), db, date).await
+    }
+
+    /// Verifies the backup of `db` for `date` in `store`, the primary or (`copy`) an off-site copy.
+    async fn verify_in(
+        &self,
+        store: &BackupStore,
+        copy: Option<&str>,
+        db: &DatabasePath,
+        date: Option<RunDate>,
+    ) -> Result<VerificationRecord, VerifyError> {
         // Every manifest counts here, also one whose dump is missing: that is what a drill is for.
-        let all = crate::store::catalog::stored_backups(&self.store, db).await?;
+        let all = crate::store::catalog::stored_backups(store, db).await?;
         let chosen = match date {
             Some(d) => all.iter().find(|b| b.date == d),
             None => all.first(),
@@ -167,22 +211,23 @@ impl Verifier {
         let Some(chosen) = chosen else {
             return Err(VerifyError::NotFound(format!("no backup of {}{what}", path_text(db))));
         };
-        let Some(manifest) = self.store.read::<Manifest>(&chosen.manifest).await? else {
+        let Some(manifest) = store.read::<Manifest>(&chosen.manifest).await? else {
             return Err(VerifyError::NotFound(format!("no backup of {}{what}", path_text(db))));
         };
-        let record = match crate::restore::unrestorable(&manifest) {
+        let mut record = match crate::restore::unrestorable(&manifest) {
             Some(reason) => Self::unverifiable(db, &manifest, reason),
-            None => self.drill_on(db, &manifest, self.server_for(manifest.engine)?).await?,
+            None => self.drill_on(store, db, &manifest, self.server_for(manifest.engine)?).await?,
         };
+        record.copy = copy.map(str::to_owned);
         if record.result == VerificationResult::Failed {
             self.report(&manifest, &record).await;
         }
         let key = Key::Verification { db: db.clone(), date: chosen.date };
         let body = serde_json::to_vec_pretty(&record).expect("plain data serialises");
-        self.store.bucket().put(&key.path(), body.into()).await.map_err(StoreError::from)?;
-        crate::store::history::record_verification(&self.store, db, chosen.date, &record).await;
+        store.bucket().put(&key.path(), body.into()).await.map_err(StoreError::from)?;
+        crate::store::history::record_verification(store, db, chosen.date, &record).await;
         tracing::info!(
-            db.path = %path_text(db), run.date = %record.run_date, result = ?record.result,
+            db.path = %path_text(db), run.date = %record.run_date, result = ?record.result, copy.name = copy,
             duration_secs = record.duration_secs, "verification finished"
         );
         Ok(record)

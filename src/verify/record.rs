@@ -39,6 +39,7 @@ impl Verifier {
             bytes_per_sec: None,
             rows_per_sec: None,
             restore_jobs: None,
+            copy: None,
         }
     }
 
@@ -65,8 +66,12 @@ impl Verifier {
             message: message.clone(),
             reported_at: Utc::now(),
             text: format!(
-                ":red_circle: data-backup: the restore drill of {}/{}/{} (backup of {}) failed: {message}",
-                record.project, record.instance, record.database, record.run_date
+                ":red_circle: data-backup: the restore drill of {}/{}/{} (backup of {}{}) failed: {message}",
+                record.project,
+                record.instance,
+                record.database,
+                record.run_date,
+                record.copy.as_deref().map_or_else(String::new, |c| format!(", off-site copy `{c}`"))
             ),
             operation: None,
         };

@@ -17,7 +17,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{PgDb, TestApp, cli, pg_source, required_env, unique_name};
 
-fn s3_options() -> BTreeMap<String, String> {
+pub(crate) fn s3_options() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("aws_endpoint".to_owned(), required_env("DATA_BACKUP_TEST_S3_ENDPOINT")),
         ("aws_allow_http".to_owned(), "true".to_owned()),
@@ -27,12 +27,12 @@ fn s3_options() -> BTreeMap<String, String> {
     ])
 }
 
-fn az_options() -> BTreeMap<String, String> {
+pub(crate) fn az_options() -> BTreeMap<String, String> {
     BTreeMap::from([("azure_storage_use_emulator".to_owned(), "true".to_owned())])
 }
 
 /// A `[[copies]]` entry.
-fn copy_toml(name: &str, url: &str, options: &BTreeMap<String, String>, recipients: &[String]) -> String {
+pub(crate) fn copy_toml(name: &str, url: &str, options: &BTreeMap<String, String>, recipients: &[String]) -> String {
     let options: Vec<String> = options.iter().map(|(k, v)| format!("{k} = {}", json!(v))).collect();
     format!(
         "[[copies]]\nname = \"{name}\"\nurl = \"{url}\"\nage_recipients = {}\noptions = {{ {} }}\n",
@@ -42,15 +42,15 @@ fn copy_toml(name: &str, url: &str, options: &BTreeMap<String, String>, recipien
 }
 
 /// Two copies of fresh prefixes: moto S3 encrypted to `identity`, azurite as it is.
-struct Copies {
-    toml: String,
-    az_url: String,
-    s3: Arc<dyn Bucket>,
-    az: Arc<dyn Bucket>,
-    identity: age::x25519::Identity,
+pub(crate) struct Copies {
+    pub(crate) toml: String,
+    pub(crate) az_url: String,
+    pub(crate) s3: Arc<dyn Bucket>,
+    pub(crate) az: Arc<dyn Bucket>,
+    pub(crate) identity: age::x25519::Identity,
 }
 
-fn two_copies(tag: &str) -> Copies {
+pub(crate) fn two_copies(tag: &str) -> Copies {
     let identity = age::x25519::Identity::generate();
     let s3_url = format!("s3://{}/{}", required_env("DATA_BACKUP_TEST_S3_BUCKET"), unique_name(tag));
     let az_url = format!("az://{}/{}", required_env("DATA_BACKUP_TEST_AZURE_CONTAINER"), unique_name(tag));
@@ -64,7 +64,7 @@ fn two_copies(tag: &str) -> Copies {
     Copies { toml, az_url, s3: Arc::new(s3), az: Arc::new(az), identity }
 }
 
-fn export_body(database: &str) -> Value {
+pub(crate) fn export_body(database: &str) -> Value {
     json!({"source": "pgsrc", "project": "pgsrc", "instance": "pg", "database": database, "run_date": "2026-11-20"})
 }
 
@@ -74,7 +74,7 @@ async fn read_all(bucket: &dyn Bucket, key: &str) -> Option<Vec<u8>> {
     Some(chunks.concat())
 }
 
-async fn manifest(bucket: &dyn Bucket, key: &str) -> Option<Value> {
+pub(crate) async fn manifest(bucket: &dyn Bucket, key: &str) -> Option<Value> {
     bucket.get(key).await.unwrap().map(|b| serde_json::from_slice(&b).unwrap())
 }
 
@@ -84,7 +84,7 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// The manifest key and the encrypted dump key of the dated dump `dump_key`, from the layout.
-fn keys_of(dump_key: &str) -> (String, String) {
+pub(crate) fn keys_of(dump_key: &str) -> (String, String) {
     let Some(Key::Dump { class, db, date, format, .. }) = Key::parse(dump_key) else { panic!("{dump_key}") };
     let manifest = Key::Manifest { class, db: db.clone(), date }.path();
     (manifest, Key::Dump { class, db, date, format, encrypted: true }.path())
@@ -100,7 +100,7 @@ async fn decrypt(cipher: Vec<u8>, identity: &age::x25519::Identity) -> Vec<u8> {
     plain
 }
 
-fn source_db(prefix: &str) -> PgDb {
+pub(crate) fn source_db(prefix: &str) -> PgDb {
     let src = PgDb::create(prefix);
     src.sql("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g");
     src
