@@ -127,11 +127,22 @@ impl AppState {
             .map_err(|e| SettingsError { key: "exclude.patterns".into(), reason: e.to_string() })?;
         let verifier =
             Arc::new(crate::verify::Verifier::new(service.store.clone(), settings, service.notifiers.clone()));
-        let status = Arc::new(crate::status::service::StatusService::new(
-            service.store.clone(),
-            settings.status.clone(),
-            metrics.clone(),
-        ));
+        let status_copies = copies
+            .as_ref()
+            .map(|c| {
+                c.stores()
+                    .into_iter()
+                    .filter_map(|(name, store)| {
+                        let settings = settings.copies.iter().find(|s| s.name == name)?.clone();
+                        Some(crate::status::copies::StatusCopy { settings, store })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let status = Arc::new(
+            crate::status::service::StatusService::new(service.store.clone(), settings.status.clone(), metrics.clone())
+                .with_copies(status_copies),
+        );
         Ok(Self {
             service,
             queue: match cloud_tasks {

@@ -10,6 +10,7 @@ mod bucket;
 mod cli;
 mod cloudsql;
 mod copies;
+mod copy_status;
 mod drills;
 mod export;
 mod follow_up;
