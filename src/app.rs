@@ -128,11 +128,22 @@ impl AppState {
         let verifier = crate::verify::Verifier::new(service.store.clone(), settings, service.notifiers.clone())
             .with_copies(copies.as_ref().map(|c| c.stores()).unwrap_or_default());
         let verifier = Arc::new(verifier);
-        let status = Arc::new(crate::status::service::StatusService::new(
-            service.store.clone(),
-            settings.status.clone(),
-            metrics.clone(),
-        ));
+        let status_copies = copies
+            .as_ref()
+            .map(|c| {
+                c.stores()
+                    .into_iter()
+                    .filter_map(|(name, store)| {
+                        let settings = settings.copies.iter().find(|s| s.name == name)?.clone();
+                        Some(crate::status::copies::StatusCopy { settings, store })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let status = Arc::new(
+            crate::status::service::StatusService::new(service.store.clone(), settings.status.clone(), metrics.clone())
+                .with_copies(status_copies),
+        );
         Ok(Self {
             service,
             queue: match cloud_tasks {

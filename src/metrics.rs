@@ -87,6 +87,7 @@ pub struct Metrics {
     last_duration: Gauge<f64>,
     last_verification: Gauge<f64>,
     databases: Gauge<u64>,
+    copy_databases: Gauge<u64>,
     discovery_calls: Counter<u64>,
     discovery_errors: Counter<u64>,
     queue_retries: Counter<u64>,
@@ -206,6 +207,13 @@ impl Metrics {
                 .with_description("Databases by status state (ok, stale, failing, missing, gone, unverified, excluded)")
                 .with_unit("{database}")
                 .build(),
+            copy_databases: meter
+                .u64_gauge("data_backup.copy.databases")
+                .with_description(
+                    "Databases with a backup, by off-site copy and copy state (ok, behind, missing, error)",
+                )
+                .with_unit("{database}")
+                .build(),
             discovery_calls: meter
                 .u64_counter("data_backup.discovery.calls")
                 .with_description("Discovery calls, by source and API")
@@ -322,6 +330,18 @@ impl Metrics {
             if let Some(at) = b.verified_at {
                 self.last_verification.record(unix_secs(at), &labels);
             }
+        }
+    }
+
+    /// Records the state of each off-site copy: (copy name, copy state, databases), every state of
+    /// every copy, zeros included (labels `copy` and `state`: copies times four series).
+    pub fn observe_copies(&self, counts: &[(&str, &str, usize)]) {
+        let _one_at_a_time = self.states_lock.lock().expect("lock");
+        for &(copy, state, n) in counts {
+            self.copy_databases.record(
+                u64::try_from(n).unwrap_or(u64::MAX),
+                &[KeyValue::new("copy", copy.to_owned()), KeyValue::new("state", state.to_owned())],
+            );
         }
     }
 

@@ -1,6 +1,6 @@
 //! `data-backup status`: the totals and the state of every database as a table with the strip of
-//! its last nights (or the JSON of `GET /status`),
-//! with an exit status for cron and health checks (see `status::exit_status`).
+//! its last nights and how each off-site copy holds it (or the JSON of `GET /status`), with an exit
+//! status for cron and health checks (see `status::render::exit_status`).
 
 use std::process::ExitCode;
 
@@ -38,8 +38,13 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
         })
         .transpose()?;
     let store = crate::store::BackupStore::open(settings).await?;
+    let mut copies = Vec::with_capacity(settings.copies.len());
+    for copy in &settings.copies {
+        let copy_store = crate::copy::open_copy_store(settings, &store, &copy.name).await?;
+        copies.push(crate::status::copies::StatusCopy { settings: copy.clone(), store: copy_store });
+    }
     let (report, histories) = tokio::try_join!(
-        crate::status::compute::compute(&store, &settings.status, chrono::Utc::now()),
+        crate::status::compute::compute(&store, &settings.status, &copies, chrono::Utc::now()),
         crate::store::history::all_histories(&store)
     )?;
     let histories: crate::status::page::Histories =

@@ -7,7 +7,10 @@
 //! SHA-256, then the object read back from the copy against what was uploaded. The copy's manifest
 //! is written last, with a conditional create, so a copy killed midway leaves at most a dump
 //! without a manifest, which is no backup and which the next attempt replaces. A copy whose
-//! manifest is already there and names a dump of the recorded size is left alone.
+//! manifest is already there and names a dump of the recorded size is left alone. Once the copy
+//! holds the backup, its `latest/<project>/<instance>/<database>.json` is advanced to the copy's
+//! manifest (never moved back to an older run date), so the status reads a copy as it reads the
+//! primary: one listing of `latest/` and one read per database.
 
 use std::sync::{Arc, Mutex};
 
@@ -151,6 +154,8 @@ impl CopyTarget {
     }
 
     /// Copies the backup `primary_manifest` describes from `primary`; see the module contract.
+    /// Once the copy holds the backup (copied now or before), the copy's `latest/` pointer of the
+    /// database is advanced to it (never back to an older run date), as the primary's is.
     pub async fn copy(&self, primary: &BackupStore, primary_manifest: &Manifest) -> Result<CopyOutcome, CopyError> {
         let m = primary_manifest;
         let Some(Key::Dump { class, db, date, format, encrypted }) = Key::parse(&m.key) else {
@@ -159,9 +164,26 @@ impl CopyTarget {
         if !self.settings.copies_class(class) {
             return Ok(CopyOutcome::NotCopied);
         }
+        let (outcome, held) =
+            self.copy_dump(primary, m, Key::Dump { class, db: db.clone(), date, format, encrypted }).await?;
+        self.store.advance_latest(&db, &held).await?;
+        Ok(outcome)
+    }
+
+    /// The copy itself, once its class is known to be copied: what it did and the copy's manifest.
+    async fn copy_dump(
+        &self,
+        primary: &BackupStore,
+        m: &Manifest,
+        source: Key,
+    ) -> Result<(CopyOutcome, Manifest), CopyError> {
+        let Key::Dump { class, db, date, format, encrypted } = source else {
+            return Err(CopyError::Invalid(format!("{} is not the key of a dated dump", m.key)));
+        };
         let manifest_key = Key::Manifest { class, db: db.clone(), date };
         if let Some(existing) = self.store.read::<Manifest>(&manifest_key).await? {
-            return self.check_existing(&manifest_key, &existing, m).await;
+            let outcome = self.check_existing(&manifest_key, &existing, m).await?;
+            return Ok((outcome, existing));
         }
         let encrypt = !encrypted && !self.recipients.is_empty();
         let dump = Key::Dump { class, db, date, format, encrypted: encrypted || encrypt };
@@ -218,13 +240,13 @@ impl CopyTarget {
             }
         }
         match self.store.create_json(&manifest_key, &copy).await? {
-            PutOutcome::Created => Ok(CopyOutcome::Copied { key: dump_key, bytes }),
+            PutOutcome::Created => Ok((CopyOutcome::Copied { key: dump_key, bytes }, copy)),
             // Another copy of the same backup committed first. Its dump and ours are the same bytes
             // unless encrypted (each encryption differs): then ours replaced the dump its manifest
             // describes, which must be reported, not accepted.
             PutOutcome::AlreadyExists => match self.store.read::<Manifest>(&manifest_key).await? {
                 Some(existing) if same_backup(&existing, m) && existing.sha256 == copy.sha256 => {
-                    Ok(CopyOutcome::AlreadyCopied)
+                    Ok((CopyOutcome::AlreadyCopied, existing))
                 }
                 Some(existing) if same_backup(&existing, m) => Err(CopyError::Mismatch {
                     key: dump_key,

@@ -1,4 +1,4 @@
-//! `[status]` (what counts as fresh) and `[tripwire]` (when a new backup looks like data was
+//! `[status]` (what counts as fresh, for the primary and its off-site copies) and `[tripwire]` (when a new backup looks like data was
 //! lost), with their checks.
 
 use serde::Deserialize;
@@ -44,6 +44,7 @@ impl Default for TripwireSettings {
 /// verify_within_days = 8    # no successful restore drill within this many days: `unverified` (0: off)
 /// cache_secs = 30           # a computed status is served this long before the store is read again
 /// runs_days = 7             # days of runs `GET /runs` lists by default
+/// copy_grace_minutes = 60   # an off-site copy may lag its newest primary backup this long
 /// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,11 +57,14 @@ pub struct StatusSettings {
     pub cache_secs: u64,
     /// Days of runs listed by `GET /runs` when the request does not say.
     pub runs_days: u32,
+    /// Minutes after a primary backup finishes during which an off-site copy that still holds the
+    /// backup due before it counts as `ok` (its copy may be in flight); 0: no grace.
+    pub copy_grace_minutes: u32,
 }
 
 impl Default for StatusSettings {
     fn default() -> Self {
-        Self { slo_hours: 26, verify_within_days: 8, cache_secs: 30, runs_days: 7 }
+        Self { slo_hours: 26, verify_within_days: 8, cache_secs: 30, runs_days: 7, copy_grace_minutes: 60 }
     }
 }
 
@@ -89,6 +93,9 @@ impl StatusSettings {
         }
         if !(1..=366).contains(&self.runs_days) {
             return Err(SettingsError::new("status.runs_days", "must be between 1 and 366"));
+        }
+        if self.copy_grace_minutes > 1440 {
+            return Err(SettingsError::new("status.copy_grace_minutes", "must be at most 1440 (a day)"));
         }
         Ok(())
     }

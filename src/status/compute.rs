@@ -7,7 +7,9 @@
 //! - `reports/<run date>/`: one listing (the failures reported for the newest run's day);
 //! - `verifications/`: one listing (one record per verified backup), then one read per database;
 //! - the previous day's manifest of each database (one read, for the size trend);
-//! - `holds/`: one listing, then one read per hold (holds are rare: each is a suspected data loss).
+//! - `holds/`: one listing, then one read per hold (holds are rare: each is a suspected data loss);
+//! - each off-site copy's `latest/`: one listing, then one read per database
+//!   (`crate::status::copies`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,6 +23,7 @@ use crate::runs::ledger::{
 };
 use crate::runs::summary::run_report;
 use crate::settings::StatusSettings;
+use crate::status::copies::{StatusCopy, copy_states};
 use crate::status::{
     DatabaseStatus, DbState, Expectation, Facts, StatusReport, VerificationSeen, classify, hours_since,
 };
@@ -39,29 +42,7 @@ pub struct Verifications {
 
 /// Every `latest/` manifest, by database.
 async fn latest_manifests(store: &BackupStore) -> Result<BTreeMap<DbKey, Manifest>, StoreError> {
-    let keys = crate::store::catalog::latest_databases(store).await?;
-    let read: Vec<_> = futures::stream::iter(keys)
-        .map(|db| async move {
-            let m = store.read::<Manifest>(&Key::Latest { db: db.clone() }).await;
-            (db, m)
-        })
-        .buffer_unordered(READS_IN_FLIGHT)
-        .collect()
-        .await;
-    let mut out = BTreeMap::new();
-    for (db, m) in read {
-        match m {
-            Ok(Some(m)) => {
-                out.insert(key_of(&db), m);
-            }
-            Ok(None) => {}
-            Err(e @ StoreError::Corrupt { .. }) => {
-                tracing::warn!(error = %e, "status skips a corrupt latest/ copy: {e}")
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
+    Ok(crate::store::catalog::latest_manifests(store).await?.into_iter().map(|(db, m)| (key_of(&db), m)).collect())
 }
 
 /// Why each database with a hold is held (the newest hold's reason), by database.
@@ -169,10 +150,12 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// Computes the status of every database as of `now` (see the module docs for what is read).
+/// Computes the status of every database as of `now` (see the module docs for what is read), with
+/// the state of each off-site copy of `copies` (a copy that cannot be read is reported, not fatal).
 pub async fn compute(
     store: &BackupStore,
     settings: &StatusSettings,
+    copies: &[StatusCopy],
     now: DateTime<Utc>,
 ) -> Result<StatusReport, StoreError> {
     let (latest, ledgers, verified) =
@@ -180,6 +163,7 @@ pub async fn compute(
     let ledger = ledgers.first();
     let previous = previous_sizes(store, &latest).await;
     let held = holds(store).await?;
+    let (mut copy_rows, copy_summaries) = copy_states(store, &latest, copies, now, settings.copy_grace_minutes).await;
     let latest_run = match ledger {
         Some(l) => Some(run_report(store, l, Some(&latest), false).await?),
         None => None,
@@ -256,12 +240,14 @@ pub async fn compute(
             previous_bytes,
             bytes_change_percent: change,
             last_verification: v.and_then(|v| v.last.clone()),
+            copies: copy_rows.remove(&k).unwrap_or_default(),
         });
     }
     rows.sort_by(|a, b| {
         (a.state, &a.project, &a.instance, &a.database).cmp(&(b.state, &b.project, &b.instance, &b.database))
     });
     let healthy = !rows.iter().any(|r| r.state.is_alarm());
+    let copies_behind = rows.iter().filter(|r| r.state.in_scope() && r.copy_alarm()).count();
     Ok(StatusReport {
         generated_at: now,
         slo_hours: settings.slo_hours,
@@ -273,5 +259,7 @@ pub async fn compute(
         counts: counts_of(&rows),
         latest_run,
         databases: rows,
+        copies_behind,
+        copies: copy_summaries,
     })
 }

@@ -1,9 +1,9 @@
 //! Freshness and coverage: the state of every database, computed from the store. This file holds
 //! the states, the report types and [`classify`] (pure); [`compute`] reads the store, [`service`]
 //! caches the status and the histories ([`StatusService`](service::StatusService)), [`render`] draws
-//! the terminal table, [`strip`] each database's last nights, [`page`] the overview page and
-//! [`detail`] the per-database and per-run pages. The children import this file and each other by
-//! path; this file names none of them.
+//! the terminal table, [`copies`] reads the state of each off-site copy, [`strip`] each database's
+//! last nights, [`page`] the overview page and [`detail`] the per-database and per-run pages. The
+//! children import this file and each other by path; this file names none of them.
 //!
 //! What is read, per computation (never the whole history of backups):
 //! - `latest/`: one listing, then one read per database (the copy of its newest manifest);
@@ -13,6 +13,7 @@
 //! - `verifications/`: one listing (one record per verified backup), then one read per database;
 //! - the previous day's manifest of each database (one read, for the size trend);
 //! - `holds/`: one listing, then one read per hold (holds are rare: each is a suspected data loss);
+//! - each off-site copy's `latest/`: one listing, then one read per database (`copies`);
 //! - with the status, for the pages and the per-database metrics: `history/`, one listing, then one
 //!   read per database (its history object, `crate::store::history`).
 //!
@@ -32,11 +33,18 @@
 //! 0 proven" is never "fine": [`StatusReport::all_proven`] is false, the page's badge says so, and
 //! `data-backup status` exits 3 ([`exit_status`](render::exit_status)).
 //!
+//! **Off-site copies** (`[[copies]]`, ADR 0023): each row of a database with a primary backup also
+//! says how each copy holds it ([`CopyStatus`]: `ok`, `behind`, `missing`, or `error` when the
+//! copy cannot be read; the rule and its grace are in [`copies`]). A copy behind never changes the
+//! database's own state nor `healthy`; [`StatusReport::copies_behind`] counts the databases with a
+//! copy not `ok`, and `data-backup status` exits 4 when it is not 0 (and nothing exits 2).
+//!
 //! [`StatusService`](service::StatusService) caches a computed status for `cache_secs` and per-run
 //! reports (for good once their day is two days past). The run reports and the one summary
 //! notification per run are `crate::runs`'s.
 
 pub mod compute;
+pub mod copies;
 pub mod detail;
 pub mod page;
 pub mod render;
@@ -121,9 +129,68 @@ impl DbState {
     }
 
     /// Whether a database in this state counts towards the totals (not `gone`, not `excluded`).
-    fn in_scope(self) -> bool {
+    #[must_use]
+    pub fn in_scope(self) -> bool {
         !matches!(self, Self::Gone | Self::Excluded)
     }
+}
+
+/// How one off-site copy holds one database's backups (see `crate::status::copies` for the rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyState {
+    /// The copy's store could not be read (its listing failed): every database's state in it.
+    Error,
+    /// The copy holds no backup of the database, and should.
+    Missing,
+    /// The copy's newest backup is older than the one it should hold.
+    Behind,
+    /// The copy holds the newest primary backup it should hold (or a newer one).
+    Ok,
+}
+
+impl CopyState {
+    /// Every state, most severe first.
+    pub const ALL: [Self; 4] = [Self::Error, Self::Missing, Self::Behind, Self::Ok];
+
+    /// The state's name (`ok`, `behind`, `missing`, `error`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Missing => "missing",
+            Self::Behind => "behind",
+            Self::Ok => "ok",
+        }
+    }
+
+    /// Whether this state needs someone: every state but `ok`.
+    #[must_use]
+    pub fn is_alarm(self) -> bool {
+        self != Self::Ok
+    }
+}
+
+/// One database in one off-site copy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CopyStatus {
+    /// The copy's `[[copies]]` name.
+    pub name: String,
+    /// Run date of the newest backup the copy holds (its `latest/`), null when none (or unread).
+    pub newest_run_date: Option<String>,
+    /// `ok`, `behind`, `missing` or `error`.
+    pub state: CopyState,
+}
+
+/// One off-site copy over every database with a primary backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CopySummary {
+    /// The copy's `[[copies]]` name.
+    pub name: String,
+    /// Databases per copy state (`ok`, `behind`, `missing`, `error`; zeros included).
+    pub counts: BTreeMap<String, usize>,
+    /// Why the copy's store could not be read, when it could not.
+    pub error: Option<String>,
 }
 
 /// The last restore drill of a database.
@@ -174,6 +241,18 @@ pub struct DatabaseStatus {
     pub bytes_change_percent: Option<f64>,
     /// Its last restore drill.
     pub last_verification: Option<VerificationSeen>,
+    /// How each off-site copy (`[[copies]]`) holds it, for a database with a primary backup;
+    /// absent without copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CopyStatus>,
+}
+
+impl DatabaseStatus {
+    /// Whether an off-site copy of it is behind, missing or unreadable.
+    #[must_use]
+    pub fn copy_alarm(&self) -> bool {
+        self.copies.iter().any(|c| c.state.is_alarm())
+    }
 }
 
 /// The whole status.
@@ -201,6 +280,13 @@ pub struct StatusReport {
     pub latest_run: Option<RunReport>,
     /// One row per database, most severe first (filtered when the request asked).
     pub databases: Vec<DatabaseStatus>,
+    /// Databases (not `gone` or `excluded`) with an off-site copy `behind`, `missing` or
+    /// unreadable (`error`); 0 without copies. Not part of `healthy`; `data-backup status` exits 4.
+    #[serde(default)]
+    pub copies_behind: usize,
+    /// Each off-site copy over every database; absent without copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CopySummary>,
 }
 
 /// A filter over the rows (`?project=&instance=&state=`).

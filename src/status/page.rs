@@ -1,6 +1,8 @@
 //! The overview page (`GET /`, and `GET /status` asked for HTML): totals tiles, the newest run,
 //! one row per database with the strip of its last [`STRIP_NIGHTS`] nights and the sparklines of
-//! its size and export duration, filtered and sorted by the query. Rendered from
+//! its size and export duration, filtered and sorted by the query. With off-site copies, a tile
+//! and a line count the databases with a copy behind or missing, and a column shows each copy's
+//! state per database, marked (`⚠`, class `copy-alarm`) when one is not `ok`. Rendered from
 //! `templates/status/overview.html` (askama: checked when the crate compiles, every value escaped);
 //! no JavaScript, light and dark colour schemes, usable on a phone, refreshing itself.
 //!
@@ -11,7 +13,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::runs::summary::RunReport;
-use crate::status::render::{age_text, size_and_trend};
+use crate::status::render::{age_text, copies_line, copies_words, size_and_trend};
 use crate::status::strip::{Cell, STRIP_NIGHTS, cells, duration_words, series, size_words, sparkline};
 use crate::status::{DatabaseStatus, DbState, StatusFilter, StatusReport};
 use crate::store::history::History;
@@ -125,6 +127,8 @@ struct Row {
     duration: String,
     age: String,
     verified: String,
+    copies: String,
+    copy_alarm: bool,
     reason: String,
 }
 
@@ -135,6 +139,9 @@ struct Overview {
     badge_class: &'static str,
     badge_text: String,
     tiles: Vec<Tile>,
+    copies_line: Option<String>,
+    copies_alarm: bool,
+    has_copies: bool,
     run: Option<RunView>,
     chips: Vec<Chip>,
     selects: Vec<Select>,
@@ -190,7 +197,7 @@ fn tiles(report: &StatusReport) -> Vec<Tile> {
     let bytes: u64 = report.databases.iter().filter(|r| r.state.in_scope()).filter_map(|r| r.bytes).sum();
     let last = report.databases.iter().filter_map(|r| r.last_backup_at).max();
     let alarms = report.databases.iter().filter(|r| r.state.is_alarm()).count();
-    vec![
+    let mut tiles = vec![
         Tile {
             id: "databases",
             label: "Databases",
@@ -216,7 +223,17 @@ fn tiles(report: &StatusReport) -> Vec<Tile> {
             value: report.latest_run.as_ref().map_or_else(|| "none".to_owned(), |r| r.run_date.clone()),
             note: last.map_or_else(|| "no backup yet".to_owned(), |t| format!("last backup {}", t.format("%H:%M UTC"))),
         },
-    ]
+    ];
+    if !report.copies.is_empty() {
+        let names: Vec<&str> = report.copies.iter().map(|c| c.name.as_str()).collect();
+        tiles.push(Tile {
+            id: "copies",
+            label: "Off-site copies",
+            value: format!("{} behind", report.copies_behind),
+            note: format!("databases with a copy behind or missing ({})", names.join(", ")),
+        });
+    }
+    tiles
 }
 
 fn row(r: &DatabaseStatus, history: Option<&History>, today: chrono::NaiveDate) -> Row {
@@ -245,6 +262,8 @@ fn row(r: &DatabaseStatus, history: Option<&History>, today: chrono::NaiveDate) 
         duration: duration.map_or_else(|| "-".to_owned(), duration_words),
         age: age_text(r.age_hours),
         verified,
+        copies: copies_words(r),
+        copy_alarm: r.state.in_scope() && r.copy_alarm(),
         reason: r.reason.clone(),
     }
 }
@@ -312,6 +331,9 @@ pub fn render_overview(report: &StatusReport, histories: &Histories, filter: &St
         badge_class,
         badge_text,
         tiles: tiles(report),
+        copies_line: copies_line(report),
+        copies_alarm: report.copies_behind > 0 || report.copies.iter().any(|c| c.error.is_some()),
+        has_copies: !report.copies.is_empty(),
         run: report.latest_run.as_ref().map(run_view),
         chips: DbState::ALL
             .iter()
@@ -326,16 +348,20 @@ pub fn render_overview(report: &StatusReport, histories: &Histories, filter: &St
         ],
         sort: sort.as_str(),
         nights: STRIP_NIGHTS,
-        headers: vec![
-            header("State", Some(SortBy::State), false),
-            header("Database", Some(SortBy::Name), false),
-            header("Last 30 nights", None, false),
-            header("Size (vs day before)", Some(SortBy::Size), true),
-            header("Export time", Some(SortBy::Duration), true),
-            header("Age", Some(SortBy::Age), true),
-            header("Last verification", None, false),
-            header("Why", None, false),
-        ],
+        headers: [
+            Some(header("State", Some(SortBy::State), false)),
+            Some(header("Database", Some(SortBy::Name), false)),
+            Some(header("Last 30 nights", None, false)),
+            Some(header("Size (vs day before)", Some(SortBy::Size), true)),
+            Some(header("Export time", Some(SortBy::Duration), true)),
+            Some(header("Age", Some(SortBy::Age), true)),
+            Some(header("Last verification", None, false)),
+            (!report.copies.is_empty()).then(|| header("Off-site copies", None, false)),
+            Some(header("Why", None, false)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         rows: rows.into_iter().map(|(_, r)| r).collect(),
         generated: report.generated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         slo_hours: report.slo_hours,

@@ -1,6 +1,6 @@
 //! [`StatusService`]: the status and every database's history computed at most once per
-//! `cache_secs` (each computation also updates the per-state and per-database metrics), and the
-//! run reports of `/runs`, cached (for good once their day is two days past).
+//! `cache_secs` (each computation also updates the per-state, per-database and per-copy metrics),
+//! and the run reports of `/runs`, cached (for good once their day is two days past).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use crate::runs::ledger::{RunLedger, date_of, find_ledger, ledgers_of};
 use crate::runs::summary::{RunReport, run_report};
 use crate::settings::StatusSettings;
 use crate::status::compute::compute;
+use crate::status::copies::StatusCopy;
 use crate::status::detail::render_database;
 use crate::status::page::Histories;
 use crate::status::{DbState, StatusReport};
@@ -24,6 +25,7 @@ use crate::store::{BackupStore, StoreError};
 pub struct StatusService {
     store: BackupStore,
     settings: StatusSettings,
+    copies: Vec<StatusCopy>,
     metrics: Arc<Metrics>,
     cached: tokio::sync::Mutex<Option<(Instant, Overview)>>,
     runs: Mutex<HashMap<String, (Instant, bool, RunReport)>>,
@@ -39,7 +41,22 @@ impl StatusService {
     /// A service over `store`.
     #[must_use]
     pub fn new(store: BackupStore, settings: StatusSettings, metrics: Arc<Metrics>) -> Self {
-        Self { store, settings, metrics, cached: tokio::sync::Mutex::new(None), runs: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            settings,
+            copies: Vec::new(),
+            metrics,
+            cached: tokio::sync::Mutex::new(None),
+            runs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same service, also reporting how each of `copies` (the off-site copies) holds each
+    /// database (`crate::status::copies`).
+    #[must_use]
+    pub fn with_copies(mut self, copies: Vec<StatusCopy>) -> Self {
+        self.copies = copies;
+        self
     }
 
     /// The settings.
@@ -67,8 +84,10 @@ impl StatusService {
         {
             return Ok(overview.clone());
         }
-        let (report, histories) =
-            tokio::try_join!(compute(&self.store, &self.settings, Utc::now()), all_histories(&self.store))?;
+        let (report, histories) = tokio::try_join!(
+            compute(&self.store, &self.settings, &self.copies, Utc::now()),
+            all_histories(&self.store)
+        )?;
         let histories: Histories =
             histories.into_values().map(|h| ((h.project.clone(), h.instance.clone(), h.database.clone()), h)).collect();
         let report = Arc::new(report);
@@ -102,6 +121,12 @@ impl StatusService {
             })
             .collect();
         self.metrics.observe_status(&counts, &backups);
+        let copies: Vec<(&str, &str, usize)> = report
+            .copies
+            .iter()
+            .flat_map(|c| c.counts.iter().map(|(state, n)| (c.name.as_str(), state.as_str(), *n)))
+            .collect();
+        self.metrics.observe_copies(&copies);
     }
 
     /// The page of `db` (`crate::status::detail`), `None` when nothing is known of it. Its reads:

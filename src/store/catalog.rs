@@ -1,16 +1,18 @@
 //! The catalog, the read side of the store: what backups a database has (dated and labelled), which
-//! databases have a `latest/` copy, which backups have a verification record, and which databases
-//! were verified least recently. Every answer comes from listing keys and parsing them back with
-//! [`Key::parse`]: a listing's order or last name is never trusted, and a key this version cannot
-//! parse is not a backup.
+//! databases have a `latest/` copy (and those copies), which backups have a verification record,
+//! and which databases were verified least recently. Every answer comes from listing keys and
+//! parsing them back with [`Key::parse`]: a listing's order or last name is never trusted, and a
+//! key this version cannot parse is not a backup.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
 
 use crate::model::{DatabasePath, Label, RetentionClass, RunDate};
 use crate::store::bucket::ObjectInfo;
 use crate::store::layout::{Key, Prefix, any_date, any_db};
+use crate::store::manifest::Manifest;
 use crate::store::verification::VerificationRecord;
 use crate::store::{BackupStore, StoreError};
 
@@ -85,6 +87,37 @@ pub async fn latest_databases(store: &BackupStore) -> Result<BTreeSet<DatabasePa
             _ => None,
         })
         .collect())
+}
+
+/// Reads in flight when reading one object per database.
+const READS_IN_FLIGHT: usize = 16;
+
+/// The `latest/` manifest of every database (one listing, then one read per database); a corrupt
+/// one is logged and skipped.
+pub async fn latest_manifests(store: &BackupStore) -> Result<BTreeMap<DatabasePath, Manifest>, StoreError> {
+    let keys = latest_databases(store).await?;
+    let read: Vec<_> = futures::stream::iter(keys)
+        .map(|db| async move {
+            let m = store.read::<Manifest>(&Key::Latest { db: db.clone() }).await;
+            (db, m)
+        })
+        .buffer_unordered(READS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut out = BTreeMap::new();
+    for (db, m) in read {
+        match m {
+            Ok(Some(m)) => {
+                out.insert(db, m);
+            }
+            Ok(None) => {}
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(error = %e, "a corrupt latest/ copy is skipped: {e}");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// The run dates of `db` that have a verification record.

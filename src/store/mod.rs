@@ -26,7 +26,7 @@ use self::bucket::object_store::ObjectStoreBucket;
 use self::bucket::{Bucket, BucketError, ByteReader, ObjectInfo, PutOutcome};
 use self::layout::{Key, Layout, path_of};
 use self::manifest::Manifest;
-use crate::model::{DatabaseRef, RunDate};
+use crate::model::{DatabasePath, DatabaseRef, RunDate};
 use crate::settings::{GcpCredentials, Settings};
 
 /// Errors of the store: a bucket error, or an object the store cannot read back.
@@ -177,18 +177,20 @@ impl BackupStore {
     }
 
     async fn update_latest(&self, db: &DatabaseRef, manifest: &Manifest) -> Result<(), StoreError> {
-        let key = Key::Latest { db: path_of(db) }.path();
-        // A late backfill of an older day must not hide a newer backup.
-        let newer_exists = self
-            .get_json::<Manifest>(&key)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|current| current.run_date > manifest.run_date);
-        if !newer_exists {
-            self.bucket.put(&key, Self::to_json(manifest)).await?;
+        self.advance_latest(&path_of(db), manifest).await.map(|_| ())
+    }
+
+    /// Points `latest/` of `db` at `manifest` unless it already names a newer run date (a late
+    /// backfill of an older day must not hide a newer backup) or this very manifest; `true` when
+    /// it wrote. The export's commit and each off-site copy (in the copy's store) advance it.
+    pub async fn advance_latest(&self, db: &DatabasePath, manifest: &Manifest) -> Result<bool, StoreError> {
+        let key = Key::Latest { db: db.clone() }.path();
+        let current = self.get_json::<Manifest>(&key).await.ok().flatten();
+        if current.is_some_and(|current| current.run_date > manifest.run_date || current == *manifest) {
+            return Ok(false);
         }
-        Ok(())
+        self.bucket.put(&key, Self::to_json(manifest)).await?;
+        Ok(true)
     }
 
     /// Writes a run ledger (once; a ledger is never replaced).

@@ -11,6 +11,7 @@ mod cli;
 mod cloudsql;
 mod copies;
 mod copy_drills;
+mod copy_status;
 mod drills;
 mod export;
 mod follow_up;
