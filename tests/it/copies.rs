@@ -17,7 +17,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{PgDb, TestApp, cli, pg_source, required_env, unique_name};
 
-fn s3_options() -> BTreeMap<String, String> {
+pub(crate) fn s3_options() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("aws_endpoint".to_owned(), required_env("DATA_BACKUP_TEST_S3_ENDPOINT")),
         ("aws_allow_http".to_owned(), "true".to_owned()),
@@ -32,7 +32,7 @@ fn az_options() -> BTreeMap<String, String> {
 }
 
 /// A `[[copies]]` entry.
-fn copy_toml(name: &str, url: &str, options: &BTreeMap<String, String>, recipients: &[String]) -> String {
+pub(crate) fn copy_toml(name: &str, url: &str, options: &BTreeMap<String, String>, recipients: &[String]) -> String {
     let options: Vec<String> = options.iter().map(|(k, v)| format!("{k} = {}", json!(v))).collect();
     format!(
         "[[copies]]\nname = \"{name}\"\nurl = \"{url}\"\nage_recipients = {}\noptions = {{ {} }}\n",
@@ -64,7 +64,7 @@ fn two_copies(tag: &str) -> Copies {
     Copies { toml, az_url, s3: Arc::new(s3), az: Arc::new(az), identity }
 }
 
-fn export_body(database: &str) -> Value {
+pub(crate) fn export_body(database: &str) -> Value {
     json!({"source": "pgsrc", "project": "pgsrc", "instance": "pg", "database": database, "run_date": "2026-11-20"})
 }
 
@@ -74,7 +74,7 @@ async fn read_all(bucket: &dyn Bucket, key: &str) -> Option<Vec<u8>> {
     Some(chunks.concat())
 }
 
-async fn manifest(bucket: &dyn Bucket, key: &str) -> Option<Value> {
+pub(crate) async fn manifest(bucket: &dyn Bucket, key: &str) -> Option<Value> {
     bucket.get(key).await.unwrap().map(|b| serde_json::from_slice(&b).unwrap())
 }
 
@@ -84,7 +84,7 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// The manifest key and the encrypted dump key of the dated dump `dump_key`, from the layout.
-fn keys_of(dump_key: &str) -> (String, String) {
+pub(crate) fn keys_of(dump_key: &str) -> (String, String) {
     let Some(Key::Dump { class, db, date, format, .. }) = Key::parse(dump_key) else { panic!("{dump_key}") };
     let manifest = Key::Manifest { class, db: db.clone(), date }.path();
     (manifest, Key::Dump { class, db, date, format, encrypted: true }.path())
@@ -100,7 +100,7 @@ async fn decrypt(cipher: Vec<u8>, identity: &age::x25519::Identity) -> Vec<u8> {
     plain
 }
 
-fn source_db(prefix: &str) -> PgDb {
+pub(crate) fn source_db(prefix: &str) -> PgDb {
     let src = PgDb::create(prefix);
     src.sql("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g");
     src
@@ -345,7 +345,7 @@ async fn a_backup_is_listed_restored_and_verified_from_each_copy_and_a_copy_with
     assert_eq!(lost.fingerprint(), src.fingerprint());
 }
 
-fn entries(plan: &Value, list: &str) -> std::collections::BTreeSet<(String, String, String)> {
+pub(crate) fn entries(plan: &Value, list: &str) -> std::collections::BTreeSet<(String, String, String)> {
     plan[list]
         .as_array()
         .unwrap()
