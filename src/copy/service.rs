@@ -11,7 +11,7 @@ use crate::copy::report::report_once;
 use crate::copy::target::{CopyError, CopyOutcome, CopyTarget};
 use crate::model::ExportTask;
 use crate::notify::Notifier;
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{RetentionPolicy, Settings, SettingsError};
 use crate::store::manifest::Manifest;
 use crate::store::{BackupStore, StoreError, open_bucket};
 
@@ -67,10 +67,11 @@ impl CopyService {
         primary: BackupStore,
         notifiers: Vec<Arc<dyn Notifier>>,
     ) -> Result<Self, OpenError> {
+        let policy = RetentionPolicy::from_settings(settings)?;
         let mut targets = Vec::new();
         for (i, copy) in settings.copies.iter().enumerate() {
             let store = open_copy_store(settings, &primary, &copy.name).await?;
-            let target = CopyTarget::new(copy.clone(), store)
+            let target = CopyTarget::new(copy.clone(), store, policy.for_copy(&copy.name))
                 .map_err(|e| SettingsError { key: format!("copies[{i}].age_recipients"), reason: e })?;
             targets.push(target);
         }

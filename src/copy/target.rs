@@ -7,10 +7,12 @@
 //! SHA-256, then the object read back from the copy against what was uploaded. The copy's manifest
 //! is written last, with a conditional create, so a copy killed midway leaves at most a dump
 //! without a manifest, which is no backup and which the next attempt replaces. A copy whose
-//! manifest is already there and names a dump of the recorded size is left alone. Once the copy
-//! holds the backup, its `latest/<project>/<instance>/<database>.json` is advanced to the copy's
-//! manifest (never moved back to an older run date), so the status reads a copy as it reads the
-//! primary: one listing of `latest/` and one read per database.
+//! manifest is already there and names a dump of the recorded size is left alone. With `lock`, the
+//! copy's dump and manifest are then retained until the backup's class expires in the copy (GCS
+//! object retention, S3 Object Lock), on every run, so a lock missed once is set the next time.
+//! Once the copy holds the backup, its `latest/<project>/<instance>/<database>.json` is advanced to
+//! the copy's manifest (never moved back to an older run date), so the status reads a copy as it
+//! reads the primary: one listing of `latest/` and one read per database.
 
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +21,8 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio_util::io::{InspectReader, StreamReader};
 
-use crate::settings::CopySettings;
+use crate::settings::retention::RetentionLock;
+use crate::settings::{CopySettings, RetentionPolicy};
 use crate::store::bucket::{ByteReader, PutOutcome};
 use crate::store::layout::Key;
 use crate::store::manifest::{Encryption, Manifest};
@@ -109,6 +112,8 @@ pub struct CopyTarget {
     recipients: Vec<Recipient>,
     recipient_names: Vec<String>,
     settings: CopySettings,
+    /// The copy's retention policy (`[copies.retention]` over `[retention]`): its lock's dates.
+    policy: RetentionPolicy,
 }
 
 /// A SHA-256 and a byte count, updated by an [`InspectReader`] as bytes flow.
@@ -146,11 +151,36 @@ fn same_backup(copy: &Manifest, primary: &Manifest) -> bool {
 }
 
 impl CopyTarget {
-    /// The copy `settings` describes, over its opened `store`.
-    pub fn new(settings: CopySettings, store: BackupStore) -> Result<Self, String> {
+    /// The copy `settings` describes, over its opened `store`, kept by `policy` (the copy's own).
+    pub fn new(settings: CopySettings, store: BackupStore, policy: RetentionPolicy) -> Result<Self, String> {
         let recipients = crate::crypto::parse_recipients(&settings.age_recipients)?;
         let recipient_names = settings.age_recipients.iter().map(|r| r.trim().to_owned()).collect();
-        Ok(Self { name: settings.name.clone(), store, recipients, recipient_names, settings })
+        Ok(Self { name: settings.name.clone(), store, recipients, recipient_names, settings, policy })
+    }
+
+    /// With `lock`, retains the copy's dump and manifest until the backup's class expires in this
+    /// copy; set once its manifest is there, again on a repeat (a copy stopped between its
+    /// manifest and its lock gets the lock the next time).
+    async fn retain(&self, manifest_key: &Key, copy: &Manifest) -> Result<(), CopyError> {
+        let locked = match self.settings.lock {
+            RetentionLock::Off => return Ok(()),
+            RetentionLock::Unlocked => false,
+            RetentionLock::Locked => true,
+        };
+        let Some(Key::Dump { class, date, .. }) = Key::parse(&copy.key) else {
+            return Err(CopyError::Invalid(format!("{} is not the key of a dated dump", copy.key)));
+        };
+        let until = self.policy.retain_until(class, &copy.project, date.date());
+        for key in [copy.key.clone(), manifest_key.path()] {
+            if !self.store.bucket().retain_until(&key, until, locked).await.map_err(StoreError::from)? {
+                return Err(CopyError::Invalid(format!(
+                    "the copy `{}` asks for a lock but its store has no object retention",
+                    self.name
+                )));
+            }
+        }
+        tracing::info!(copy.name = %self.name, key = %copy.key, until = %until, locked, "copy retained");
+        Ok(())
     }
 
     /// Copies the backup `primary_manifest` describes from `primary`; see the module contract.
@@ -240,7 +270,10 @@ impl CopyTarget {
             }
         }
         match self.store.create_json(&manifest_key, &copy).await? {
-            PutOutcome::Created => Ok((CopyOutcome::Copied { key: dump_key, bytes }, copy)),
+            PutOutcome::Created => {
+                self.retain(&manifest_key, &copy).await?;
+                Ok((CopyOutcome::Copied { key: dump_key, bytes }, copy))
+            }
             // Another copy of the same backup committed first. Its dump and ours are the same bytes
             // unless encrypted (each encryption differs): then ours replaced the dump its manifest
             // describes, which must be reported, not accepted.
@@ -269,7 +302,10 @@ impl CopyTarget {
             return Err(CopyError::Conflict { key: manifest_key.path() });
         }
         match self.store.bucket().head(&existing.key).await.map_err(StoreError::from)? {
-            Some(info) if info.size == existing.bytes => Ok(CopyOutcome::AlreadyCopied),
+            Some(info) if info.size == existing.bytes => {
+                self.retain(manifest_key, existing).await?;
+                Ok(CopyOutcome::AlreadyCopied)
+            }
             Some(info) => Err(CopyError::Mismatch {
                 key: existing.key.clone(),
                 reason: format!("its manifest records {} bytes, the object holds {}", existing.bytes, info.size),

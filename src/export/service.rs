@@ -214,11 +214,7 @@ impl ExportService {
     async fn retain(&self, store: &BackupStore, task: &ExportTask, manifest: &Manifest) {
         let Some((policy, locked)) = &self.retention_lock else { return };
         let Some(class) = crate::model::RetentionClass::from_segment(&manifest.class) else { return };
-        let keep = policy.rule(class, &manifest.project).keep_days;
-        // Expired once more than keep_days have passed (RetentionPolicy::is_expired): retained
-        // through the end of that last day.
-        let until = task.run_date.date().and_time(chrono::NaiveTime::MIN).and_utc()
-            + chrono::Duration::days(i64::from(keep) + 1);
+        let until = policy.retain_until(class, &manifest.project, task.run_date.date());
         let manifest_key = store.layout().manifest(&task.db, task.run_date).path();
         for key in [manifest.key.as_str(), manifest_key.as_str()] {
             match store.bucket().retain_until(key, until, *locked).await {

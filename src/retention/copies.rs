@@ -1,6 +1,7 @@
 //! The prune of the off-site copies (`[[copies]]`, ADR 0023): the same policy and the same plan
 //! as the primary's prune, run against each copy's own listing (its manifests, dumps and drill
-//! records), applied and recorded in the copy's store. A copy's failure (a listing refused, a
+//! records) under the copy's own policy (`[copies.retention]` over `[retention]`), applied and
+//! recorded in the copy's store. A copy's failure (a listing refused, a
 //! delete that stops it) is answered in its [`CopyPrune`], never stopping the primary's prune nor
 //! another copy's; a copy's `classes` need nothing here (a class not copied is never in it).
 
@@ -39,7 +40,7 @@ pub async fn prune_copies(
 ) -> Vec<CopyPrune> {
     let mut answers = Vec::with_capacity(copies.len());
     for (name, store) in copies {
-        let answer = match prune_as(store, primary, policy, as_of, apply, run_id).await {
+        let answer = match prune_as(store, primary, &policy.for_copy(name), as_of, apply, run_id).await {
             Ok(plan) => CopyPrune::of(name, plan, None),
             Err(e) => {
                 tracing::error!(copy.name = %name, error = %e, "the prune of the copy `{name}` failed: {e}");

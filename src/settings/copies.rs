@@ -8,6 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::error::SettingsError;
+use super::retention::{RetentionLock, SourceRetentionSettings};
 use crate::model::calendar::RetentionClass;
 
 /// One `[[copies]]` entry.
@@ -30,6 +31,15 @@ pub struct CopySettings {
     /// unset: all of them.
     #[serde(default)]
     pub classes: Option<Vec<String>>,
+    /// Object retention of each copied dump and manifest until its class expires in this copy
+    /// (`off`, `unlocked`: GCS `Unlocked` / S3 Object Lock `GOVERNANCE`, `locked`: GCS `Locked` /
+    /// S3 `COMPLIANCE`); `gs://` and `s3://` copies only (an S3 bucket made with Object Lock on).
+    #[serde(default)]
+    pub lock: RetentionLock,
+    /// `[copies.retention.<class>] keep_days = N`: how long this copy keeps a class, when not as
+    /// long as the primary (`[retention]`); the prune of the copy and its lock follow it.
+    #[serde(default)]
+    pub retention: SourceRetentionSettings,
 }
 
 impl std::fmt::Debug for CopySettings {
@@ -40,6 +50,8 @@ impl std::fmt::Debug for CopySettings {
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .field("age_recipients", &self.age_recipients)
             .field("classes", &self.classes)
+            .field("lock", &self.lock)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -79,6 +91,7 @@ pub(crate) fn validate_copies(copies: &[CopySettings], store_url: &str) -> Resul
                 "is the primary store's or another copy's: a copy must go elsewhere",
             ));
         }
+        copy.lock.validate_for(&key("lock"), &copy.url)?;
         crate::crypto::parse_recipients(&copy.age_recipients)
             .map_err(|e| SettingsError::new(key("age_recipients"), e))?;
         for (j, class) in copy.classes.iter().flatten().enumerate() {
@@ -128,10 +141,44 @@ mod tests {
             ("[[copies]]\nname = \"a\"\nurl = \"s3://b\"\nclasses = [\"daily\", \"hourly\"]", "`copies[0].classes[1]`"),
             ("[[copies]]\nurl = \"s3://b\"", "name"),
             ("[store]\nurl = \"s3://b/p\"\n[[copies]]\nname = \"a\"\nurl = \"s3://b/p/\"", "`copies[0].url`"),
+            ("[[copies]]\nname = \"a\"\nurl = \"az://c\"\nlock = \"locked\"", "`copies[0].lock`"),
+            ("[[copies]]\nname = \"a\"\nurl = \"file:///x\"\nlock = \"unlocked\"", "`copies[0].lock`"),
+            (
+                "[[copies]]\nname = \"a\"\nurl = \"s3://b\"\n[copies.retention.monthly]\ncolder_after_days = 30",
+                "`copies[0].retention.monthly`",
+            ),
+            ("[[copies]]\nname = \"a\"\nurl = \"s3://b\"\n[copies.retention.daily]\nkeep_days = 0", "keep_days"),
         ];
         for (toml, expected) in cases {
             let err = Settings::from_toml(toml).unwrap_err().to_string();
             assert!(err.contains(expected), "{toml:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn a_copy_keeps_the_primary_policy_but_for_the_classes_it_sets() {
+        use crate::model::calendar::RetentionClass::{Daily, Monthly, Yearly};
+        use crate::settings::RetentionPolicy;
+        let s = Settings::from_toml(
+            "[[sources]]\nname = \"legacy\"\nkind = \"mysql\"\nurl = \"mysql://h/\"\n\
+             [retention.sources.legacy.daily]\nkeep_days = 3\n\
+             [[copies]]\nname = \"vault\"\nurl = \"s3://b\"\nlock = \"locked\"\n\
+             [copies.retention.daily]\nkeep_days = 30\n[copies.retention.yearly]\nkeep_days = 3650\n\
+             [[copies]]\nname = \"plain\"\nurl = \"az://c\"\n",
+        )
+        .unwrap();
+        let policy = RetentionPolicy::from_settings(&s).unwrap();
+        let vault = policy.for_copy("vault");
+        assert_eq!(vault.rule(Daily, "legacy").keep_days, 30, "the copy's class rule wins over the source's");
+        assert_eq!(vault.rule(Yearly, "legacy").keep_days, 3650);
+        assert_eq!(vault.rule(Monthly, "legacy").keep_days, policy.rule(Monthly, "legacy").keep_days);
+        assert_eq!(
+            policy.for_copy("plain"),
+            policy.for_copy("no-such-copy"),
+            "a copy without its own is the primary's"
+        );
+        assert_eq!(policy.rule(Daily, "legacy").keep_days, 3, "the primary's policy is untouched");
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        assert_eq!(vault.retain_until(Daily, "legacy", day).to_rfc3339(), "2026-12-21T00:00:00+00:00");
     }
 }

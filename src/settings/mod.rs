@@ -243,7 +243,8 @@ impl Settings {
 impl RetentionPolicy {
     /// Resolves and checks `[retention]` for the configured sources; an error names the offending key.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        Self::resolve(&settings.retention, settings.effective_sources().iter().map(|s| s.name.to_string()))
+        Self::resolve(&settings.retention, settings.effective_sources().iter().map(|s| s.name.to_string()))?
+            .resolve_copies(&settings.copies)
     }
 }
 

@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{NaiveDate, Weekday};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
+use super::copies::CopySettings;
 use super::error::SettingsError;
 use crate::model::calendar::{RetentionClass, class_of};
 
@@ -38,9 +39,10 @@ pub struct RetentionSettings {
     pub weekly_on: WeekdayName,
     /// Run a prune (evaluated as of the run date) after each `/schedule` has enqueued its tasks.
     pub prune_after_schedule: bool,
-    /// Object retention (`gs://` stores): `off`, `unlocked` (the retain-until date can be shortened
-    /// by an administrator) or `locked` (nobody can delete the backup before it, ever). Every new
-    /// backup's dump and manifest are retained until the end of their class's `keep_days`.
+    /// Object retention (`gs://` and `s3://` stores): `off`, `unlocked` (GCS mode `Unlocked`, S3
+    /// Object Lock `GOVERNANCE`: an administrator may shorten the date) or `locked` (GCS `Locked`,
+    /// S3 `COMPLIANCE`: nobody can delete the backup before it, ever). Every new backup's dump and
+    /// manifest are retained until the end of their class's `keep_days`.
     pub lock: RetentionLock,
     /// `[retention.daily]`.
     pub daily: ClassRetentionSettings,
@@ -126,15 +128,26 @@ pub enum RetentionLock {
 }
 
 impl RetentionSettings {
-    /// Checks that object retention is asked of a `gs://` store only.
+    /// Checks that object retention is asked of a store that has it.
     pub(crate) fn validate_lock(&self, store_url: &str) -> Result<(), SettingsError> {
-        if self.lock != RetentionLock::Off && !store_url.starts_with("gs://") {
-            return Err(SettingsError::new(
-                "retention.lock",
-                "object retention is set on gs:// stores only (S3 Object Lock: set a default retention on the bucket)",
-            ));
+        self.lock.validate_for("retention.lock", store_url)
+    }
+}
+
+impl RetentionLock {
+    /// Checks that a store at `url` can retain objects: `gs://` (object retention) and `s3://`
+    /// (Object Lock, on a bucket created with it enabled); `key` names the setting in errors.
+    pub(crate) fn validate_for(self, key: &str, url: &str) -> Result<(), SettingsError> {
+        if self == Self::Off || url.starts_with("gs://") || url.starts_with("s3://") {
+            return Ok(());
         }
-        Ok(())
+        let reason = if url.starts_with("az://") {
+            "object retention is set on gs:// and s3:// stores only; for Azure Blob, set a time-based \
+             immutability policy on the container (this service does not set per-blob policies)"
+        } else {
+            "object retention is set on gs:// and s3:// stores only"
+        };
+        Err(SettingsError::new(key, reason))
     }
 }
 
@@ -216,6 +229,8 @@ pub struct RetentionPolicy {
     sources: BTreeSet<String>,
     /// Resolved rules of the (source, class) pairs that have an override.
     overrides: BTreeMap<(String, RetentionClass), ClassRule>,
+    /// Resolved rules of the (copy, class) pairs a `[copies.retention]` overrides.
+    copies: BTreeMap<(String, RetentionClass), ClassRule>,
 }
 
 impl Default for RetentionPolicy {
@@ -228,6 +243,7 @@ impl Default for RetentionPolicy {
             classes: RetentionClass::ALL.into_iter().map(|c| (c, ClassRule::keep(c.default_keep_days()))).collect(),
             sources: BTreeSet::new(),
             overrides: BTreeMap::new(),
+            copies: BTreeMap::new(),
         }
     }
 }
@@ -323,6 +339,44 @@ impl RetentionPolicy {
         Ok(policy)
     }
 
+    /// Resolves each copy's `[copies.retention.<class>]` over this policy's class rules; an error
+    /// names `copies[i].retention.<class>.<key>`. A copy keeps no colder-storage move (bucket
+    /// lifecycle rules are the primary's), so `colder_*` keys are refused there.
+    pub fn resolve_copies(mut self, copies: &[CopySettings]) -> Result<Self, SettingsError> {
+        for (i, copy) in copies.iter().enumerate() {
+            for class in RetentionClass::ALL {
+                let s = source_class_settings(&copy.retention, class);
+                let prefix = format!("copies[{i}].retention.{}", class.as_str());
+                if s.colder_after_days.is_some() || s.colder_storage.is_some() {
+                    return Err(SettingsError::new(
+                        prefix,
+                        "a copy keeps no colder storage (lifecycle rules are the primary store's): set keep_days only",
+                    ));
+                }
+                if s.keep_days.is_some() {
+                    let rule = resolve_class(&prefix, s, ClassRule::keep(0))?;
+                    self.copies.insert((copy.name.clone(), class), rule);
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The policy of the copy `name`: this one, with the classes its `[copies.retention]` sets
+    /// kept that many days for every source (per-source overrides of those classes give way).
+    #[must_use]
+    pub fn for_copy(&self, name: &str) -> Self {
+        let mut policy = self.clone();
+        for ((copy, class), rule) in &self.copies {
+            if copy == name {
+                policy.classes.insert(*class, *rule);
+                policy.overrides.retain(|(_, c), _| c != class);
+            }
+        }
+        policy.copies.clear();
+        policy
+    }
+
     /// Replaces the rule of `class` (tests and tools; overrides already set are kept as they are).
     #[must_use]
     pub fn with_class_rule(mut self, class: RetentionClass, rule: ClassRule) -> Self {
@@ -385,6 +439,15 @@ impl RetentionPolicy {
     #[must_use]
     pub fn rule(&self, class: RetentionClass, project: &str) -> ClassRule {
         self.overrides.get(&(project.to_owned(), class)).copied().unwrap_or(self.classes[&class])
+    }
+
+    /// When a backup of `class` and `project` run on `run_date` expires: it is expired once more
+    /// than `keep_days` have passed ([`Self::is_expired`]), so it is retained through the end of
+    /// that last day (object retention, S3 Object Lock).
+    #[must_use]
+    pub fn retain_until(&self, class: RetentionClass, project: &str, run_date: NaiveDate) -> DateTime<Utc> {
+        let keep = self.rule(class, project).keep_days;
+        run_date.and_time(NaiveTime::MIN).and_utc() + chrono::Duration::days(i64::from(keep) + 1)
     }
 
     /// Whether a backup of `class` and `project` run on `run_date` is expired on `as_of`.

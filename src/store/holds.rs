@@ -80,7 +80,7 @@ pub struct Hold {
     pub trip: Trip,
     /// When the hold was set.
     pub held_at: DateTime<Utc>,
-    /// Whether the store also holds the objects (GCS `temporaryHold`).
+    /// Whether the store also holds the objects (GCS `temporaryHold`, S3 Object Lock legal hold).
     pub object_hold: bool,
 }
 

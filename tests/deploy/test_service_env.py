@@ -262,9 +262,9 @@ def copies_setting(copies_hcl: str) -> str:
 
 def test_the_copies_variable_becomes_a_setting_the_service_accepts(service_env):
     copies = """[
-  { name = "offsite", url = "s3://acme-offsite/db \\"x\\"", options = { aws_region = "eu-central-1" },
+  { name = "offsite", url = "s3://acme-offsite/db \\"x\\"", options = { aws_region = "eu-central-1" }, lock = "locked",
     age_recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"] },
-  { name = "vault", url = "az://vault", classes = ["monthly", "yearly"],
+  { name = "vault", url = "az://vault", classes = ["monthly", "yearly"], keep_days = { yearly = 3650 },
     credentials = { AZURE_STORAGE_ACCOUNT_KEY = { secret = "vault-key" } } },
 ]"""
     wired = Evaluator().local
@@ -273,8 +273,8 @@ def test_the_copies_variable_becomes_a_setting_the_service_accepts(service_env):
     setting = copies_setting(copies)
     assert setting == (
         '[{name="offsite",url="s3://acme-offsite/db \\"x\\"",options={aws_region="eu-central-1"},'
-        'age_recipients=["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]},'
-        '{name="vault",url="az://vault",classes=["monthly","yearly"]}]'
+        'age_recipients=["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"],lock="locked"},'
+        '{name="vault",url="az://vault",classes=["monthly","yearly"],retention={yearly={keep_days=3650}}}]'
     ), "no credential reaches the plain environment"
     binary = data_backup_bin()
     if binary is None:

@@ -346,7 +346,7 @@ async fn a_backup_is_listed_restored_and_verified_from_each_copy_and_a_copy_with
     assert_eq!(lost.fingerprint(), src.fingerprint());
 }
 
-fn entries(plan: &Value, list: &str) -> std::collections::BTreeSet<(String, String, String)> {
+pub(crate) fn entries(plan: &Value, list: &str) -> std::collections::BTreeSet<(String, String, String)> {
     plan[list]
         .as_array()
         .unwrap()

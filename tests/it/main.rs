@@ -19,6 +19,7 @@ mod gcp;
 mod hardening;
 mod history;
 mod labels;
+mod locks;
 mod names;
 mod openapi;
 mod parallel_restore;

@@ -17,6 +17,7 @@
 pub mod gcs;
 mod gcs_json;
 pub mod object_store;
+pub mod s3_lock;
 
 use std::fmt::Debug;
 use std::pin::Pin;

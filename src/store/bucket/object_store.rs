@@ -2,12 +2,14 @@
 //!
 //! Streamed puts use multipart uploads (8 MiB parts, at most two in flight), so memory stays bounded
 //! and the object appears only when the upload completes; the local filesystem stages to a hidden
-//! file and renames it into place. Conditional creates use `PutMode::Create`.
+//! file and renames it into place. Conditional creates use `PutMode::Create`. On S3, object
+//! retention and holds are Object Lock calls ([`super::s3_lock`]).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::azure::MicrosoftAzureBuilder;
@@ -17,6 +19,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
+use super::s3_lock::S3Lock;
 use super::{Bucket, BucketError, ByteReader, ByteStream, ObjectInfo, PutOutcome};
 
 /// Size of one multipart part; S3 needs at least 5 MiB.
@@ -28,6 +31,8 @@ const READ_BUF: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct ObjectStoreBucket {
     store: Arc<dyn ObjectStore>,
+    /// Object Lock calls, for `s3://` stores.
+    lock: Option<S3Lock>,
 }
 
 impl ObjectStoreBucket {
@@ -36,6 +41,7 @@ impl ObjectStoreBucket {
     pub fn open(url: &url::Url, options: &std::collections::BTreeMap<String, String>) -> Result<Self, BucketError> {
         let permanent = |e: object_store::Error| BucketError::Permanent(e.to_string());
         let prefix = url.path().trim_matches('/').to_owned();
+        let mut lock = None;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
                 // `file://./backups` parses with host `.`: take the text after the scheme as the path.
@@ -43,7 +49,8 @@ impl ObjectStoreBucket {
                 let dir = std::path::absolute(raw).map_err(|e| BucketError::Permanent(format!("{raw}: {e}")))?;
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| BucketError::Permanent(format!("cannot create {}: {e}", dir.display())))?;
-                return Ok(Self { store: Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(permanent)?) });
+                let store = Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(permanent)?);
+                return Ok(Self { store, lock: None });
             }
             "s3" => {
                 let mut b = AmazonS3Builder::from_env()
@@ -52,7 +59,9 @@ impl ObjectStoreBucket {
                 for (k, v) in options {
                     b = b.with_config(k.parse().map_err(permanent)?, v);
                 }
-                Arc::new(b.build().map_err(permanent)?)
+                let s3 = Arc::new(b.clone().build().map_err(permanent)?);
+                lock = Some(S3Lock::new(&b, s3.clone(), url.host_str().unwrap_or_default(), &prefix));
+                s3
             }
             "az" => {
                 let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
@@ -64,7 +73,7 @@ impl ObjectStoreBucket {
             other => return Err(BucketError::Permanent(format!("unsupported scheme {other}"))),
         };
         let store = if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix.as_str())) };
-        Ok(Self { store })
+        Ok(Self { store, lock })
     }
 }
 
@@ -218,5 +227,16 @@ impl Bucket for ObjectStoreBucket {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(classify(e)),
         }
+    }
+
+    async fn retain_until(&self, key: &str, until: DateTime<Utc>, locked: bool) -> Result<bool, BucketError> {
+        let Some(lock) = &self.lock else { return Ok(false) };
+        lock.retain_until(key, until, locked).await?;
+        Ok(true)
+    }
+
+    async fn set_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {
+        let Some(lock) = &self.lock else { return Ok(false) };
+        lock.set_legal_hold(key, on).await
     }
 }

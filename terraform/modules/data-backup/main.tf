@@ -74,6 +74,8 @@ locals {
     length(c.options) > 0 ? "options={${join(",", [for k, v in c.options : "${k}=${jsonencode(v)}"])}}" : "",
     length(c.age_recipients) > 0 ? "age_recipients=${jsonencode(c.age_recipients)}" : "",
     c.classes != null ? "classes=${jsonencode(c.classes)}" : "",
+    c.lock != "off" ? "lock=${jsonencode(c.lock)}" : "",
+    length(c.keep_days) > 0 ? "retention={${join(",", [for k, v in c.keep_days : "${k}={keep_days=${v}}"])}}" : "",
   ]))]
   copies_setting = "[${join(",", [for t in local.copy_tables : "{${t}}"])}]"
 

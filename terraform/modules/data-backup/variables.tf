@@ -239,13 +239,15 @@ variable "secret_env" {
 }
 
 variable "copies" {
-  description = "Off-site copies (`[[copies]]`, ADR 0023): further stores every dated backup is copied to, checked, and encrypted on the way with age_recipients. `url` is s3://, az://, gs:// or file://; `options` are object_store options without secrets (region, endpoint); `credentials` maps environment variables the store reads (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_ACCOUNT_KEY, …) to Secret Manager secrets the runtime service account is given access to. A gs:// copy needs the runtime service account granted on that bucket, outside this module."
+  description = "Off-site copies (`[[copies]]`, ADR 0023): further stores every dated backup is copied to, checked, and encrypted on the way with age_recipients. `url` is s3://, az://, gs:// or file://; `options` are object_store options without secrets (region, endpoint); `credentials` maps environment variables the store reads (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_ACCOUNT_KEY, …) to Secret Manager secrets the runtime service account is given access to. `lock` (off, unlocked, locked) retains each copied object until its class expires in the copy (S3 Object Lock on a bucket created with it, or GCS object retention); `keep_days` maps a class (daily … yearly) to how long this copy keeps it, when not as long as the primary. A gs:// copy needs the runtime service account granted on that bucket, outside this module."
   type = list(object({
     name           = string
     url            = string
     options        = optional(map(string), {})
     age_recipients = optional(list(string), [])
     classes        = optional(list(string))
+    lock           = optional(string, "off")
+    keep_days      = optional(map(number), {})
     credentials = optional(map(object({
       secret  = string
       version = optional(string, "latest")
@@ -256,6 +258,11 @@ variable "copies" {
   validation {
     condition     = length(distinct([for c in var.copies : c.name])) == length(var.copies)
     error_message = "Each copy needs its own name."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.copies : contains(["off", "unlocked", "locked"], c.lock)])
+    error_message = "A copy's lock is off, unlocked or locked."
   }
 }
 

@@ -1,0 +1,127 @@
+//! S3 Object Lock for `s3://` stores: [`S3Lock::retain_until`] sets an object's retention
+//! (`PutObjectRetention`: mode `GOVERNANCE` or `COMPLIANCE`, a retain-until date) and
+//! [`S3Lock::set_legal_hold`] its legal hold (`PutObjectLegalHold`). `object_store` has neither
+//! call, so each is one request signed with `object_store`'s own SigV4 signer ([`AwsAuthorizer`])
+//! and the store's own credential provider, at the URL `object_store` itself uses for the object
+//! (its bucket endpoint, the key percent-encoded the same way). Both need a bucket created with
+//! Object Lock enabled; on another bucket S3 refuses them (`InvalidRequest`), which is reported.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
+use object_store::client::{HttpRequest, HttpRequestBody};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sha2::{Digest as _, Sha256};
+
+use super::BucketError;
+
+/// The characters `object_store` percent-encodes in an S3 object path (all but alphanumerics and
+/// `-._~/`), so the lock names the object the store wrote.
+const PATH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+
+/// The Object Lock calls of one `s3://` store.
+#[derive(Debug)]
+pub struct S3Lock {
+    s3: Arc<AmazonS3>,
+    /// `https://s3.<region>.amazonaws.com/<bucket>`, `<endpoint>/<bucket>`, ... as `object_store`
+    /// builds it; no trailing `/`.
+    bucket_endpoint: String,
+    /// The store URL's prefix (`s3://bucket/<prefix>`), without slashes around it.
+    prefix: String,
+    region: String,
+    http: reqwest::Client,
+}
+
+impl S3Lock {
+    /// The lock of the store `builder` built as `s3`: `bucket` (the `s3://` URL's host, which the
+    /// builder parses only as it builds) under `prefix`.
+    pub fn new(builder: &AmazonS3Builder, s3: Arc<AmazonS3>, bucket: &str, prefix: &str) -> Self {
+        let config = |key| builder.get_config_value(&key).filter(|v| !v.is_empty());
+        let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
+        let virtual_hosted = config(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
+        let bucket_endpoint = match (config(AmazonS3ConfigKey::Endpoint), virtual_hosted) {
+            (Some(endpoint), true) => endpoint.trim_end_matches('/').to_owned(),
+            (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+            (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+            (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+        };
+        Self { s3, bucket_endpoint, prefix: prefix.to_owned(), region, http: reqwest::Client::new() }
+    }
+
+    /// Retains the current version of `key` until `until`: mode `COMPLIANCE` when `locked`
+    /// (nobody, the root account included, can shorten it), else `GOVERNANCE`.
+    pub async fn retain_until(&self, key: &str, until: DateTime<Utc>, locked: bool) -> Result<(), BucketError> {
+        let mode = if locked { "COMPLIANCE" } else { "GOVERNANCE" };
+        let until = until.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let body = format!(
+            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
+             <RetainUntilDate>{until}</RetainUntilDate></Retention>"
+        );
+        let what = "setting the Object Lock retention of";
+        if self.put(key, "retention", body, what).await? {
+            return Ok(());
+        }
+        Err(BucketError::Permanent(format!(
+            "{what} {key}: the bucket has no Object Lock (S3 enables it only when a bucket is created)"
+        )))
+    }
+
+    /// Sets (`on`) or clears the legal hold of the current version of `key`; `false` when the
+    /// bucket has no Object Lock (then the store has no holds, as a `file://` store has none).
+    pub async fn set_legal_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {
+        let status = if on { "ON" } else { "OFF" };
+        let body = format!(
+            "<LegalHold xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>{status}</Status></LegalHold>"
+        );
+        self.put(key, "legal-hold", body, "setting the legal hold of").await
+    }
+
+    /// `PUT <object>?<subresource>` with the XML `body`, signed; `what` words the error. `false`
+    /// when S3 answers that the bucket has no Object Lock configuration.
+    async fn put(&self, key: &str, subresource: &str, body: String, what: &str) -> Result<bool, BucketError> {
+        let path = if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) };
+        let url = format!("{}/{}?{subresource}", self.bucket_endpoint, utf8_percent_encode(&path, PATH_ENCODE));
+        let body = Bytes::from(body);
+        let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
+        let mut request: HttpRequest = http::Request::builder()
+            .method(http::Method::PUT)
+            .uri(&url)
+            .header(http::header::CONTENT_TYPE, "application/xml")
+            // Object Lock calls need an integrity check of the body: Content-MD5 or a checksum.
+            .header("x-amz-sdk-checksum-algorithm", "SHA256")
+            .header("x-amz-checksum-sha256", &checksum)
+            .body(HttpRequestBody::from(body.clone()))
+            .map_err(|e| BucketError::Permanent(format!("{what} {key}: {e}")))?;
+        let credential = self
+            .s3
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| BucketError::Transient(format!("{what} {key}: no S3 credentials: {e}")))?;
+        AwsAuthorizer::new(&credential, "s3", &self.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| BucketError::Permanent(format!("{what} {key}: cannot sign the request: {e}")))?;
+        let mut send = self.http.put(&url).body(body);
+        for (name, value) in request.headers() {
+            send = send.header(name, value);
+        }
+        let response = send.send().await.map_err(|e| BucketError::Transient(format!("{what} {key}: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(true);
+        }
+        let text = response.text().await.unwrap_or_default();
+        if status == http::StatusCode::BAD_REQUEST && text.replace(' ', "").contains("ObjectLockConfiguration") {
+            return Ok(false);
+        }
+        let message = format!("{what} {key}: S3 answered {status}: {}", text.trim());
+        Err(if status.is_server_error() || status.as_u16() == 429 {
+            BucketError::Transient(message)
+        } else {
+            BucketError::Permanent(message)
+        })
+    }
+}
