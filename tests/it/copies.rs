@@ -1,7 +1,8 @@
 //! Off-site copies (`[[copies]]`): a real PostgreSQL database exported into a local primary store
 //! and copied to moto (S3, encrypted on the way) and azurite (Azure Blob, as it is); and a Cloud
 //! SQL export (the Cloud SQL Admin fake dumps the local server into fake-gcs-server) in
-//! `cloud_tasks` mode, whose copy is a task of its own.
+//! `cloud_tasks` mode, whose copy is a task of its own, to azurite (encrypted on the way) and to
+//! another prefix of fake-gcs-server (as it is).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -225,7 +226,13 @@ async fn a_copy_to_a_failing_store_is_reported_once_and_the_backup_still_counts_
 async fn a_cloud_sql_export_enqueues_its_copy_task_and_its_plaintext_sql_gz_is_encrypted_on_the_way() {
     let identity = age::x25519::Identity::generate();
     let az_url = format!("az://{}/{}", required_env("DATA_BACKUP_TEST_AZURE_CONTAINER"), unique_name("copy-csql"));
-    let copy = copy_toml("azure", &az_url, &az_options(), &[identity.to_public().to_string()]);
+    // A second copy in fake-gcs-server, under a prefix of its own, kept as it is.
+    let (gcs_bucket, gcs_prefix) = (required_env("DATA_BACKUP_TEST_GCS_BUCKET"), unique_name("copy-csql-gcs"));
+    let copy = format!(
+        "{}{}",
+        copy_toml("azure", &az_url, &az_options(), &[identity.to_public().to_string()]),
+        copy_toml("gcs", &format!("gs://{gcs_bucket}/{gcs_prefix}"), &BTreeMap::new(), &[])
+    );
     let t = crate::follow_up::FollowUps::start(
         1,
         std::time::Duration::from_millis(200),
@@ -257,6 +264,19 @@ async fn a_cloud_sql_export_enqueues_its_copy_task_and_its_plaintext_sql_gz_is_e
     let cipher = read_all(&az, &encrypted_key).await.expect("the encrypted copy");
     assert_eq!(copy_manifest["sha256"], sha256_hex(&cipher));
     assert!(decrypt(cipher, &identity).await == primary, "byte-identical after decryption");
+    // The GCS copy: the same bytes under the same key, with its manifest.
+    let gcs = data_backup::store::bucket::gcs::GcsBucket::new(
+        &gcs_bucket,
+        &gcs_prefix,
+        Some(&required_env("DATA_BACKUP_TEST_GCS_ENDPOINT")),
+        true,
+    )
+    .await
+    .unwrap();
+    let gcs_manifest = manifest(&gcs, &manifest_key).await.expect("the GCS copy has its manifest");
+    assert_eq!(gcs_manifest["key"], key);
+    assert_eq!(gcs_manifest["sha256"], sha256_hex(&primary));
+    assert!(read_all(&gcs, key).await.expect("the GCS copy's dump") == primary, "byte-identical");
     assert!(t.reports().await.is_empty(), "nothing failed");
 }
 
