@@ -20,6 +20,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 
 /// Query of `GET /backups`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BackupsQuery {
     /// `PROJECT/INSTANCE/DATABASE`.

@@ -18,6 +18,7 @@ use crate::runs::scope::{RunScope, narrow};
 
 /// Query of `POST /schedule`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleQuery {
     /// Answer the plan; write and enqueue nothing.

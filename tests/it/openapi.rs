@@ -35,6 +35,26 @@ fn openapi_document_describes_the_contract() {
     }
 }
 
+/// A parameter the document puts in the path is in that path's template; every other one is a
+/// query parameter (a client built from the document sends it where the service reads it).
+#[test]
+fn every_parameter_is_where_the_route_reads_it() {
+    let doc = serde_json::to_value(data_backup::http::openapi()).unwrap();
+    let mut misplaced = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                let (name, place) = (param["name"].as_str().unwrap(), param["in"].as_str().unwrap());
+                let in_template = path.contains(&format!("{{{name}}}"));
+                if (place == "path") != in_template || !matches!(place, "path" | "query" | "header") {
+                    misplaced.push(format!("{method} {path}: `{name}` in {place}"));
+                }
+            }
+        }
+    }
+    assert!(misplaced.is_empty(), "parameters not where the route reads them: {misplaced:?}");
+}
+
 #[tokio::test]
 async fn service_serves_its_openapi_document_and_healthz() {
     let app = TestApp::spawn(&crate::support::pg_source("pgsrc", "never_matches_*")).await;
