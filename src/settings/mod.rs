@@ -244,7 +244,7 @@ impl RetentionPolicy {
     /// Resolves and checks `[retention]` for the configured sources; an error names the offending key.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
         Self::resolve(&settings.retention, settings.effective_sources().iter().map(|s| s.name.to_string()))?
-            .resolve_copies(&settings.copies)
+            .resolve_copies(settings.copies.iter().map(|c| (c.name.as_str(), &c.retention)))
     }
 }
 

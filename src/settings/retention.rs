@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
-use super::copies::CopySettings;
 use super::error::SettingsError;
 use crate::model::calendar::{RetentionClass, class_of};
 
@@ -339,13 +338,17 @@ impl RetentionPolicy {
         Ok(policy)
     }
 
-    /// Resolves each copy's `[copies.retention.<class>]` over this policy's class rules; an error
+    /// Resolves each copy's `[copies.retention.<class>]` (its name and that table, in the order of
+    /// `[[copies]]`) over this policy's class rules; an error
     /// names `copies[i].retention.<class>.<key>`. A copy keeps no colder-storage move (bucket
     /// lifecycle rules are the primary's), so `colder_*` keys are refused there.
-    pub fn resolve_copies(mut self, copies: &[CopySettings]) -> Result<Self, SettingsError> {
-        for (i, copy) in copies.iter().enumerate() {
+    pub fn resolve_copies<'a>(
+        mut self,
+        copies: impl IntoIterator<Item = (&'a str, &'a SourceRetentionSettings)>,
+    ) -> Result<Self, SettingsError> {
+        for (i, (name, retention)) in copies.into_iter().enumerate() {
             for class in RetentionClass::ALL {
-                let s = source_class_settings(&copy.retention, class);
+                let s = source_class_settings(retention, class);
                 let prefix = format!("copies[{i}].retention.{}", class.as_str());
                 if s.colder_after_days.is_some() || s.colder_storage.is_some() {
                     return Err(SettingsError::new(
@@ -355,7 +358,7 @@ impl RetentionPolicy {
                 }
                 if s.keep_days.is_some() {
                     let rule = resolve_class(&prefix, s, ClassRule::keep(0))?;
-                    self.copies.insert((copy.name.clone(), class), rule);
+                    self.copies.insert((name.to_owned(), class), rule);
                 }
             }
         }
