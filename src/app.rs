@@ -77,6 +77,9 @@ impl AppState {
     pub async fn build(settings: &Settings) -> Result<Self, BuildError> {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let store = crate::metrics::TracedBucket::wrap(&BackupStore::open(settings).await?);
+        if settings.retention.lock != crate::settings::RetentionLock::Off {
+            crate::store::ensure_retention(store.bucket().as_ref(), "retention.lock").await?;
+        }
         let mut notifiers: Vec<Arc<dyn Notifier>> = vec![Arc::new(LogNotifier)];
         if let Some(url) = &settings.notify.webhook_url {
             notifiers.push(Arc::new(WebhookNotifier::new(url.clone(), settings.notify.webhook_attempts)));

@@ -416,6 +416,9 @@ impl Bucket for TracedBucket {
     async fn retain_until(&self, key: &str, until: DateTime<Utc>, locked: bool) -> Result<bool, BucketError> {
         self.inner.retain_until(key, until, locked).await
     }
+    async fn retention_available(&self) -> Result<bool, BucketError> {
+        self.inner.retention_available().await
+    }
     async fn set_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {
         self.inner.set_hold(key, on).await
     }

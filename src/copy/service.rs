@@ -71,6 +71,9 @@ impl CopyService {
         let mut targets = Vec::new();
         for (i, copy) in settings.copies.iter().enumerate() {
             let store = open_copy_store(settings, &primary, &copy.name).await?;
+            if copy.lock != crate::settings::RetentionLock::Off {
+                crate::store::ensure_retention(store.bucket().as_ref(), &format!("copies[{i}].lock")).await?;
+            }
             let target = CopyTarget::new(copy.clone(), store, policy.for_copy(&copy.name))
                 .map_err(|e| SettingsError { key: format!("copies[{i}].age_recipients"), reason: e })?;
             targets.push(target);

@@ -42,13 +42,23 @@ pub enum CopyError {
         /// What is wrong.
         reason: String,
     },
-    /// The object read back from the copy is not what was uploaded (it was deleted again), or a
-    /// copy's manifest names a dump that is missing or of another size.
+    /// The object read back from the copy is not what was uploaded (it was deleted or replaced
+    /// meanwhile): the next attempt uploads it again.
     #[error("the copy of {key} does not check: {reason}")]
     Mismatch {
         /// The copy's dump key.
         key: String,
         /// What differs.
+        reason: String,
+    },
+    /// The copy's manifest is committed but its dump is missing, of another size or another
+    /// object than the one it recorded. A manifest is never replaced, so no retry mends it: an
+    /// operator removes the copy's manifest and dump, and the next delivery copies them again.
+    #[error("the copy of {key} is damaged: {reason}")]
+    Damaged {
+        /// The copy's dump key.
+        key: String,
+        /// What is wrong.
         reason: String,
     },
     /// The copy's store holds the manifest of another backup under the same key.
@@ -69,7 +79,7 @@ impl CopyError {
         match self {
             Self::Store(e) => e.is_transient(),
             Self::Mismatch { .. } => true,
-            Self::Source { .. } | Self::Conflict { .. } | Self::Invalid(_) => false,
+            Self::Source { .. } | Self::Damaged { .. } | Self::Conflict { .. } | Self::Invalid(_) => false,
         }
     }
 
@@ -80,6 +90,7 @@ impl CopyError {
             Self::Store(_) => "copy_store",
             Self::Source { .. } => "copy_source",
             Self::Mismatch { .. } => "copy_mismatch",
+            Self::Damaged { .. } => "copy_damaged",
             Self::Conflict { .. } => "copy_conflict",
             Self::Invalid(_) => "copy_invalid",
         }
@@ -281,7 +292,7 @@ impl CopyTarget {
                 Some(existing) if same_backup(&existing, m) && existing.sha256 == copy.sha256 => {
                     Ok((CopyOutcome::AlreadyCopied, existing))
                 }
-                Some(existing) if same_backup(&existing, m) => Err(CopyError::Mismatch {
+                Some(existing) if same_backup(&existing, m) => Err(CopyError::Damaged {
                     key: dump_key,
                     reason: "a concurrent copy committed its manifest for another encryption of the dump".to_owned(),
                 }),
@@ -302,15 +313,28 @@ impl CopyTarget {
             return Err(CopyError::Conflict { key: manifest_key.path() });
         }
         match self.store.bucket().head(&existing.key).await.map_err(StoreError::from)? {
-            Some(info) if info.size == existing.bytes => {
+            // The same size and, where the store names versions, the very object the manifest
+            // recorded (an encryption of the same dump written over it has the same size).
+            Some(info)
+                if info.size == existing.bytes
+                    && (existing.object_version.is_none() || info.version == existing.object_version) =>
+            {
                 self.retain(manifest_key, existing).await?;
                 Ok(CopyOutcome::AlreadyCopied)
             }
-            Some(info) => Err(CopyError::Mismatch {
+            Some(info) if info.size == existing.bytes => Err(CopyError::Damaged {
+                key: existing.key.clone(),
+                reason: format!(
+                    "its manifest records the object version {}, the store holds {}",
+                    existing.object_version.as_deref().unwrap_or("-"),
+                    info.version.as_deref().unwrap_or("-")
+                ),
+            }),
+            Some(info) => Err(CopyError::Damaged {
                 key: existing.key.clone(),
                 reason: format!("its manifest records {} bytes, the object holds {}", existing.bytes, info.size),
             }),
-            None => Err(CopyError::Mismatch {
+            None => Err(CopyError::Damaged {
                 key: existing.key.clone(),
                 reason: "its manifest is there but the dump is missing".to_owned(),
             }),

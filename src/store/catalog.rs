@@ -158,8 +158,8 @@ pub async fn least_recently_verified(
 }
 
 /// The databases `dbs`, least recently verified in `store` first (never verified first of all),
-/// with the time of their last verification there. An off-site copy keeps no `latest/`: the
-/// nightly pick asks it about the primary's databases.
+/// with the time of their last verification there. The nightly pick asks each off-site copy about
+/// the primary's databases (what the primary holds is what every copy should be proven to hold).
 pub async fn least_recently_verified_among(
     store: &BackupStore,
     dbs: BTreeSet<DatabasePath>,

@@ -53,6 +53,25 @@ impl StoreError {
     }
 }
 
+/// Checks at start-up that the store `bucket` of the setting `key` (`retention.lock`,
+/// `copies[i].lock`) can retain what it is asked to: a bucket that cannot (S3 without Object
+/// Lock) refuses to start rather than leave every backup deletable behind a green status. A
+/// bucket that cannot be asked now is logged and let be (each lock is still checked as it is set).
+pub async fn ensure_retention(bucket: &dyn Bucket, key: &str) -> Result<(), crate::settings::SettingsError> {
+    match bucket.retention_available().await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(crate::settings::SettingsError::new(
+            key,
+            "is on, but the store's bucket cannot retain objects (S3: create the bucket with Object Lock \
+             enabled; it cannot be turned on later)",
+        )),
+        Err(e) => {
+            tracing::warn!(setting = key, error = %e, "could not check that the store can retain objects");
+            Ok(())
+        }
+    }
+}
+
 /// Opens the bucket `url` names (`gs://` through the Cloud Storage client of `gcp`, the others
 /// through `object_store` with `options`); `setting` names the key in errors. The one place a
 /// bucket is built from a URL: the `[store]` and each `[[copies]]` entry.

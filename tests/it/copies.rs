@@ -184,6 +184,28 @@ async fn a_copy_killed_before_its_manifest_is_redone_and_checks() {
 }
 
 #[tokio::test]
+async fn a_copy_whose_dump_was_replaced_behind_its_manifest_is_reported_damaged_not_retried() {
+    let src = source_db("copy_damaged");
+    let copies = two_copies("copy-damaged");
+    let app = TestApp::spawn(&format!("{}{}", pg_source("pgsrc", &src.name), copies.toml)).await;
+    let (status, _, body) = app.post("/export", &export_body(&src.name)).await;
+    assert_eq!(status, 200, "{body}");
+    let key = body["key"].as_str().unwrap().to_owned();
+    // Another object of the very same size where the Azure copy's manifest recorded its dump.
+    let size = read_all(copies.az.as_ref(), &key).await.unwrap().len();
+    copies.az.put(&key, Bytes::from(vec![b'x'; size])).await.unwrap();
+
+    let (again, _, body) = app.post("/export", &export_body(&src.name)).await;
+
+    assert_eq!((again, body["status"].as_str()), (200, Some("already_exported")), "{body}");
+    let Some(Key::Dump { db, date, .. }) = Key::parse(&key) else { panic!("{key}") };
+    let marker = Key::CopyReport { copy: "azure".to_owned(), db, date }.path();
+    let report: Value = serde_json::from_slice(&std::fs::read(app.store_dir.path().join(&marker)).unwrap()).unwrap();
+    assert_eq!(report["error_class"], "copy_damaged", "{report}");
+    assert_eq!(report["transient"], false, "no retry mends a committed manifest: {report}");
+}
+
+#[tokio::test]
 async fn a_copy_to_a_failing_store_is_reported_once_and_the_backup_still_counts_as_exported() {
     let src = source_db("copy_fails");
     let hook = MockServer::start().await;

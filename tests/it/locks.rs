@@ -57,6 +57,17 @@ async fn delete_version(bucket: &str, key: &str, version: &str) -> u16 {
     reqwest::Client::new().delete(url).header("authorization", AUTH).send().await.unwrap().status().as_u16()
 }
 
+/// The one key under `bucket` (all of it, as S3 names it) that ends with `/{key}` and does not
+/// begin with `besides`.
+async fn stored_key(bucket: &str, key: &str, besides: &str) -> String {
+    let whole = ObjectStoreBucket::open(&url::Url::parse(&format!("s3://{bucket}")).unwrap(), &s3_options()).unwrap();
+    let keys: Vec<String> = whole.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+    let found: Vec<&String> =
+        keys.iter().filter(|k| k.ends_with(&format!("/{key}")) && !k.starts_with(besides)).collect();
+    assert_eq!(found.len(), 1, "{keys:?}");
+    found[0].clone()
+}
+
 fn open(bucket: &str, prefix: &str) -> ObjectStoreBucket {
     ObjectStoreBucket::open(&url::Url::parse(&format!("s3://{bucket}/{prefix}")).unwrap(), &s3_options()).unwrap()
 }
@@ -81,11 +92,47 @@ async fn an_s3_store_retains_and_holds_objects_with_object_lock_and_says_when_it
 
     // Without Object Lock on the bucket: no holds (as a file:// store), and a retention that
     // cannot be set is an error that says why.
+    // A store whose URL's prefix is hostile (a space, `~`, `%`, non-ASCII): the lock names the very
+    // object the store wrote.
+    let hostile = open(&bucket, "off site~%25é");
+    hostile.put(key, bytes::Bytes::from_static(b"backup")).await.unwrap();
+    hostile.retain_until(key, until, false).await.unwrap();
+    let (mode, retained, _, _) = lock_of(&bucket, &stored_key(&bucket, key, "locked/").await).await;
+    assert_eq!((mode.as_deref(), retained), (Some("GOVERNANCE"), Some(until)));
+    assert!(hostile.retention_available().await.unwrap(), "the bucket says it has Object Lock");
+
     let plain = open(&new_bucket("lock-off", false).await, "p");
     plain.put(key, bytes::Bytes::from_static(b"backup")).await.unwrap();
     assert!(!plain.set_hold(key, true).await.unwrap(), "no legal hold without Object Lock");
     let err = plain.retain_until(key, until, false).await.unwrap_err().to_string();
     assert!(err.contains("Object Lock"), "{err}");
+    assert!(!plain.retention_available().await.unwrap(), "and says so before anything is written");
+}
+
+#[tokio::test]
+async fn a_lock_asked_of_a_bucket_without_object_lock_refuses_to_start() {
+    let plain = new_bucket("lock-none", false).await;
+    for (toml, key) in [
+        (
+            format!("{}lock = \"locked\"\n", copy_toml("vault", &format!("s3://{plain}/c"), &s3_options(), &[])),
+            "copies[0].lock",
+        ),
+        (
+            format!(
+                "[retention]\nlock = \"unlocked\"\n[store]\nurl = \"s3://{plain}/p\"\noptions = {}\n",
+                serde_json::to_string(&s3_options()).unwrap().replace("\":", "\" =")
+            ),
+            "retention.lock",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::support::settings(dir.path(), &toml);
+        let Err(err) = data_backup::app::Application::build(&settings).await else {
+            panic!("{key} on a bucket without Object Lock must not start");
+        };
+        let err = err.to_string();
+        assert!(err.contains(key) && err.contains("Object Lock"), "{err}");
+    }
 }
 
 #[tokio::test]

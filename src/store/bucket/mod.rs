@@ -108,6 +108,11 @@ pub trait Bucket: Send + Sync + Debug {
         let _ = (key, until, locked);
         Ok(false)
     }
+    /// Whether [`Self::retain_until`] can work on this bucket (S3: Object Lock is enabled on it);
+    /// `true` where the backend cannot tell beforehand.
+    async fn retention_available(&self) -> Result<bool, BucketError> {
+        Ok(true)
+    }
     /// Sets (`on`) or clears an object hold (GCS `temporaryHold`: nobody, lifecycle rules
     /// included, deletes the object while it is set). Answers `false` when the backend has none.
     async fn set_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {

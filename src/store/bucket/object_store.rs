@@ -235,6 +235,13 @@ impl Bucket for ObjectStoreBucket {
         Ok(true)
     }
 
+    async fn retention_available(&self) -> Result<bool, BucketError> {
+        match &self.lock {
+            Some(lock) => lock.enabled().await,
+            None => Ok(false),
+        }
+    }
+
     async fn set_hold(&self, key: &str, on: bool) -> Result<bool, BucketError> {
         let Some(lock) = &self.lock else { return Ok(false) };
         lock.set_legal_hold(key, on).await

@@ -22,6 +22,9 @@ use super::BucketError;
 /// `-._~/`), so the lock names the object the store wrote.
 const PATH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 
+/// How long one Object Lock call may take before it counts as a transient failure.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The Object Lock calls of one `s3://` store.
 #[derive(Debug)]
 pub struct S3Lock {
@@ -42,13 +45,19 @@ impl S3Lock {
         let config = |key| builder.get_config_value(&key).filter(|v| !v.is_empty());
         let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
         let virtual_hosted = config(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
-        let bucket_endpoint = match (config(AmazonS3ConfigKey::Endpoint), virtual_hosted) {
+        // As object_store: the S3-specific endpoint (`aws_endpoint_url_s3`) before the general one.
+        let endpoint = config(AmazonS3ConfigKey::S3Endpoint).or_else(|| config(AmazonS3ConfigKey::Endpoint));
+        let bucket_endpoint = match (endpoint, virtual_hosted) {
             (Some(endpoint), true) => endpoint.trim_end_matches('/').to_owned(),
             (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
             (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
             (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
         };
-        Self { s3, bucket_endpoint, prefix: prefix.to_owned(), region, http: reqwest::Client::new() }
+        // `PrefixStore` stores its prefix as `Path::from` makes it (each part escaped once more):
+        // the objects' keys begin with that, not with the URL's path as it is.
+        let prefix = object_store::path::Path::from(prefix).as_ref().to_owned();
+        let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().unwrap_or_default();
+        Self { s3, bucket_endpoint, prefix, region, http }
     }
 
     /// Retains the current version of `key` until `until`: mode `COMPLIANCE` when `locked`
@@ -79,49 +88,89 @@ impl S3Lock {
         self.put(key, "legal-hold", body, "setting the legal hold of").await
     }
 
+    /// Whether the bucket has Object Lock enabled (`GetObjectLockConfiguration`).
+    pub async fn enabled(&self) -> Result<bool, BucketError> {
+        let url = format!("{}?object-lock", self.bucket_endpoint);
+        let (status, text) =
+            self.call(http::Method::GET, &url, Bytes::new(), "reading the Object Lock of the bucket").await?;
+        if status.is_success() {
+            return Ok(text.contains("<ObjectLockEnabled>Enabled</ObjectLockEnabled>"));
+        }
+        if status == http::StatusCode::NOT_FOUND && text.contains("ObjectLockConfigurationNotFound") {
+            return Ok(false);
+        }
+        Err(failure("reading the Object Lock of the bucket", status, &text))
+    }
+
     /// `PUT <object>?<subresource>` with the XML `body`, signed; `what` words the error. `false`
     /// when S3 answers that the bucket has no Object Lock configuration.
     async fn put(&self, key: &str, subresource: &str, body: String, what: &str) -> Result<bool, BucketError> {
         let path = if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) };
         let url = format!("{}/{}?{subresource}", self.bucket_endpoint, utf8_percent_encode(&path, PATH_ENCODE));
-        let body = Bytes::from(body);
-        let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
-        let mut request: HttpRequest = http::Request::builder()
-            .method(http::Method::PUT)
-            .uri(&url)
-            .header(http::header::CONTENT_TYPE, "application/xml")
-            // Object Lock calls need an integrity check of the body: Content-MD5 or a checksum.
-            .header("x-amz-sdk-checksum-algorithm", "SHA256")
-            .header("x-amz-checksum-sha256", &checksum)
+        let what = format!("{what} {key}");
+        let (status, text) = self.call(http::Method::PUT, &url, Bytes::from(body), &what).await?;
+        if status.is_success() {
+            return Ok(true);
+        }
+        if status == http::StatusCode::BAD_REQUEST && text.replace(' ', "").contains("ObjectLockConfiguration") {
+            return Ok(false);
+        }
+        Err(failure(&what, status, &text))
+    }
+
+    /// One signed request: its status and body. A non-empty `body` is XML with its SHA-256
+    /// checksum (Object Lock calls need an integrity check: Content-MD5 or a checksum).
+    async fn call(
+        &self,
+        method: http::Method,
+        url: &str,
+        body: Bytes,
+        what: &str,
+    ) -> Result<(http::StatusCode, String), BucketError> {
+        let mut builder = http::Request::builder().method(method.clone()).uri(url);
+        if !body.is_empty() {
+            let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
+            builder = builder
+                .header(http::header::CONTENT_TYPE, "application/xml")
+                .header("x-amz-sdk-checksum-algorithm", "SHA256")
+                .header("x-amz-checksum-sha256", checksum);
+        }
+        let mut request: HttpRequest = builder
             .body(HttpRequestBody::from(body.clone()))
-            .map_err(|e| BucketError::Permanent(format!("{what} {key}: {e}")))?;
+            .map_err(|e| BucketError::Permanent(format!("{what}: {e}")))?;
         let credential = self
             .s3
             .credentials()
             .get_credential()
             .await
-            .map_err(|e| BucketError::Transient(format!("{what} {key}: no S3 credentials: {e}")))?;
+            .map_err(|e| BucketError::Transient(format!("{what}: no S3 credentials: {e}")))?;
         AwsAuthorizer::new(&credential, "s3", &self.region)
             .try_authorize(&mut request, None)
-            .map_err(|e| BucketError::Permanent(format!("{what} {key}: cannot sign the request: {e}")))?;
-        let mut send = self.http.put(&url).body(body);
+            .map_err(|e| BucketError::Permanent(format!("{what}: cannot sign the request: {e}")))?;
+        let mut send = self.http.request(method, url).body(body);
         for (name, value) in request.headers() {
             send = send.header(name, value);
         }
-        let response = send.send().await.map_err(|e| BucketError::Transient(format!("{what} {key}: {e}")))?;
+        let response = send.send().await.map_err(|e| BucketError::Transient(format!("{what}: {e}")))?;
         let status = response.status();
-        if status.is_success() {
-            return Ok(true);
-        }
-        let text = response.text().await.unwrap_or_default();
-        if status == http::StatusCode::BAD_REQUEST && text.replace(' ', "").contains("ObjectLockConfiguration") {
-            return Ok(false);
-        }
-        let message = format!("{what} {key}: S3 answered {status}: {}", text.trim());
-        Err(if status.is_server_error() || status.as_u16() == 429 {
-            BucketError::Transient(message)
-        } else {
-            BucketError::Permanent(message)
-        })
+        Ok((status, response.text().await.unwrap_or_default()))
+    }
+}
+
+/// The error of an answer `status` with the XML error `text`: only its `<Code>` and `<Message>`
+/// (a signature error's body echoes the signed request, security token included).
+fn failure(what: &str, status: http::StatusCode, text: &str) -> BucketError {
+    let element = |name: &str| {
+        let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].to_owned())
+    };
+    let code = element("Code").unwrap_or_else(|| "no error code".to_owned());
+    let message = element("Message").map(|m| format!(": {m}")).unwrap_or_default();
+    let message = format!("{what}: S3 answered {status} {code}{message}");
+    if status.is_server_error() || status.as_u16() == 429 {
+        BucketError::Transient(message)
+    } else {
+        BucketError::Permanent(message)
     }
 }
