@@ -45,12 +45,10 @@ pub struct BackupsQuery {
     responses(
         (status = 200, description = "One page of backups, newest first", body = BackupPage),
         (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No copy has the name `from` gives (the answer names the configured copies)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid `database`, `page_token` or `page_size`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is temporarily unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn list_backups(
     State(state): State<AppState>,
@@ -101,12 +99,10 @@ pub struct VerifyRequest {
     responses(
         (status = 200, description = "The drill ran; `result` says whether the backup is good (failures are also reported through the notifiers)", body = VerificationRecord),
         (status = 400, description = "Malformed JSON, unknown or missing field", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such backup, or no copy has the name `from` gives (the answer names the configured copies)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field has an invalid value, or no verification server is configured for the engine", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is temporarily unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn verify(
     State(state): State<AppState>,
@@ -140,10 +136,8 @@ pub async fn verify(
     tag = "backups",
     responses(
         (status = 200, description = "The drills ran, one record each (failures are also reported through the notifiers); empty when nothing is due", body = Vec<VerificationRecord>),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is temporarily unavailable, or the service is stopping", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn verify_due(State(state): State<AppState>) -> Result<Json<Vec<VerificationRecord>>, ApiError> {
     let verifier = state.verifier.clone();

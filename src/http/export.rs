@@ -182,14 +182,12 @@ fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
     responses(
         (status = 200, description = "Exported, already exported, (to Cloud Tasks) failed permanently and reported, or (with follow-ups) started, running or waiting for the instance, checked again at `next_check_at`", body = ExportResponse),
         (status = 400, description = "Malformed JSON, unknown or missing field", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The database does not exist (reported)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another export of the same task holds the lease", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field has an invalid value (an `engine` that is not the instance's), the database lies outside what the service backs up (without `ignore_scope`), or the export failed permanently (reported)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Transient failure (of the export, or of a copy delivery's copy; or, with follow-ups, the follow-up check could not be created): retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn export(
     State(state): State<AppState>,

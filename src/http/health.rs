@@ -16,9 +16,7 @@ pub async fn healthz() -> &'static str {
     tag = "operations",
     responses(
         (status = 200, description = "Every check ran; `findings` lists problems (and notes)", body = crate::doctor::DoctorReport),
-        (status = 401, description = "Caller not verified", body = super::error::Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn doctor(
     axum::extract::State(state): axum::extract::State<super::state::AppState>,

@@ -13,6 +13,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, Object, Ref, ResponseBuilder, Type};
 
 use super::error::ApiError;
@@ -73,6 +75,33 @@ pub async fn overloaded(error: tower::BoxError) -> Response {
     ApiError::Unavailable { detail, retry_after: OVERLOAD_RETRY_AFTER }.into_response()
 }
 
+/// Every operation of a path item.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Marks every operation of `openapi` (the routes behind `caller::require_caller`) as requiring the
+/// bearer scheme, and with it the middleware's answers of [`document_protected_answers`], its 401
+/// above all.
+pub fn require_bearer(openapi: &mut utoipa::openapi::OpenApi) {
+    for item in openapi.paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+        }
+    }
+}
+
 /// Adds to every operation that requires the bearer scheme the answers the middleware may give:
 /// 401 (not verified), 403 (not allowed) and 503 (signing keys unreachable, saturated, time limit);
 /// 400 to those with parameters or a body, 413 to those with a body; and to every operation the
@@ -129,17 +158,7 @@ pub fn document_protected_answers(openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(post) = item.post.as_mut() {
             post.responses.responses.entry("415".to_owned()).or_insert_with(|| unsupported.clone().into());
         }
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             operation.responses.responses.entry("421".to_owned()).or_insert_with(|| misdirected.clone().into());
             if operation.security.as_ref().is_none_or(Vec::is_empty) {
                 continue;

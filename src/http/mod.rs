@@ -87,12 +87,15 @@ fn open_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(health::healthz))
 }
 
-/// The OpenAPI document: the frame of [`ApiDoc`], the operations of every route, and the answers
-/// the middleware adds to them (`limits::document_protected_answers`).
+/// The OpenAPI document: the frame of [`ApiDoc`], the operations of every route, the bearer
+/// requirement of every route in [`protected_routes`] (`limits::require_bearer`: a route is
+/// documented as protected because it sits behind caller verification, not because its handler
+/// says so), and the answers the middleware adds to them (`limits::document_protected_answers`).
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc =
-        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(open_routes()).merge(protected_routes()).into_openapi();
+    let mut protected = protected_routes();
+    limits::require_bearer(protected.get_openapi_mut());
+    let mut doc = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(open_routes()).merge(protected).into_openapi();
     limits::document_protected_answers(&mut doc);
     doc
 }
@@ -105,7 +108,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     responses(
         (status = 200, description = "This document (OpenAPI 3.1)", body = Object),
     ),
-    security(("bearer" = []))
 )]
 async fn openapi_document() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())

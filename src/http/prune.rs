@@ -47,11 +47,9 @@ fn merge(query: PruneRequest, body: PruneRequest) -> Result<PruneRequest, ApiErr
     responses(
         (status = 200, description = "The plan: kept, deleted (or to delete), skipped with reasons, bytes freed; each copy's in `copies`", body = PrunePlan),
         (status = 400, description = "Malformed query or JSON, unknown field, an option given twice", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`as_of` is not a date, or lies in the future with `apply`; or the store refused the listing", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is temporarily unavailable: retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn prune(
     State(state): State<AppState>,

@@ -66,12 +66,10 @@ fn scope_of(body: &Bytes) -> Result<Option<RunScope>, ApiError> {
     responses(
         (status = 200, description = "Run summary (with the plan on a dry run)", body = ScheduleSummary),
         (status = 400, description = "The body is not a run scope", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The scope reaches beyond the configured sources and the caller may only narrow", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid X-CloudScheduler-ScheduleTime, or a scope naming an unknown source, a malformed folder or pattern", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Some tasks could not be enqueued: retry", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn schedule(
     State(state): State<AppState>,

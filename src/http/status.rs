@@ -87,10 +87,8 @@ pub struct StatusQuery {
             (String = "text/html"),
         )),
         (status = 400, description = "Unknown state or malformed query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store could not be read: retry", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn status(
     State(state): State<AppState>,
@@ -136,10 +134,8 @@ pub const PAGE_CSP: &str =
         (status = 200, description = "The status page", body = String, content_type = "text/html",
             headers(("Content-Security-Policy" = String, description = "No script; inline CSS only; not to be framed"),
                     ("Referrer-Policy" = String, description = "`no-referrer`"))),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store could not be read: retry", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn page(
     State(state): State<AppState>,
@@ -178,12 +174,10 @@ pub struct DatabaseQuery {
         (status = 200, description = "The database's page", body = String, content_type = "text/html",
             headers(("Content-Security-Policy" = String, description = "No script; inline CSS only; not to be framed"))),
         (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No backup, history or status of this database", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store could not be read: retry", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn database(
     State(state): State<AppState>,
@@ -229,10 +223,8 @@ pub struct RunList {
     responses(
         (status = 200, description = "The runs of the last days, newest first", body = RunList),
         (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store could not be read: retry", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn runs(
     State(state): State<AppState>,
@@ -266,12 +258,10 @@ pub struct RunQuery {
             (RunReport = "application/json"),
             (String = "text/html"),
         )),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No run with this id", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed run id or date", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store could not be read: retry", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn run(
     State(state): State<AppState>,
@@ -305,9 +295,7 @@ pub async fn run(
     tag = "status",
     responses(
         (status = 200, description = "Every metric in the Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 401, description = "Caller not verified", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     // Per-state counts and last-success times come from the (cached) status: refresh it first.

@@ -55,6 +55,26 @@ fn every_parameter_is_where_the_route_reads_it() {
     assert!(misplaced.is_empty(), "parameters not where the route reads them: {misplaced:?}");
 }
 
+/// Every route behind caller verification is documented as requiring the bearer scheme and as
+/// answering 401 the way the middleware does (with its `WWW-Authenticate` header), because it sits
+/// in the protected router; the liveness probe, open to every caller, is neither.
+#[test]
+fn every_protected_route_documents_the_bearer_scheme_and_the_middlewares_401() {
+    let doc = serde_json::to_value(data_backup::http::openapi()).unwrap();
+    let mut wrong = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let open = path == "/healthz";
+            let bearer = op["security"] == serde_json::json!([{"bearer": []}]);
+            let challenge = op["responses"]["401"]["headers"].get("WWW-Authenticate").is_some();
+            if bearer == open || challenge == open {
+                wrong.push(format!("{method} {path}: bearer {bearer}, 401 with WWW-Authenticate {challenge}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "operations documented unlike the router guards them: {wrong:?}");
+}
+
 #[tokio::test]
 async fn service_serves_its_openapi_document_and_healthz() {
     let app = TestApp::spawn(&crate::support::pg_source("pgsrc", "never_matches_*")).await;
