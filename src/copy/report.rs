@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::copy::target::CopyError;
 use crate::model::ExportTask;
-use crate::notify::{FailureReport, Notifier};
+use crate::notify::{FailureReport, Notifier, Subject};
 use crate::store::BackupStore;
 use crate::store::bucket::PutOutcome;
 use crate::store::layout::{Key, path_of};
@@ -25,7 +25,7 @@ pub fn failure_report(copy: &str, task: &ExportTask, error: &CopyError) -> Failu
              itself is in the primary store): {error}",
             task.db, task.run_date
         ),
-        ..FailureReport::about(task)
+        ..FailureReport::about(Subject::of_task(task))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::export::ExportError;
 use crate::model::ExportTask;
-use crate::notify::{FailureReport, Notifier};
+use crate::notify::{FailureReport, Notifier, Subject};
 use crate::store::BackupStore;
 use crate::store::history;
 
@@ -25,7 +25,7 @@ pub fn failure_report(task: &ExportTask, attempt: u32, error: &ExportError) -> F
             task.db, task.run_date
         ),
         operation: error.operation().map(str::to_owned),
-        ..FailureReport::about(task)
+        ..FailureReport::about(Subject::of_task(task))
     }
 }
 

@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::store::holds::TableLoss;
 
-/// One failure report.
+/// The backup a report or an event is about: the database, the day and the run that asked for it.
+/// Flattened into its report, so the JSON a channel receives names them at the top level.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailureReport {
+pub struct Subject {
     /// Source of the database.
     pub source: String,
     /// Project.
@@ -36,6 +37,42 @@ pub struct FailureReport {
     pub run_date: String,
     /// Run that asked for it.
     pub run_id: String,
+}
+
+impl Subject {
+    /// The backup `task` makes.
+    #[must_use]
+    pub fn of_task(task: &crate::model::ExportTask) -> Self {
+        Self {
+            source: task.db.source.to_string(),
+            project: task.db.project.to_string(),
+            instance: task.db.instance.to_string(),
+            database: task.db.database.to_string(),
+            run_date: task.run_date.to_string(),
+            run_id: task.run_id.to_string(),
+        }
+    }
+
+    /// The backup `manifest` describes.
+    #[must_use]
+    pub fn of_manifest(manifest: &crate::store::manifest::Manifest) -> Self {
+        Self {
+            source: manifest.source.clone(),
+            project: manifest.project.clone(),
+            instance: manifest.instance.clone(),
+            database: manifest.database.clone(),
+            run_date: manifest.run_date.clone(),
+            run_id: manifest.run_id.clone(),
+        }
+    }
+}
+
+/// One failure report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    /// The backup that failed.
+    #[serde(flatten)]
+    pub subject: Subject,
     /// Attempts made.
     pub attempt: u32,
     /// Error class (`gone`, `dump_failed`, `store`, …).
@@ -54,17 +91,12 @@ pub struct FailureReport {
 }
 
 impl FailureReport {
-    /// A report about `task`'s database and day, reported now; the caller fills in what failed
-    /// (`FailureReport { error_class, message, text, ..FailureReport::about(task) }`).
+    /// A report about `subject`, reported now; the caller fills in what failed
+    /// (`FailureReport { error_class, message, text, ..FailureReport::about(subject) }`).
     #[must_use]
-    pub fn about(task: &crate::model::ExportTask) -> Self {
+    pub fn about(subject: Subject) -> Self {
         Self {
-            source: task.db.source.to_string(),
-            project: task.db.project.to_string(),
-            instance: task.db.instance.to_string(),
-            database: task.db.database.to_string(),
-            run_date: task.run_date.to_string(),
-            run_id: task.run_id.to_string(),
+            subject,
             attempt: 1,
             error_class: String::new(),
             transient: false,
@@ -82,18 +114,9 @@ impl FailureReport {
 pub struct SuccessEvent {
     /// Always `export_succeeded`.
     pub kind: String,
-    /// Source of the database.
-    pub source: String,
-    /// Project.
-    pub project: String,
-    /// Instance.
-    pub instance: String,
-    /// Database.
-    pub database: String,
-    /// Day of the backup.
-    pub run_date: String,
-    /// Run that asked for it.
-    pub run_id: String,
+    /// The backup made.
+    #[serde(flatten)]
+    pub subject: Subject,
     /// Object key of the dump.
     pub key: String,
     /// Stored bytes.
@@ -112,12 +135,7 @@ impl SuccessEvent {
         let duration = (manifest.finished_at - manifest.started_at).to_std().unwrap_or_default();
         Self {
             kind: "export_succeeded".to_owned(),
-            source: manifest.source.clone(),
-            project: manifest.project.clone(),
-            instance: manifest.instance.clone(),
-            database: manifest.database.clone(),
-            run_date: manifest.run_date.clone(),
-            run_id: manifest.run_id.clone(),
+            subject: Subject::of_manifest(manifest),
             key: manifest.key.clone(),
             bytes: manifest.bytes,
             duration_secs: duration.as_secs_f64(),
@@ -226,11 +244,11 @@ pub struct LogNotifier;
 impl Notifier for LogNotifier {
     async fn notify(&self, report: &FailureReport) -> Result<(), NotifyError> {
         tracing::error!(
-            db.project = %report.project,
-            db.instance = %report.instance,
-            db.name = %report.database,
-            run.date = %report.run_date,
-            run.id = %report.run_id,
+            db.project = %report.subject.project,
+            db.instance = %report.subject.instance,
+            db.name = %report.subject.database,
+            run.date = %report.subject.run_date,
+            run.id = %report.subject.run_id,
             task.attempt = report.attempt,
             error.class = %report.error_class,
             report = true,

@@ -109,9 +109,9 @@ impl Notifier for PubSubNotifier {
     async fn notify(&self, report: &FailureReport) -> Result<(), NotifyError> {
         let attributes = BTreeMap::from([
             ("kind", "export_failed".to_owned()),
-            ("database", database(&report.project, &report.instance, &report.database)),
-            ("run_date", report.run_date.clone()),
-            ("run_id", report.run_id.clone()),
+            ("database", database(&report.subject.project, &report.subject.instance, &report.subject.database)),
+            ("run_date", report.subject.run_date.clone()),
+            ("run_id", report.subject.run_id.clone()),
             ("error_class", report.error_class.clone()),
         ]);
         self.publish(report, attributes).await
@@ -141,9 +141,9 @@ impl Notifier for PubSubNotifier {
         }
         let attributes = BTreeMap::from([
             ("kind", "export_succeeded".to_owned()),
-            ("database", database(&event.project, &event.instance, &event.database)),
-            ("run_date", event.run_date.clone()),
-            ("run_id", event.run_id.clone()),
+            ("database", database(&event.subject.project, &event.subject.instance, &event.subject.database)),
+            ("run_date", event.subject.run_date.clone()),
+            ("run_id", event.subject.run_id.clone()),
         ]);
         self.publish(event, attributes).await
     }

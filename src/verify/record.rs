@@ -5,7 +5,7 @@ use chrono::Utc;
 
 use super::Verifier;
 use crate::model::DatabasePath;
-use crate::notify::FailureReport;
+use crate::notify::{FailureReport, Subject};
 use crate::store::manifest::Manifest;
 use crate::store::verification::{RECORD_VERSION, VerificationRecord, VerificationResult};
 
@@ -54,17 +54,8 @@ impl Verifier {
     pub(super) async fn report(&self, manifest: &Manifest, record: &VerificationRecord) {
         let message = record.errors.join("; ");
         let report = FailureReport {
-            source: manifest.source.clone(),
-            project: record.project.clone(),
-            instance: record.instance.clone(),
-            database: record.database.clone(),
-            run_date: record.run_date.clone(),
-            run_id: manifest.run_id.clone(),
-            attempt: 1,
             error_class: "verification_failed".into(),
-            transient: false,
             message: message.clone(),
-            reported_at: Utc::now(),
             text: format!(
                 ":red_circle: data-backup: the restore drill of {}/{}/{} (backup of {}{}) failed: {message}",
                 record.project,
@@ -73,7 +64,14 @@ impl Verifier {
                 record.run_date,
                 record.copy.as_deref().map_or_else(String::new, |c| format!(", off-site copy `{c}`"))
             ),
-            operation: None,
+            ..FailureReport::about(Subject {
+                source: manifest.source.clone(),
+                project: record.project.clone(),
+                instance: record.instance.clone(),
+                database: record.database.clone(),
+                run_date: record.run_date.clone(),
+                run_id: manifest.run_id.clone(),
+            })
         };
         for n in &self.notifiers {
             if let Err(e) = n.notify(&report).await {
