@@ -85,6 +85,24 @@ fn restore_command(db: &DatabasePath, date: &str, label: Option<&str>) -> String
     )
 }
 
+/// Where a backup is held: the primary store's key, and each off-site copy whose newest backup
+/// (its `latest/` pointer, moved only after the copy was checked on arrival) is this one. An older
+/// backup's copies are not listed: the pointer proves only the newest.
+fn copies_cell(status: Option<&DatabaseStatus>, backup: &crate::restore::BackupSummary) -> String {
+    let held: Vec<&str> = status
+        .map(|s| s.copies.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| backup.label.is_none() && c.newest_run_date.as_deref() == Some(backup.run_date.as_str()))
+        .map(|c| c.name.as_str())
+        .collect();
+    if held.is_empty() {
+        format!("primary ({})", backup.key)
+    } else {
+        format!("primary ({}); off-site: {}", backup.key, held.join(", "))
+    }
+}
+
 /// The page of one database: its row of the status (when it has one), its backups, history and holds.
 #[must_use]
 pub fn render_database(
@@ -139,7 +157,7 @@ pub fn render_database(
                     n.map_or_else(|| "-".to_owned(), |(d, _)| rows_words(history, d))
                 },
                 verification,
-                copies: format!("1 ({})", b.key),
+                copies: copies_cell(status, b),
                 restore: restore_command(db, &b.run_date, b.label.as_deref()),
             }
         })
@@ -160,13 +178,16 @@ pub fn render_database(
         None => ("empty", "unknown".to_owned(), "not in the current status".to_owned()),
     };
     let newest = backups.backups.iter().find(|b| b.label.is_none());
-    let tiles = vec![
+    let mut tiles = vec![
         ("backups", backups.backups.len().to_string()),
         ("newest", newest.map_or_else(|| "-".to_owned(), |b| b.run_date.clone())),
         ("size", newest.map_or_else(|| "-".to_owned(), |b| size_words(b.bytes))),
         ("stored", size_words(backups.backups.iter().map(|b| b.bytes).sum())),
         ("failures", history.map_or(0, |h| h.nights.values().filter(|n| n.failure.is_some()).count()).to_string()),
     ];
+    if let Some(s) = status.filter(|s| !s.copies.is_empty()) {
+        tiles.push(("off-site", crate::status::render::copies_words(s)));
+    }
     let page = DatabasePage {
         path: format!("{}/{}/{}", db.project, db.instance, db.database),
         project: db.project.to_string(),

@@ -75,6 +75,27 @@ fn has_copy_gauge(metrics: &str, copy: &str, state: &str, n: u64) -> bool {
     })
 }
 
+/// The address of the page of `database` (source `pgsrc`, instance `pg`).
+fn detail_href(database: &str) -> String {
+    format!("/database?project=pgsrc&instance=pg&database={database}")
+}
+
+/// The value of the tile `id` of a page.
+fn tile(page: &str, id: &str) -> String {
+    let after = page.split(&format!("data-tile=\"{id}\"")).nth(1).unwrap_or_else(|| panic!("tile {id} in {page}"));
+    let value = after.split("<div class=\"value\">").nth(1).unwrap();
+    value.split("</div>").next().unwrap().to_owned()
+}
+
+/// The Copies cell of the backup row of `date` on a database page (the ninth cell).
+fn copies_cell(page: &str, date: &str) -> String {
+    let row = page.split(&format!("data-date=\"{date}\">")).nth(1).unwrap_or_else(|| panic!("row {date} in {page}"));
+    let row = row.split("</tr>").next().unwrap();
+    let cell = row.split("<td").nth(9).unwrap_or_else(|| panic!("nine cells in {row}"));
+    let cell = cell.split_once('>').unwrap().1;
+    cell.split("</td>").next().unwrap().to_owned()
+}
+
 /// `data-backup status` over the app's primary store with `copies` (its exit code and output).
 fn status_command(app: &TestApp, dir: &Path, copies: &str) -> (Option<i32>, String) {
     let config = dir.join("config.toml");
@@ -96,6 +117,7 @@ async fn copies_holding_the_newest_backup_are_ok_and_an_emptied_copy_is_missing_
     export(&app, &src.name, "2026-11-20").await;
 
     let both = status(&app).await;
+    let both_detail = get(&app, &detail_href(&src.name)).await;
     let (both_code, both_table) = status_command(&app, cli_dir.path(), &copies);
 
     assert_eq!(
@@ -108,12 +130,15 @@ async fn copies_holding_the_newest_backup_are_ok_and_an_emptied_copy_is_missing_
     assert_eq!(both["copies_behind"], 0);
     assert_eq!(both_code, Some(0), "{both_table}");
     assert!(both_table.contains("near ok, offsite ok"), "{both_table}");
+    assert_eq!(tile(&both_detail, "off-site"), "near ok, offsite ok", "{both_detail}");
+    assert!(copies_cell(&both_detail, "2026-11-20").ends_with("; off-site: near, offsite"), "{both_detail}");
 
     // The near copy loses everything it held.
     std::fs::remove_dir_all(near.path()).unwrap();
     std::fs::create_dir(near.path()).unwrap();
     let one = status(&app).await;
     let page = get(&app, "/").await;
+    let one_detail = get(&app, &detail_href(&src.name)).await;
     let metrics = get(&app, "/metrics").await;
     let (one_code, one_table) = status_command(&app, cli_dir.path(), &copies);
 
@@ -130,6 +155,8 @@ async fn copies_holding_the_newest_backup_are_ok_and_an_emptied_copy_is_missing_
     assert_eq!(near_summary["counts"]["missing"], 1, "{near_summary}");
     assert!(page.contains("copy-alarm") && page.contains("near missing"), "{page}");
     assert!(page.contains("1 databases with a copy behind or missing"), "{page}");
+    assert_eq!(tile(&one_detail, "off-site"), "near missing, offsite ok", "{one_detail}");
+    assert!(copies_cell(&one_detail, "2026-11-20").ends_with("; off-site: offsite"), "{one_detail}");
     assert!(has_copy_gauge(&metrics, "near", "missing", 1), "{metrics}");
     assert!(has_copy_gauge(&metrics, "offsite", "ok", 1), "{metrics}");
     assert_eq!(one_code, Some(4), "a copy missing makes the exit status 4: {one_table}");
