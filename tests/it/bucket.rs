@@ -307,6 +307,49 @@ async fn export_into_gcs_writes_the_same_backup_layout() {
     assert!(keys.iter().any(|k| k.starts_with("latest/pgsrc/pg/")), "{keys:?}");
 }
 
+/// A retention asked again with an earlier date or a weaker mode (`keep_days` shortened, the lock
+/// dropped) leaves the object's own as it is: fake-gcs-server, as GCS, refuses to shorten or unlock
+/// a `Locked` one, so asking would fail the copy or export that asks. A later date extends an
+/// `Unlocked` one. (GCS also extends a `Locked` one; fake-gcs-server refuses any change to it.)
+#[tokio::test]
+async fn a_gcs_retention_asked_again_is_never_shortened_or_weakened() {
+    let endpoint = required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");
+    let name = required_env("DATA_BACKUP_TEST_GCS_BUCKET");
+    let prefix = unique_name("keep");
+    let bucket = GcsBucket::new(&name, &prefix, Some(&endpoint), true).await.unwrap();
+    let (locked, unlocked) =
+        ("daily/p/i/caf\u{e9} %x/2026-11-20/dump.manifest.json", "daily/p/i/d/2026-11-20/dump.manifest.json");
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+    let retention = |key: &'static str| {
+        let url = format!(
+            "{endpoint}/storage/v1/b/{name}/o/{}",
+            percent_encoding::utf8_percent_encode(&format!("{prefix}/{key}"), percent_encoding::NON_ALPHANUMERIC)
+        );
+        async move {
+            let meta: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            let mode = meta["retention"]["mode"].as_str().unwrap().to_owned();
+            (mode, at(meta["retention"]["retainUntilTime"].as_str().unwrap()))
+        }
+    };
+    for key in [locked, unlocked] {
+        bucket.put(key, bytes::Bytes::from_static(b"{}")).await.unwrap();
+    }
+
+    assert!(bucket.retain_until(locked, at("2030-01-02T00:00:00Z"), true).await.unwrap());
+    let asked_less = bucket.retain_until(locked, at("2029-01-02T00:00:00Z"), false).await;
+    let kept = retention(locked).await;
+    assert!(bucket.retain_until(unlocked, at("2030-01-02T00:00:00Z"), false).await.unwrap());
+    assert!(bucket.retain_until(unlocked, at("2029-01-02T00:00:00Z"), false).await.unwrap());
+    let unlocked_kept = retention(unlocked).await;
+    assert!(bucket.retain_until(unlocked, at("2031-01-02T00:00:00Z"), false).await.unwrap());
+    let extended = retention(unlocked).await;
+
+    assert!(asked_less.is_ok(), "nothing is asked of a longer locked retention: {asked_less:?}");
+    assert_eq!(kept, ("Locked".to_owned(), at("2030-01-02T00:00:00Z")), "never shortened nor unlocked");
+    assert_eq!(unlocked_kept, ("Unlocked".to_owned(), at("2030-01-02T00:00:00Z")), "never shortened");
+    assert_eq!(extended, ("Unlocked".to_owned(), at("2031-01-02T00:00:00Z")), "extended");
+}
+
 #[tokio::test]
 async fn with_retention_lock_a_new_backup_is_retained_until_its_class_expires() {
     let endpoint = required_env("DATA_BACKUP_TEST_GCS_ENDPOINT");

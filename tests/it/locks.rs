@@ -90,6 +90,18 @@ async fn an_s3_store_retains_and_holds_objects_with_object_lock_and_says_when_it
     assert_eq!(hold.as_deref(), Some("ON"));
     assert_eq!(delete_version(&bucket, &format!("locked/{key}"), &version).await, 403, "a locked version stays");
 
+    // Asked again after `keep_days` was shortened and the lock dropped (S3 refuses to shorten or
+    // weaken a compliance retention): the object keeps what it has. Asked for longer: extended,
+    // and still compliance.
+    let shorter = until - chrono::Duration::days(365);
+    let longer = until + chrono::Duration::days(30);
+    store.retain_until(key, shorter, false).await.unwrap();
+    let (kept_mode, kept_until, _, _) = lock_of(&bucket, &format!("locked/{key}")).await;
+    store.retain_until(key, longer, false).await.unwrap();
+    let (longer_mode, longer_until, _, _) = lock_of(&bucket, &format!("locked/{key}")).await;
+    assert_eq!((kept_mode.as_deref(), kept_until), (Some("COMPLIANCE"), Some(until)), "never shortened");
+    assert_eq!((longer_mode.as_deref(), longer_until), (Some("COMPLIANCE"), Some(longer)), "extended, as strict");
+
     // Without Object Lock on the bucket: no holds (as a file:// store), and a retention that
     // cannot be set is an error that says why.
     // A store whose URL's prefix is hostile (a space, `~`, `%`, non-ASCII): the lock names the very

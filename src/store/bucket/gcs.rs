@@ -49,7 +49,7 @@ use reqwest::{Method, StatusCode, Url};
 use tokio::io::AsyncReadExt as _;
 
 use super::gcs_json::{JsonObject, JsonObjectList, encode, from_http_status, parse_json, reqwest_error};
-use super::{Bucket, BucketError, ByteReader, ByteStream, ObjectInfo, PutOutcome};
+use super::{Bucket, BucketError, ByteReader, ByteStream, ObjectInfo, PutOutcome, Retention};
 
 /// Google's endpoint, used for both the SDK client and the JSON calls when none is configured.
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -170,6 +170,28 @@ impl GcsBucket {
         }
         let detail: String = response.text().await.unwrap_or_default().chars().take(300).collect();
         Err(from_http_status(status.as_u16(), format!("{what}: HTTP {status}: {detail}")))
+    }
+
+    /// The retention `key`'s object has (`None`: none, or no such object).
+    async fn retention(&self, key: &str) -> Result<Option<Retention>, BucketError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Held {
+            mode: String,
+            retain_until_time: DateTime<Utc>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Object {
+            retention: Option<Held>,
+        }
+        let name = self.object_name(key);
+        let what = format!("reading the retention of {}", self.uri(&name));
+        let url = self.objects_url(Some(&name), "fields=retention")?;
+        let Some(body) = self.json_call(Method::GET, url, &what).await? else {
+            return Ok(None);
+        };
+        let object: Object = parse_json(&what, &body)?;
+        Ok(object.retention.map(|r| Retention { until: r.retain_until_time, locked: r.mode == "Locked" }))
     }
 
     /// The store key of an object name, or `None` when the name is outside the store's prefix.
@@ -387,9 +409,12 @@ impl Bucket for GcsBucket {
     }
 
     async fn retain_until(&self, key: &str, until: DateTime<Utc>, locked: bool) -> Result<bool, BucketError> {
+        let Some(ask) = Retention::to_ask(self.retention(key).await?, Retention { until, locked }) else {
+            return Ok(true);
+        };
         let body = serde_json::json!({"retention": {
-            "mode": if locked { "Locked" } else { "Unlocked" },
-            "retainUntilTime": until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "mode": if ask.locked { "Locked" } else { "Unlocked" },
+            "retainUntilTime": ask.until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }});
         self.patch_object(key, "retention", "setting the retention of", &body).await
     }

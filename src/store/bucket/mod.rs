@@ -76,6 +76,32 @@ impl BucketError {
     }
 }
 
+/// An object's retention as its store holds it: until when, and whether locked (GCS `Locked`,
+/// S3 `COMPLIANCE`) rather than only retained (GCS `Unlocked`, S3 `GOVERNANCE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// The retain-until time.
+    pub until: DateTime<Utc>,
+    /// Whether nobody can shorten or lift it.
+    pub locked: bool,
+}
+
+impl Retention {
+    /// The retention to ask for when `wanted` is wanted of an object that holds `held`: `None` when
+    /// `held` already lasts as long and is as strict (no store lets a retention be shortened or
+    /// weakened without a bypass, so asking would be refused); else the later date and the
+    /// stricter mode of the two. A retention asked again after `keep_days` was shortened keeps
+    /// the date it already has.
+    #[must_use]
+    pub fn to_ask(held: Option<Self>, wanted: Self) -> Option<Self> {
+        let Some(held) = held else { return Some(wanted) };
+        if held.until >= wanted.until && (held.locked || !wanted.locked) {
+            return None;
+        }
+        Some(Self { until: held.until.max(wanted.until), locked: held.locked || wanted.locked })
+    }
+}
+
 /// The object operations the service needs. Implemented by [`object_store::ObjectStoreBucket`]
 /// (`file://`, `s3://`, `az://`) and [`gcs::GcsBucket`] (`gs://`).
 #[async_trait]
@@ -124,5 +150,27 @@ pub trait Bucket: Send + Sync + Debug {
     async fn crc32c(&self, key: &str) -> Result<Option<String>, BucketError> {
         let _ = key;
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retention_asked_again_is_never_shortened_or_weakened() {
+        let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2030, 1, d).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+        let r = |d, locked| Retention { until: day(d), locked };
+        let cases = [
+            (None, r(5, false), Some(r(5, false)), "nothing held: asked as wanted"),
+            (Some(r(5, false)), r(5, false), None, "the same: nothing to ask"),
+            (Some(r(9, true)), r(5, false), None, "longer and locked: kept"),
+            (Some(r(9, false)), r(5, true), Some(r(9, true)), "locked for the longer date"),
+            (Some(r(5, true)), r(9, false), Some(r(9, true)), "extended, still locked"),
+            (Some(r(5, false)), r(9, false), Some(r(9, false)), "extended"),
+        ];
+        for (held, wanted, asked, why) in cases {
+            assert_eq!(Retention::to_ask(held, wanted), asked, "{why}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! S3 Object Lock for `s3://` stores: [`S3Lock::retain_until`] sets an object's retention
-//! (`PutObjectRetention`: mode `GOVERNANCE` or `COMPLIANCE`, a retain-until date) and
+//! (`PutObjectRetention`: mode `GOVERNANCE` or `COMPLIANCE`, a retain-until date; never shorter or
+//! weaker than the one the object has, which `HeadObject` tells) and
 //! [`S3Lock::set_legal_hold`] its legal hold (`PutObjectLegalHold`). `object_store` has neither
 //! call, so each is one request signed with `object_store`'s own SigV4 signer ([`AwsAuthorizer`])
 //! and the store's own credential provider, at the URL `object_store` itself uses for the object
@@ -16,7 +17,7 @@ use object_store::client::{HttpRequest, HttpRequestBody};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest as _, Sha256};
 
-use super::BucketError;
+use super::{BucketError, Retention};
 
 /// The characters `object_store` percent-encodes in an S3 object path (all but alphanumerics and
 /// `-._~/`), so the lock names the object the store wrote.
@@ -63,8 +64,11 @@ impl S3Lock {
     /// Retains the current version of `key` until `until`: mode `COMPLIANCE` when `locked`
     /// (nobody, the root account included, can shorten it), else `GOVERNANCE`.
     pub async fn retain_until(&self, key: &str, until: DateTime<Utc>, locked: bool) -> Result<(), BucketError> {
-        let mode = if locked { "COMPLIANCE" } else { "GOVERNANCE" };
-        let until = until.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let Some(ask) = Retention::to_ask(self.retention(key).await?, Retention { until, locked }) else {
+            return Ok(());
+        };
+        let mode = if ask.locked { "COMPLIANCE" } else { "GOVERNANCE" };
+        let until = ask.until.to_rfc3339_opts(SecondsFormat::Secs, true);
         let body = format!(
             "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
              <RetainUntilDate>{until}</RetainUntilDate></Retention>"
@@ -76,6 +80,26 @@ impl S3Lock {
         Err(BucketError::Permanent(format!(
             "{what} {key}: the bucket has no Object Lock (S3 enables it only when a bucket is created)"
         )))
+    }
+
+    /// The retention the current version of `key` has, from its `HeadObject` headers (S3 sends
+    /// them to a caller allowed `s3:GetObjectRetention`); `None`: none, or no such object.
+    async fn retention(&self, key: &str) -> Result<Option<Retention>, BucketError> {
+        let what = format!("reading the Object Lock retention of {key}");
+        let (status, headers, text) =
+            self.call(http::Method::HEAD, &self.object_url(key, None), Bytes::new(), &what).await?;
+        if status == http::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(failure(&what, status, &text));
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(until) = header("x-amz-object-lock-retain-until-date") else { return Ok(None) };
+        let until = DateTime::parse_from_rfc3339(until)
+            .map_err(|e| BucketError::Permanent(format!("{what}: retain-until date `{until}`: {e}")))?
+            .with_timezone(&Utc);
+        Ok(Some(Retention { until, locked: header("x-amz-object-lock-mode") == Some("COMPLIANCE") }))
     }
 
     /// Sets (`on`) or clears the legal hold of the current version of `key`; `false` when the
@@ -91,7 +115,7 @@ impl S3Lock {
     /// Whether the bucket has Object Lock enabled (`GetObjectLockConfiguration`).
     pub async fn enabled(&self) -> Result<bool, BucketError> {
         let url = format!("{}?object-lock", self.bucket_endpoint);
-        let (status, text) =
+        let (status, _, text) =
             self.call(http::Method::GET, &url, Bytes::new(), "reading the Object Lock of the bucket").await?;
         if status.is_success() {
             return Ok(text.contains("<ObjectLockEnabled>Enabled</ObjectLockEnabled>"));
@@ -102,13 +126,19 @@ impl S3Lock {
         Err(failure("reading the Object Lock of the bucket", status, &text))
     }
 
+    /// The URL of `key`'s object as `object_store` addresses it, with `?subresource` when given.
+    fn object_url(&self, key: &str, subresource: Option<&str>) -> String {
+        let path = if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) };
+        let query = subresource.map(|s| format!("?{s}")).unwrap_or_default();
+        format!("{}/{}{query}", self.bucket_endpoint, utf8_percent_encode(&path, PATH_ENCODE))
+    }
+
     /// `PUT <object>?<subresource>` with the XML `body`, signed; `what` words the error. `false`
     /// when S3 answers that the bucket has no Object Lock configuration.
     async fn put(&self, key: &str, subresource: &str, body: String, what: &str) -> Result<bool, BucketError> {
-        let path = if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) };
-        let url = format!("{}/{}?{subresource}", self.bucket_endpoint, utf8_percent_encode(&path, PATH_ENCODE));
+        let url = self.object_url(key, Some(subresource));
         let what = format!("{what} {key}");
-        let (status, text) = self.call(http::Method::PUT, &url, Bytes::from(body), &what).await?;
+        let (status, _, text) = self.call(http::Method::PUT, &url, Bytes::from(body), &what).await?;
         if status.is_success() {
             return Ok(true);
         }
@@ -118,7 +148,7 @@ impl S3Lock {
         Err(failure(&what, status, &text))
     }
 
-    /// One signed request: its status and body. A non-empty `body` is XML with its SHA-256
+    /// One signed request: its status, headers and body. A non-empty `body` is XML with its SHA-256
     /// checksum (Object Lock calls need an integrity check: Content-MD5 or a checksum).
     async fn call(
         &self,
@@ -126,7 +156,7 @@ impl S3Lock {
         url: &str,
         body: Bytes,
         what: &str,
-    ) -> Result<(http::StatusCode, String), BucketError> {
+    ) -> Result<(http::StatusCode, reqwest::header::HeaderMap, String), BucketError> {
         let mut builder = http::Request::builder().method(method.clone()).uri(url);
         if !body.is_empty() {
             let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
@@ -152,8 +182,8 @@ impl S3Lock {
             send = send.header(name, value);
         }
         let response = send.send().await.map_err(|e| BucketError::Transient(format!("{what}: {e}")))?;
-        let status = response.status();
-        Ok((status, response.text().await.unwrap_or_default()))
+        let (status, headers) = (response.status(), response.headers().clone());
+        Ok((status, headers, response.text().await.unwrap_or_default()))
     }
 }
 
