@@ -414,7 +414,7 @@ impl Bucket for GcsBucket {
         };
         let body = serde_json::json!({"retention": {
             "mode": if ask.locked { "Locked" } else { "Unlocked" },
-            "retainUntilTime": ask.until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "retainUntilTime": ask.until.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         }});
         self.patch_object(key, "retention", "setting the retention of", &body).await
     }

@@ -91,7 +91,8 @@ impl Retention {
     /// `held` already lasts as long and is as strict (no store lets a retention be shortened or
     /// weakened without a bypass, so asking would be refused); else the later date and the
     /// stricter mode of the two. A retention asked again after `keep_days` was shortened keeps
-    /// the date it already has.
+    /// the date it already has (written with its fraction of a second, so a held date is never
+    /// rounded down).
     #[must_use]
     pub fn to_ask(held: Option<Self>, wanted: Self) -> Option<Self> {
         let Some(held) = held else { return Some(wanted) };

@@ -68,7 +68,7 @@ impl S3Lock {
             return Ok(());
         };
         let mode = if ask.locked { "COMPLIANCE" } else { "GOVERNANCE" };
-        let until = ask.until.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let until = ask.until.to_rfc3339_opts(SecondsFormat::AutoSi, true);
         let body = format!(
             "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
              <RetainUntilDate>{until}</RetainUntilDate></Retention>"
